@@ -1,0 +1,23 @@
+r"""The default: the BatchNorm CNN on KMNIST, AdamW + one-cycle, 6 epochs.
+
+  python experiments/train.py --config experiments/configs/kmnist_cnn.py \
+      --workdir /tmp/kmnist_cnn
+
+Expected: >= 95% KMNIST test accuracy (measured: see README "Results"), in under
+10 minutes on a 2-core CPU.
+"""
+
+from kmnist_jax import config as config_lib
+
+
+def get_config():
+  c = config_lib.base()
+  c.dataset = "kmnist"
+  c.model = "cnn"
+  c.optimizer = "adamw"
+  c.learning_rate = 3e-3
+  c.weight_decay = 5e-4
+  c.schedule = "onecycle"
+  c.batch_size = 128
+  c.num_epochs = 6
+  return c

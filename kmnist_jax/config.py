@@ -1,0 +1,158 @@
+"""The training config: one `ml_collections.ConfigDict`, its defaults and its checks.
+
+Experiment config files (`experiments/configs/*.py`) start from :func:`base` and
+change what they need; `experiments/train.py --config.x=y` overrides single fields.
+:func:`validate` turns every bad value into one :class:`UserError` line that names
+the field and the valid choices, before any data is loaded or anything compiled.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from kmnist_jax.errors import UserError
+
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw", "adadelta")
+SCHEDULES = ("constant", "cosine", "onecycle", "step")
+PARALLEL_MODES = ("auto", "single", "pmap", "sharded")
+DTYPES = ("float32", "bfloat16")
+
+# Fields that change how a run executes or reports, not what it computes: a workdir
+# may be resumed with these changed. Every other field must match the checkpoint.
+RUNTIME_FIELDS = frozenset({
+    "parallel", "data_dir", "data_source", "tfds_dir", "progress", "tensorboard",
+    "checkpoint_every", "keep_checkpoints", "allow_config_mismatch",
+    "progress_updates_per_epoch", "eval_batch_size", "num_epochs_stop", "conv_impl",
+})
+
+
+def base() -> ml_collections.ConfigDict:
+  """All fields with their defaults (the default CNN on KMNIST)."""
+  c = ml_collections.ConfigDict()
+  # Data.
+  c.dataset = "kmnist"
+  c.data_source = "auto"          # auto | files | tfds
+  c.data_dir = ""                 # '' -> $KMNIST_JAX_DATA_DIR or ~/kmnist_jax_data
+  c.tfds_dir = ""                 # '' -> <data_dir>/tfds
+  c.val_size = 5000               # carved from train, deterministically from val_seed
+  c.val_seed = 0
+  c.train_limit = 0               # >0: first N train examples only (tests, smoke runs)
+  c.test_limit = 0
+  # Model.
+  c.model = "cnn"
+  c.model_kwargs = ml_collections.ConfigDict()
+  c.dtype = "float32"             # computation dtype: float32 | bfloat16
+  c.conv_impl = "auto"            # auto | xla | im2col (kmnist_jax.ops): same params
+  # Optimisation.
+  c.optimizer = "adamw"
+  c.learning_rate = 3e-3
+  c.momentum = 0.9                # sgd momentum / adam b1
+  c.weight_decay = 5e-4
+  c.schedule = "onecycle"
+  c.warmup_epochs = 0.0           # linear warm-up (constant / cosine / step)
+  c.label_smoothing = 0.0
+  c.grad_clip = 0.0               # >0: clip by global norm
+  c.batch_size = 128
+  c.num_epochs = 6
+  c.num_epochs_stop = 0           # >0: stop after this epoch (resumable), schedule unchanged
+  c.augment = ""                  # augmentation policy string (augment issue); '' = none
+  # Randomness: everything derives from this through jax.random keys.
+  c.seed = 0
+  # Execution.
+  c.parallel = "auto"             # auto | single | pmap | sharded
+  c.distributed = False           # call jax.distributed.initialize() (multi-host)
+  c.eval_batch_size = 1000
+  c.progress = True
+  c.progress_updates_per_epoch = 10
+  c.tensorboard = True
+  c.checkpoint_every = 1          # epochs
+  c.keep_checkpoints = 2          # latest k kept, plus the best by validation accuracy
+  c.allow_config_mismatch = False
+  return c
+
+
+def _choice(cfg, field, choices):
+  value = cfg[field]
+  if value not in choices:
+    raise UserError(f"config.{field}={value!r} is not valid; valid choices: "
+                    f"{', '.join(choices)}")
+
+
+def _positive(cfg, field, allow_zero=False):
+  value = cfg[field]
+  ok = value >= 0 if allow_zero else value > 0
+  if not ok:
+    raise UserError(f"config.{field}={value!r} must be {'>= 0' if allow_zero else '> 0'}")
+
+
+def validate(cfg: ml_collections.ConfigDict) -> None:
+  """Checks every field a user can get wrong; raises one UserError line."""
+  from kmnist_jax import data, models, ops  # Registries live with their concepts.
+
+  missing = sorted(set(base().keys()) - set(cfg.keys()))
+  if missing:
+    raise UserError(f"config is missing fields {missing}; start config files from "
+                    "kmnist_jax.config.base()")
+  if cfg.dataset not in data.DATASETS:
+    raise UserError(f"config.dataset={cfg.dataset!r} is not valid; valid choices: "
+                    f"{', '.join(sorted(data.DATASETS))}")
+  _choice(cfg, "data_source", data.SOURCES)
+  if cfg.model not in models.MODELS:
+    raise UserError(f"config.model={cfg.model!r} is not valid; valid choices: "
+                    f"{', '.join(sorted(models.MODELS))}")
+  _choice(cfg, "optimizer", OPTIMIZERS)
+  _choice(cfg, "schedule", SCHEDULES)
+  _choice(cfg, "parallel", PARALLEL_MODES)
+  _choice(cfg, "dtype", DTYPES)
+  _choice(cfg, "conv_impl", ops.CONV_IMPLS)
+  for f in ("learning_rate", "batch_size", "num_epochs", "eval_batch_size",
+            "checkpoint_every", "keep_checkpoints", "progress_updates_per_epoch"):
+    _positive(cfg, f)
+  for f in ("weight_decay", "warmup_epochs", "grad_clip", "val_size", "train_limit",
+            "test_limit", "num_epochs_stop"):
+    _positive(cfg, f, allow_zero=True)
+  if not 0.0 <= cfg.label_smoothing < 1.0:
+    raise UserError(f"config.label_smoothing={cfg.label_smoothing} must be in [0, 1)")
+  if not 0.0 <= cfg.momentum < 1.0:
+    raise UserError(f"config.momentum={cfg.momentum} must be in [0, 1)")
+  if cfg.warmup_epochs >= cfg.num_epochs:
+    raise UserError(f"config.warmup_epochs={cfg.warmup_epochs} must be smaller than "
+                    f"config.num_epochs={cfg.num_epochs}")
+  if cfg.augment:
+    try:
+      from kmnist_jax import augment  # noqa: F401  (the augmentation issue adds it)
+    except ImportError:
+      raise UserError(f"config.augment={cfg.augment!r}: augmentation is not available in "
+                      "this version; use augment=''") from None
+
+
+def to_dict(cfg: ml_collections.ConfigDict) -> dict:
+  """A JSON-safe plain dict (tuples become lists)."""
+  return _jsonable(cfg.to_dict())
+
+
+def _jsonable(x):
+  if isinstance(x, dict):
+    return {k: _jsonable(v) for k, v in x.items()}
+  if isinstance(x, (list, tuple)):
+    return [_jsonable(v) for v in x]
+  return x
+
+
+def from_dict(d: dict) -> ml_collections.ConfigDict:
+  """Inverse of :func:`to_dict`, filling fields added since the checkpoint was written."""
+  cfg = base()
+  cfg.update(ml_collections.ConfigDict(d))
+  return cfg
+
+
+def differences(saved: dict, current: dict, *, ignore=RUNTIME_FIELDS) -> list[str]:
+  """Fields whose values differ, as 'field: saved -> current' lines."""
+  out = []
+  for key in sorted(set(saved) | set(current)):
+    if key in ignore:
+      continue
+    a, b = saved.get(key, "<absent>"), current.get(key, "<absent>")
+    if a != b:
+      out.append(f"{key}: {a!r} (checkpoint) vs {b!r} (now)")
+  return out

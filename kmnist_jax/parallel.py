@@ -1,0 +1,161 @@
+"""Where parallelism is decided: one object, three modes, the same training math.
+
+* ``single``  -- ``jax.jit`` on one device.
+* ``pmap``    -- ``jax.pmap`` over the local devices; gradients and batch statistics are
+  averaged with ``lax.pmean`` over the axis ``'batch'``.
+* ``sharded`` -- ``jax.jit`` over a 1-D ``Mesh(('data',))``: state and dataset replicated,
+  each global batch sharded along ``'data'`` with ``NamedSharding``; XLA inserts the
+  all-reduces.
+* ``auto``    -- ``sharded`` when there is more than one device, else ``single``.
+
+The dataset lives on every device (MNIST-sized data is ~47 MB), so no process ever feeds
+batches: each step's global batch indices come from (seed, epoch) on device and every
+device gathers its own slice of them. The same holds across hosts after
+``jax.distributed.initialize()``: every process loads the same files and builds the same
+replicated arrays, and the mesh spans all processes' devices.
+
+The training code never branches on the mode: it calls :meth:`Parallel.compile`,
+:meth:`Parallel.local_indices`, :meth:`Parallel.mean` and :meth:`Parallel.sum`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from kmnist_jax import config as config_lib
+from kmnist_jax.errors import UserError
+
+AXIS = "batch"      # pmap axis name (also the BatchNorm axis_name under pmap)
+MESH_AXIS = "data"  # mesh axis of the sharded mode
+
+
+def initialize_distributed(coordinator: str = "", num_processes: int = 0,
+                           process_id: int = -1) -> None:
+  """`jax.distributed.initialize`, with arguments only where given (none on TPU/SLURM)."""
+  kwargs = {}
+  if coordinator:
+    kwargs["coordinator_address"] = coordinator
+  if num_processes:
+    kwargs["num_processes"] = num_processes
+  if process_id >= 0:
+    kwargs["process_id"] = process_id
+  jax.distributed.initialize(**kwargs)
+
+
+@dataclasses.dataclass
+class Parallel:
+  mode: str
+  devices: list
+
+  def __post_init__(self):
+    self.mesh = Mesh(np.array(self.devices), (MESH_AXIS,))
+
+  @property
+  def num_replicas(self) -> int:
+    return 1 if self.mode == "single" else len(self.devices)
+
+  @property
+  def axis_name(self) -> str | None:
+    """Collective axis inside compiled functions (pmap only; jit needs none)."""
+    return AXIS if self.mode == "pmap" else None
+
+  def describe(self) -> str:
+    kinds = sorted({d.platform for d in self.devices})
+    return f"{self.mode} on {self.num_replicas} {'/'.join(kinds)} device(s)"
+
+  def check_batch(self, batch_size: int, what: str = "config.batch_size") -> None:
+    if batch_size % self.num_replicas:
+      raise UserError(f"{what}={batch_size} must be divisible by the number of devices "
+                      f"({self.num_replicas}, parallel={self.mode})")
+
+  # ---- Placement -----------------------------------------------------------------
+  def replicate(self, tree: Any) -> Any:
+    """A full copy of `tree` on every device, in the layout `compile`d functions take."""
+    if self.mode == "single":
+      return jax.device_put(tree, self.devices[0])
+    if self.mode == "sharded":
+      sharding = NamedSharding(self.mesh, P())
+      return jax.tree.map(
+          lambda x: jax.make_array_from_callback(np.shape(x), sharding,
+                                                 lambda idx, x=x: np.asarray(x)[idx]),
+          jax.device_get(tree))
+    # pmap: a leading axis of size n, one slice per local device.
+    local = [d for d in self.devices if d.process_index == jax.process_index()]
+    sharding = NamedSharding(Mesh(np.array(local), (AXIS,)), P(AXIS))
+
+    def put(x):
+      x = np.asarray(jax.device_get(x))
+      shards = [jax.device_put(x[None], d) for d in local]
+      return jax.make_array_from_single_device_arrays((len(local),) + x.shape,
+                                                      sharding, shards)
+    return jax.tree.map(put, tree)
+
+  def fetch(self, tree: Any) -> Any:
+    """One copy of a replicated tree as host numpy (checkpoints, metrics, eval)."""
+    def get(x):
+      x = np.asarray(x.addressable_shards[0].data)
+      return x[0] if self.mode == "pmap" else x
+    return jax.tree.map(get, tree)
+
+  # ---- Compilation -----------------------------------------------------------------
+  def compile(self, fn: Callable, *, num_replicated: int, donate_state: bool = True
+              ) -> Callable:
+    """Compiles fn(*replicated_args, *broadcast_args).
+
+    The first `num_replicated` arguments were placed with :meth:`replicate` (state,
+    dataset); the rest (keys, step offsets) are small values broadcast to all devices.
+    Outputs come back replicated (state) or identical on every device (metrics).
+    """
+    donate = (0,) if donate_state else ()
+    if self.mode in ("single", "sharded"):
+      return jax.jit(fn, donate_argnums=donate)
+
+    cache = {}
+
+    def call(*args):
+      if "pmapped" not in cache:
+        in_axes = (0,) * num_replicated + (None,) * (len(args) - num_replicated)
+        cache["pmapped"] = jax.pmap(fn, axis_name=AXIS, in_axes=in_axes,
+                                    donate_argnums=donate)
+      return cache["pmapped"](*args)
+    return call
+
+  # ---- Inside compiled functions -----------------------------------------------------
+  def local_indices(self, idx: jax.Array) -> jax.Array:
+    """Global batch indices [B] -> the indices this replica computes on."""
+    if self.mode == "pmap":
+      n = self.num_replicas
+      return idx.reshape(n, idx.shape[0] // n)[jax.lax.axis_index(AXIS)]
+    if self.mode == "sharded":
+      return jax.lax.with_sharding_constraint(idx, NamedSharding(self.mesh, P(MESH_AXIS)))
+    return idx
+
+  def replica_key(self, key: jax.Array) -> jax.Array:
+    """Per-replica randomness (dropout) under pmap; the global key otherwise."""
+    if self.mode == "pmap":
+      return jax.random.fold_in(key, jax.lax.axis_index(AXIS))
+    return key
+
+  def mean(self, tree):
+    return jax.lax.pmean(tree, AXIS) if self.mode == "pmap" else tree
+
+  def sum(self, tree):
+    return jax.lax.psum(tree, AXIS) if self.mode == "pmap" else tree
+
+
+def create(mode: str = "auto", devices: list | None = None) -> Parallel:
+  if mode not in config_lib.PARALLEL_MODES:
+    raise UserError(f"unknown parallel mode {mode!r}; valid choices: "
+                    f"{', '.join(config_lib.PARALLEL_MODES)}")
+  devices = list(devices) if devices is not None else jax.devices()
+  if mode == "auto":
+    mode = "sharded" if len(devices) > 1 else "single"
+  if mode == "single":
+    devices = devices[:1]
+  return Parallel(mode, devices)

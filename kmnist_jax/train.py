@@ -1,0 +1,406 @@
+"""Training and evaluation: one straight line from arrays to checkpoints.
+
+arrays (uint8, host) -> devices once (:meth:`Parallel.replicate`) -> compiled training
+calls, each a ``lax.scan`` over many steps (shuffle from (seed, epoch) and per-step
+keys from (seed, step), all on device) -> per-epoch metrics -> Orbax checkpoint.
+
+The core is functional: a model is split once into ``graphdef`` (static) and arrays
+(:class:`TrainState`); ``train_step(state, images, labels, key)`` is pure and runs
+unchanged under ``jit``, ``pmap`` and sharded ``jit`` (see :mod:`kmnist_jax.parallel`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from typing import Any, Callable
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from kmnist_jax import checkpoint as ckpt_lib
+from kmnist_jax import config as config_lib
+from kmnist_jax import data as data_lib
+from kmnist_jax import models, optim, parallel
+from kmnist_jax.errors import UserError
+
+# Streams folded into the root key: each use of randomness has its own.
+_INIT, _SHUFFLE, _STEP, _AUGMENT = 0, 1, 2, 3
+
+
+class TrainingDiverged(UserError):
+  """The loss became NaN/inf; the last good checkpoint is kept."""
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array      # int32 scalar: global step
+  params: Any          # trainable (nnx.Param)
+  rest: Any            # other model state (BatchNorm statistics)
+  opt_state: Any
+
+
+def root_key(seed: int) -> jax.Array:
+  return jax.random.key(seed)
+
+
+def init_model(cfg, num_classes: int, *, bn_axis_name: str | None = None):
+  """The model for `cfg`, initialised from (seed, 'init')."""
+  dtype = jnp.bfloat16 if cfg.dtype == "bfloat16" else jnp.float32
+  key = jax.random.fold_in(root_key(cfg.seed), _INIT)
+  return models.create(cfg.model, num_classes=num_classes, rngs=nnx.Rngs(key),
+                       bn_axis_name=bn_axis_name, dtype=dtype, conv_impl=cfg.conv_impl,
+                       **cfg.model_kwargs)
+
+
+def init_state(cfg, num_classes: int, steps_per_epoch: int, *,
+               bn_axis_name: str | None = None):
+  """(graphdef, tx, TrainState at step 0)."""
+  model = init_model(cfg, num_classes, bn_axis_name=bn_axis_name)
+  graphdef, params, rest = models.split(model)
+  tx = optim.create(cfg, steps_per_epoch)
+  state = TrainState(step=jnp.zeros((), jnp.int32), params=params, rest=rest,
+                     opt_state=tx.init(params))
+  return graphdef, tx, state
+
+
+# ---- Pure functions --------------------------------------------------------------------
+
+def make_train_step(graphdef, tx, cfg, num_classes: int, par: parallel.Parallel
+                    ) -> Callable:
+  """train_step(state, images uint8 [b,28,28], labels [b], key) -> (state, metrics)."""
+  dtype = jnp.bfloat16 if cfg.dtype == "bfloat16" else jnp.float32
+  smoothing = cfg.label_smoothing
+
+  def loss_fn(params, rest, images, labels, key):
+    x = models.preprocess(images, dtype)
+    logits, new_rest = models.apply(graphdef, params, rest, x, train=True, key=key)
+    targets = optax.smooth_labels(jax.nn.one_hot(labels, num_classes), smoothing)
+    loss = optax.softmax_cross_entropy(logits.astype(jnp.float32), targets).mean()
+    return loss, (logits, new_rest)
+
+  def train_step(state: TrainState, images, labels, key):
+    key = par.replica_key(key)
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+    (loss, (logits, new_rest)), grads = grad_fn(state.params, state.rest, images,
+                                                labels, key)
+    grads, loss = par.mean((grads, loss))
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    correct = par.sum(jnp.sum(jnp.argmax(logits, -1) == labels))
+    new_state = state.replace(step=state.step + 1, params=params, rest=new_rest,
+                              opt_state=opt_state)
+    return new_state, {"loss": loss, "correct": correct}
+
+  return train_step
+
+
+def make_train_chunk(train_step, *, n_train: int, batch_size: int, chunk_steps: int,
+                     par: parallel.Parallel) -> Callable:
+  """chunk(state, images, labels, root, epoch, start) -> (state, summed metrics).
+
+  Runs steps [start, start + chunk_steps) of `epoch` as one scan. The epoch's order
+  is ``permutation(fold_in(root, SHUFFLE, epoch))``; step keys are
+  ``fold_in(root, STEP, global_step)``: both depend on (seed, epoch/step) only, so a
+  resumed run repeats an uninterrupted one exactly.
+  """
+  steps_per_epoch = n_train // batch_size
+
+  def chunk(state, images, labels, root, epoch, start):
+    shuffle_key = jax.random.fold_in(jax.random.fold_in(root, _SHUFFLE), epoch)
+    order = jax.random.permutation(shuffle_key, n_train)
+    order = order[:steps_per_epoch * batch_size].reshape(steps_per_epoch, batch_size)
+    order = jax.lax.dynamic_slice_in_dim(order, start, chunk_steps)
+    step_root = jax.random.fold_in(root, _STEP)
+
+    def body(state, idx):
+      key = jax.random.fold_in(step_root, state.step)
+      idx = par.local_indices(idx)
+      state, m = train_step(state, images[idx], labels[idx].astype(jnp.int32), key)
+      bad = ~jnp.isfinite(m["loss"])
+      return state, (m["loss"], m["correct"], bad, state.step)
+
+    state, (loss, correct, bad, steps) = jax.lax.scan(body, state, order)
+    first_bad = jnp.min(jnp.where(bad, steps, jnp.iinfo(jnp.int32).max))
+    return state, {"loss_sum": jnp.sum(loss), "correct": jnp.sum(correct),
+                   "first_bad_step": first_bad}
+
+  return chunk
+
+
+def make_eval_fn(graphdef, cfg, num_classes: int, par: parallel.Parallel,
+                 eval_batch: int) -> Callable:
+  """eval(state, images, labels, n_valid) -> sums of loss / correct and the confusion.
+
+  `images` is padded to a multiple of `eval_batch`; rows >= n_valid are masked out.
+  """
+  dtype = jnp.bfloat16 if cfg.dtype == "bfloat16" else jnp.float32
+
+  def evaluate(state, images, labels, n_valid):
+    nb = images.shape[0] // eval_batch
+
+    def body(carry, b):
+      idx = par.local_indices(b * eval_batch + jnp.arange(eval_batch))
+      y = labels[idx].astype(jnp.int32)
+      mask = (idx < n_valid).astype(jnp.float32)
+      logits, _ = models.apply(graphdef, state.params, state.rest,
+                               models.preprocess(images[idx], dtype), train=False)
+      logits = logits.astype(jnp.float32)
+      loss = optax.softmax_cross_entropy_with_integer_labels(logits, y)
+      pred = jnp.argmax(logits, -1)
+      conf = jnp.zeros((num_classes, num_classes), jnp.float32).at[y, pred].add(mask)
+      out = {"loss_sum": jnp.sum(loss * mask), "confusion": conf}
+      return jax.tree.map(jnp.add, carry, par.sum(out)), None
+
+    zero = {"loss_sum": jnp.zeros(()),
+            "confusion": jnp.zeros((num_classes, num_classes))}
+    sums, _ = jax.lax.scan(body, zero, jnp.arange(nb))
+    return sums
+
+  return evaluate
+
+
+def summarize_eval(sums: dict, n: int) -> dict:
+  """Host-side: accuracy, balanced accuracy and loss from eval sums."""
+  conf = np.asarray(sums["confusion"]).round().astype(np.int64)
+  per_class_total = conf.sum(1)
+  recall = np.divide(np.diag(conf), per_class_total,
+                     out=np.zeros(len(conf)), where=per_class_total > 0)
+  present = per_class_total > 0
+  return {
+      "accuracy": float(np.trace(conf) / max(n, 1)),
+      "balanced_accuracy": float(recall[present].mean()) if present.any() else 0.0,
+      "loss": float(sums["loss_sum"]) / max(n, 1),
+      "confusion": conf.tolist(),
+  }
+
+
+# ---- Driver ----------------------------------------------------------------------------
+
+def _pad(images: np.ndarray, labels: np.ndarray, multiple: int):
+  n = len(labels)
+  total = max(multiple, math.ceil(n / multiple) * multiple)
+  if total == n:
+    return images, labels
+  pad = total - n
+  return (np.concatenate([images, np.zeros((pad,) + images.shape[1:], images.dtype)]),
+          np.concatenate([labels, np.zeros((pad,), labels.dtype)]))
+
+
+def _chunk_steps(steps_per_epoch: int, updates: int) -> int:
+  """The divisor of steps_per_epoch closest to steps_per_epoch / updates."""
+  target = max(1, steps_per_epoch / max(1, updates))
+  divisors = [d for d in range(1, steps_per_epoch + 1) if steps_per_epoch % d == 0]
+  best = min(divisors, key=lambda d: (abs(math.log(d / target)), d))
+  # Very short chunks (prime step counts) cost a host round trip each: use the epoch.
+  return best if best >= min(8, steps_per_epoch) else steps_per_epoch
+
+
+class _Evaluator:
+  """Evaluates one split, placed on device once, compiled once."""
+
+  def __init__(self, eval_fn, par, split: data_lib.Split, eval_batch: int):
+    images, labels = _pad(split.images, split.labels, eval_batch)
+    self.n = len(split.labels)
+    self.par = par
+    self.arrays = par.replicate((images, labels))
+    self.fn = par.compile(eval_fn, num_replicated=3, donate_state=False)
+
+  def __call__(self, state) -> dict:
+    sums = self.fn(state, *self.arrays, self.n)
+    return summarize_eval(self.par.fetch(sums), self.n)
+
+
+def _load_data(cfg) -> data_lib.Dataset:
+  limit = {}
+  if cfg.train_limit:
+    limit["train"] = cfg.train_limit
+  if cfg.test_limit:
+    limit["test"] = cfg.test_limit
+  return data_lib.load(cfg.dataset, data_dir=cfg.data_dir or None,
+                       source=cfg.data_source, val_size=cfg.val_size,
+                       val_seed=cfg.val_seed, tfds_dir=cfg.tfds_dir or None,
+                       limit=limit or None)
+
+
+class _MetricLog:
+  """metrics.jsonl (rewritten from the checkpoint history on resume) + TensorBoard."""
+
+  def __init__(self, workdir: str, history: list[dict], tensorboard: bool):
+    self.path = os.path.join(workdir, "metrics.jsonl")
+    _atomic_write(self.path, "".join(json.dumps(h) + "\n" for h in history))
+    self.writer = None
+    if tensorboard and jax.process_index() == 0:
+      try:
+        from clu import metric_writers
+        self.writer = metric_writers.create_default_writer(
+            os.path.join(workdir, "tensorboard"), asynchronous=False)
+      except ImportError as e:  # pragma: no cover - clu/TF are in requirements.txt
+        logging.warning("TensorBoard disabled: %s", e)
+
+  def write(self, record: dict):
+    with open(self.path, "a") as f:
+      f.write(json.dumps(record) + "\n")
+    if self.writer is not None:
+      scalars = {k: v for k, v in record.items()
+                 if isinstance(v, (int, float)) and k not in ("epoch", "step")}
+      self.writer.write_scalars(record["step"], scalars)
+      self.writer.flush()
+
+
+def _atomic_write(path: str, text: str):
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    f.write(text)
+  os.replace(tmp, path)
+
+
+def train_and_evaluate(cfg, workdir: str, *, log: Callable[[str], None] = print) -> dict:
+  """Trains `cfg` in `workdir` (resuming from its latest checkpoint) and returns the
+  final results (also written to ``<workdir>/results.json``)."""
+  config_lib.validate(cfg)
+  if cfg.distributed:
+    parallel.initialize_distributed()
+  os.makedirs(workdir, exist_ok=True)
+  par = parallel.create(cfg.parallel)
+  par.check_batch(cfg.batch_size)
+  par.check_batch(cfg.eval_batch_size, "config.eval_batch_size")
+
+  ds = _load_data(cfg)
+  train, test = ds.splits["train"], ds.splits["test"]
+  val = ds.splits.get("validation")
+  n_train, C = len(train.labels), ds.info.num_classes
+  if n_train < cfg.batch_size:
+    raise UserError(f"config.batch_size={cfg.batch_size} is larger than the training "
+                    f"set ({n_train} examples)")
+  steps_per_epoch = n_train // cfg.batch_size
+  chunk_steps = _chunk_steps(steps_per_epoch, cfg.progress_updates_per_epoch)
+
+  graphdef, tx, state = init_state(cfg, C, steps_per_epoch, bn_axis_name=par.axis_name)
+  saved_cfg = config_lib.to_dict(cfg)
+  ckpts = ckpt_lib.Checkpoints(workdir, keep=cfg.keep_checkpoints)
+  history: list[dict] = []
+  start_epoch = 0
+  if ckpts.latest_step() is not None:
+    _, old_cfg, _ = ckpts.restore_meta()
+    diffs = config_lib.differences(old_cfg, saved_cfg)
+    if diffs and not cfg.allow_config_mismatch:
+      raise UserError(
+          f"workdir {workdir} holds a checkpoint of a different config ("
+          + "; ".join(diffs) + "); use another --workdir, or "
+          "--config.allow_config_mismatch=True to resume anyway")
+    step, host_state, _, history = ckpts.restore(jax.device_get(state))
+    state = host_state
+    start_epoch = len(history)
+    log(f"Resuming from {ckpts.directory}/{step} (epoch {start_epoch}).")
+
+  state = par.replicate(state)
+  train_arrays = par.replicate((train.images, train.labels))
+  root = root_key(cfg.seed)
+  train_step = make_train_step(graphdef, tx, cfg, C, par)
+  chunk_fn = par.compile(
+      make_train_chunk(train_step, n_train=n_train, batch_size=cfg.batch_size,
+                       chunk_steps=chunk_steps, par=par), num_replicated=3)
+  eval_fn = make_eval_fn(graphdef, cfg, C, par, cfg.eval_batch_size)
+  evaluators = {name: _Evaluator(eval_fn, par, split, cfg.eval_batch_size)
+                for name, split in (("val", val), ("test", test)) if split is not None}
+  lr_at = optim.schedule(cfg, steps_per_epoch)
+  mlog = _MetricLog(workdir, history, cfg.tensorboard)
+
+  end_epoch = cfg.num_epochs
+  if cfg.num_epochs_stop:
+    end_epoch = min(end_epoch, cfg.num_epochs_stop)
+  log(f"{cfg.model} on {cfg.dataset} ({ds.source}): {n_train} train examples, "
+      f"{steps_per_epoch} steps/epoch, {par.describe()}, "
+      f"{sum(np.size(x) for x in jax.tree.leaves(par.fetch(state.params))):,} params")
+
+  bar = _progress(cfg, total=(end_epoch - start_epoch) * steps_per_epoch)
+  try:
+    for epoch in range(start_epoch, end_epoch):
+      t0 = time.perf_counter()
+      loss_sum = correct = 0.0
+      for start in range(0, steps_per_epoch, chunk_steps):
+        state, m = chunk_fn(state, *train_arrays, root, epoch, start)
+        m = par.fetch(m)
+        bad = int(m["first_bad_step"])
+        if bad != np.iinfo(np.int32).max:
+          last = ckpts.latest_step()
+          raise TrainingDiverged(
+              f"loss became NaN/inf at step {bad} (epoch {epoch + 1}); stopped. "
+              + (f"Last good checkpoint: {ckpts.directory}/{last}." if last is not None
+                 else "No checkpoint was saved yet.")
+              + " Lower config.learning_rate or set config.grad_clip.")
+        loss_sum += float(m["loss_sum"])
+        correct += float(m["correct"])
+        if bar is not None:
+          done = start + chunk_steps
+          bar.update(chunk_steps)
+          bar.set_postfix(epoch=f"{epoch + 1}/{end_epoch}",
+                          loss=f"{loss_sum / done:.4f}",
+                          acc=f"{correct / (done * cfg.batch_size):.4f}")
+      jax.block_until_ready(state)
+      train_time = time.perf_counter() - t0
+      n_seen = steps_per_epoch * cfg.batch_size
+      step = (epoch + 1) * steps_per_epoch
+      record = {
+          "epoch": epoch + 1, "step": step,
+          "lr": float(lr_at(step - 1)),
+          "train_loss": loss_sum / steps_per_epoch,
+          "train_accuracy": correct / n_seen,
+          "epoch_time_s": train_time,
+          "train_img_per_s": n_seen / train_time,
+      }
+      if "val" in evaluators:
+        v = evaluators["val"](state)
+        record.update(val_loss=v["loss"], val_accuracy=v["accuracy"],
+                      val_balanced_accuracy=v["balanced_accuracy"],
+                      val_confusion=v["confusion"])
+      history.append(record)
+      mlog.write(record)
+      msg = (f"epoch {epoch + 1}/{end_epoch}: train loss {record['train_loss']:.4f} "
+             f"acc {record['train_accuracy']:.4f}")
+      if "val_accuracy" in record:
+        msg += f", val acc {record['val_accuracy']:.4f}"
+      msg += f" ({record['train_img_per_s']:.0f} img/s)"
+      (bar.write if bar is not None else log)(msg)
+      if (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == end_epoch:
+        metrics = ({ckpt_lib.BEST_METRIC: record["val_accuracy"]}
+                   if "val_accuracy" in record else None)
+        ckpts.save(step, par.fetch(state), saved_cfg, history, metrics)
+  finally:
+    if bar is not None:
+      bar.close()
+
+  results = {"dataset": cfg.dataset, "model": cfg.model, "epochs": len(history),
+             "finished": len(history) == cfg.num_epochs, "parallel": par.mode,
+             "devices": par.num_replicas}
+  test_metrics = evaluators["test"](state)
+  results.update({f"test_{k}": v for k, v in test_metrics.items()})
+  if history:
+    results.update(train_loss=history[-1]["train_loss"],
+                   val_accuracy=history[-1].get("val_accuracy"),
+                   train_img_per_s=float(np.median(
+                       [h["train_img_per_s"] for h in history[start_epoch:]]))
+                   if len(history) > start_epoch else None)
+  if jax.process_index() == 0:
+    _atomic_write(os.path.join(workdir, "results.json"), json.dumps(results, indent=1))
+  ckpts.close()
+  log(f"Test accuracy: {results['test_accuracy']:.4f} "
+      f"(balanced {results['test_balanced_accuracy']:.4f}, loss "
+      f"{results['test_loss']:.4f}) after {len(history)} epochs; results in "
+      f"{os.path.join(workdir, 'results.json')}")
+  return results
+
+
+def _progress(cfg, total: int):
+  if not cfg.progress or total <= 0 or jax.process_index() != 0:
+    return None
+  from tqdm.auto import tqdm
+  return tqdm(total=total, unit="step", dynamic_ncols=True, smoothing=0.1)

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Local entry point: makes or reuses a virtualenv, installs requirements.txt, then runs
+#   bash launch/local.sh train [train.py flags]   # default: KMNIST CNN in ./workdirs/kmnist_cnn
+#   bash launch/local.sh test  [pytest args]      # the test suite
+#   bash launch/local.sh python SCRIPT [args]     # any script with the venv and repo on the path
+# Environment: KMNIST_JAX_DATA_DIR (datasets; default ~/kmnist_jax_data),
+#              KMNIST_JAX_VENV (virtualenv; default ./.venv), PYTHON (default python3).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${KMNIST_JAX_VENV:-$ROOT/.venv}"
+PYTHON="${PYTHON:-python3}"
+
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "Creating virtualenv $VENV" >&2
+  "$PYTHON" -m venv "$VENV"
+fi
+STAMP="$VENV/.kmnist_jax_requirements"
+if ! cmp -s "$ROOT/requirements.txt" "$STAMP"; then
+  echo "Installing requirements.txt into $VENV" >&2
+  "$VENV/bin/python" -m pip install -q --upgrade pip
+  "$VENV/bin/python" -m pip install -q -r "$ROOT/requirements.txt"
+  cp "$ROOT/requirements.txt" "$STAMP"
+fi
+
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
+cd "$ROOT"
+cmd="${1:-}"
+shift || true
+case "$cmd" in
+  train)
+    # XLA:CPU runs a step on one core: one CPU device per core lets data parallelism
+    # (parallel=auto -> sharded) use them all. No effect on GPU/TPU runs.
+    if [[ "${XLA_FLAGS:-}" != *xla_force_host_platform_device_count* ]]; then
+      export XLA_FLAGS="${XLA_FLAGS:-} --xla_force_host_platform_device_count=$(nproc)"
+    fi
+    args=("$@")
+    [[ " ${args[*]:-} " == *" --config"* ]] || args+=(--config experiments/configs/kmnist_cnn.py)
+    [[ " ${args[*]:-} " == *" --workdir"* ]] || args+=(--workdir workdirs/kmnist_cnn)
+    exec "$VENV/bin/python" experiments/train.py "${args[@]}"
+    ;;
+  test)
+    exec "$VENV/bin/python" -m pytest "$@"
+    ;;
+  python)
+    exec "$VENV/bin/python" "$@"
+    ;;
+  *)
+    echo "usage: bash launch/local.sh {train|test|python} [args...]" >&2
+    exit 2
+    ;;
+esac

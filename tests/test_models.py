@@ -1,0 +1,333 @@
+"""Tests for kmnist_jax.models: shapes, registry, dtypes, purity, overfitting, BN sync."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from kmnist_jax import errors
+from kmnist_jax import models as M
+
+B = 8
+# Small configurations so every test compiles in about a second on 2 CPU cores.
+SMALL = {
+    'logreg': {},
+    'mlp': {'hidden': 32},
+    'keras_cnn': {},
+    'cnn': {'widths': (8, 16), 'dense': 32},
+    'preact_resnet18': {'width': 4},
+}
+FEATURE_DIM = {'logreg': 784, 'mlp': 32, 'keras_cnn': 128, 'cnn': 32, 'preact_resnet18': 32}
+HAS_DROPOUT = {'mlp', 'keras_cnn', 'cnn'}
+HAS_BN = {'cnn', 'preact_resnet18'}
+
+
+def test_small_covers_registry():
+  assert set(SMALL) == set(M.MODELS)
+
+
+@functools.lru_cache(maxsize=None)
+def _small_states(name, num_classes, kw_items):
+  return M.split(M.create(name, num_classes=num_classes, rngs=nnx.Rngs(0), **dict(kw_items)))
+
+
+def small(name, num_classes=10, **kw):
+  """A fresh copy of a small model; each configuration is initialised once per session
+  (eager initialisation compiles one random op per weight shape: seconds on 2 cores)."""
+  kw = {**SMALL[name], **kw}
+  return nnx.merge(*_small_states(name, num_classes, tuple(sorted(kw.items()))), copy=True)
+
+
+@pytest.fixture(scope='module')
+def images():
+  return np.random.RandomState(0).randint(0, 256, (B, 28, 28), dtype=np.uint8)
+
+
+@pytest.fixture(scope='module')
+def x(images):
+  return M.preprocess(images)
+
+
+def bn_stats(rest):
+  return [np.asarray(a) for a in jax.tree.leaves(rest)]
+
+
+# --------------------------------------------------------------------------- preprocess
+
+
+def test_preprocess_uint8(images):
+  x = M.preprocess(images)
+  assert x.shape == (B, 28, 28, 1) and x.dtype == jnp.float32
+  np.testing.assert_allclose(np.asarray(x)[..., 0], images / 255.0, rtol=1e-6)
+  edges = M.preprocess(np.array([[[0] * 28] * 28, [[255] * 28] * 28], np.uint8))
+  assert float(edges.min()) == 0.0 and float(edges.max()) == 1.0
+  np.testing.assert_array_equal(M.preprocess(images[..., None]), x)
+
+
+def test_preprocess_float_passthrough_jit_and_dtype(images):
+  xf = images.astype(np.float32) / 255
+  np.testing.assert_array_equal(M.preprocess(xf), xf[..., None])
+  xj = jax.jit(M.preprocess)(images)
+  np.testing.assert_allclose(xj, M.preprocess(images), rtol=1e-6)
+  xb = jax.jit(M.preprocess, static_argnums=1)(images, jnp.bfloat16)
+  assert xb.dtype == jnp.bfloat16 and xb.shape == (B, 28, 28, 1)
+
+
+def test_preprocess_bad_shape():
+  with pytest.raises(errors.UserError, match=r'28, 28'):
+    M.preprocess(np.zeros((2, 32, 32, 3), np.uint8))
+
+
+# --------------------------------------------------------------------------- registry
+
+
+def test_unknown_model_names_choices():
+  with pytest.raises(errors.UserError) as e:
+    M.create('resnet', num_classes=10, rngs=nnx.Rngs(0))
+  msg = str(e.value)
+  assert "'resnet'" in msg
+  for name in M.MODELS:
+    assert name in msg
+
+
+def test_unknown_kwarg_names_kwarg_and_choices():
+  with pytest.raises(errors.UserError) as e:
+    M.create('cnn', num_classes=10, rngs=nnx.Rngs(0), width=8)
+  msg = str(e.value)
+  assert "'width'" in msg and "'cnn'" in msg
+  for k in ('widths', 'dense', 'dropout'):
+    assert k in msg
+  with pytest.raises(errors.UserError, match=r"'dropout'.*accepted arguments: none"):
+    M.create('logreg', num_classes=10, rngs=nnx.Rngs(0), dropout=0.5)
+  with pytest.raises(errors.UserError, match='dropout'):
+    M.create('mlp', num_classes=10, rngs=nnx.Rngs(0), dropout=1.5)
+
+
+def test_model_kwargs():
+  assert M.model_kwargs('preact_resnet18') == {'width': 64}
+  assert M.model_kwargs('cnn') == {'widths': (32, 64), 'dense': 256, 'dropout': 0.3}
+  assert M.model_kwargs('keras_cnn') == {}
+
+
+def test_keras_cnn_param_count_matches_keras():
+  assert M.param_count(M.create('keras_cnn', num_classes=10, rngs=nnx.Rngs(0))) == 1_199_882
+
+
+def test_full_size_param_counts():
+  # eval_shape: count without allocating the 11M-parameter ResNet.
+  def count(name, **kw):
+    return M.param_count(nnx.eval_shape(
+        lambda: M.create(name, num_classes=10, rngs=nnx.Rngs(0), **kw)))
+  assert count('logreg') == 7_850
+  assert count('mlp') == 669_706
+  assert count('mlp', hidden_sizes=(256,)) == 784 * 256 + 256 + 2570
+  assert count('cnn') == 871_082
+  # PreActResNet-18 with a 1-channel stem and the final BN (kuangliu's CIFAR
+  # count 11,171,146 - 2*576 stem weights + 1,024 final BN).
+  assert count('preact_resnet18') == 11_171_018
+
+
+def test_param_count_of_params_pytree():
+  m = small('cnn')
+  _, params, rest = M.split(m)
+  assert M.param_count(params) == M.param_count(m)
+  assert jax.tree.leaves(rest)  # BN stats are not params
+  assert M.param_count(m) == sum(a.size for a in jax.tree.leaves(params))
+
+
+# --------------------------------------------------------------------------- every model
+
+
+@pytest.mark.parametrize('name', sorted(SMALL))
+def test_shapes_head_features_and_49_classes(name, images):
+  m = small(name, num_classes=49)
+  assert isinstance(m, M.Model) and m.num_classes == 49
+  assert isinstance(m.head, nnx.Linear)
+  x = M.preprocess(images)
+  logits = m(x)
+  feats = m.features(x)
+  assert logits.shape == (B, 49) and logits.dtype == jnp.float32
+  assert feats.shape == (B, FEATURE_DIM[name]) and feats.dtype == jnp.float32
+  np.testing.assert_array_equal(m.head(feats), logits)
+  assert np.isfinite(np.asarray(logits)).all()
+
+  # Train mode through the functional view: features then head == __call__.
+  g, p, r = M.split(m)
+  key = jax.random.key(3)
+  out, _ = M.apply(g, p, r, x, train=True, key=key)
+  f, _ = M.apply(g, p, r, x, train=True, key=key, method='features')
+  h, _ = M.apply(g, p, r, f, train=True, method='head')
+  np.testing.assert_allclose(h, out, rtol=1e-6, atol=1e-6)
+
+  # Transfer learning: replacing the head changes the number of classes.
+  m.head = nnx.Linear(FEATURE_DIM[name], 5, rngs=nnx.Rngs(1))
+  assert m(x).shape == (B, 5)
+
+
+@pytest.mark.parametrize('name', sorted(SMALL))
+def test_bfloat16_compute(name, x):
+  m = small(name, dtype=jnp.bfloat16)
+  assert all(a.dtype == jnp.float32 for a in jax.tree.leaves(nnx.state(m, nnx.Param)))
+  g, p, r = M.split(m)
+  xb = M.preprocess(np.asarray(x * 255).astype(np.uint8), jnp.bfloat16)
+  logits, _ = jax.jit(lambda p, r, x: M.apply(g, p, r, x, train=True,
+                                              key=jax.random.key(0)))(p, r, xb)
+  assert logits.dtype == jnp.float32 and logits.shape == (B, 10)
+  assert np.isfinite(np.asarray(logits)).all()
+  # Close to the float32 model with the same parameters (eval mode).
+  f32 = small(name)
+  np.testing.assert_allclose(m(xb), f32(x), atol=0.15 * float(jnp.abs(f32(x)).max()) + 0.05)
+
+
+@pytest.mark.parametrize('name', sorted(SMALL))
+def test_train_key_required_iff_dropout(name, x):
+  m = small(name)
+  if name in HAS_DROPOUT:
+    with pytest.raises(ValueError, match='key'):
+      m(x, train=True)
+    # Dropout rate 0 needs no key.
+    if name != 'keras_cnn':
+      small(name, dropout=0.0)(x, train=True)
+  else:
+    m(x, train=True)
+  m(x)  # eval never needs a key
+
+
+@pytest.mark.parametrize('name', sorted(SMALL))
+def test_adam_overfits_tiny_batch(name, images):
+  labels = jnp.arange(B) % 10
+  m = small(name)
+  g, p, r = M.split(m)
+  tx = optax.adam(3e-3)
+  o = tx.init(p)
+
+  @jax.jit
+  def step(p, r, o, imgs, key):
+    def loss_fn(p):
+      logits, new_r = M.apply(g, p, r, M.preprocess(imgs), train=True, key=key)
+      return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean(), new_r
+    (loss, r), grads = jax.value_and_grad(loss_fn, has_aux=True)(p)
+    updates, o = tx.update(grads, o, p)
+    return optax.apply_updates(p, updates), r, o, loss
+
+  def eval_loss(p, r):
+    logits, _ = M.apply(g, p, r, M.preprocess(images), train=False)
+    return float(optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean())
+
+  first = None
+  for i in range(25):
+    p, r, o, loss = step(p, r, o, images, jax.random.key(i))
+    first = float(loss) if first is None else first
+  assert float(loss) < 0.5 * first, (first, float(loss))
+  assert eval_loss(p, r) < first
+
+
+# --------------------------------------------------------------------------- functional view
+
+
+def test_apply_is_pure_and_jits(x):
+  m = small('cnn')
+  g, p, r = M.split(m)
+  before = bn_stats(r)
+  key = jax.random.key(0)
+  out1, r1 = M.apply(g, p, r, x, train=True, key=key)
+  out2, r2 = M.apply(g, p, r, x, train=True, key=key)
+  np.testing.assert_array_equal(out1, out2)
+  for a, b in zip(bn_stats(r1), bn_stats(r2)):
+    np.testing.assert_array_equal(a, b)
+  for a, b in zip(before, bn_stats(r)):  # caller's state untouched
+    np.testing.assert_array_equal(a, b)
+  for a, b in zip(before, bn_stats(nnx.state(m, nnx.BatchStat))):  # and the model's
+    np.testing.assert_array_equal(a, b)
+
+  fn = jax.jit(M.apply, static_argnames=('train', 'method'))
+  out3, r3 = fn(g, p, r, x, train=True, key=key)
+  np.testing.assert_allclose(out3, out1, rtol=1e-5, atol=1e-5)
+  for a, b in zip(bn_stats(r1), bn_stats(r3)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  assert jax.tree.structure(r3) == jax.tree.structure(r)
+
+
+def test_batch_stats_change_only_in_train(x):
+  g, p, r = M.split(small('preact_resnet18'))
+  _, r_eval = M.apply(g, p, r, x, train=False)
+  for a, b in zip(bn_stats(r), bn_stats(r_eval)):
+    np.testing.assert_array_equal(a, b)
+  _, r_train = M.apply(g, p, r, x, train=True)
+  changed = [not np.array_equal(a, b) for a, b in zip(bn_stats(r), bn_stats(r_train))]
+  assert all(changed)
+  # Eval uses running averages: after a train step the eval output moves.
+  e0, _ = M.apply(g, p, r, x, train=False)
+  e1, _ = M.apply(g, p, r_train, x, train=False)
+  assert not np.allclose(e0, e1)
+
+
+@pytest.mark.parametrize('name', ['mlp', 'keras_cnn', 'cnn'])
+def test_dropout_depends_on_key_and_is_off_in_eval(name, x):
+  # dropout=0 where configurable so BN is the only other train/eval difference.
+  g, p, r = M.split(small(name))
+  a, _ = M.apply(g, p, r, x, train=True, key=jax.random.key(0))
+  b, _ = M.apply(g, p, r, x, train=True, key=jax.random.key(1))
+  c, _ = M.apply(g, p, r, x, train=True, key=jax.random.key(0))
+  assert not np.allclose(a, b)
+  np.testing.assert_array_equal(a, c)
+  e1, _ = M.apply(g, p, r, x, train=False, key=jax.random.key(0))
+  e2, _ = M.apply(g, p, r, x, train=False, key=jax.random.key(1))
+  e3, _ = M.apply(g, p, r, x, train=False)
+  np.testing.assert_array_equal(e1, e2)
+  np.testing.assert_array_equal(e1, e3)
+  if name in ('mlp', 'keras_cnn'):  # no BN: eval == train without dropout
+    d, _ = M.apply(g, p, r, x, train=True, key=jax.random.key(0), method='features')
+    f, _ = M.apply(g, p, r, x, train=False, method='features')
+    assert (np.asarray(d) == 0).mean() > (np.asarray(f) == 0).mean()
+
+
+def test_apply_unknown_method(x):
+  g, p, r = M.split(small('logreg'))
+  with pytest.raises(errors.UserError, match='features'):
+    M.apply(g, p, r, x, train=False, method='forward')
+
+
+# --------------------------------------------------------------------------- BN across devices
+
+
+def _bn_sync_reference(x):
+  g, p, r = M.split(small('cnn', dropout=0.0))
+  return g, p, r, M.apply(g, p, r, x, train=True)
+
+
+def _assert_same_update(ref, logits, rest):
+  ref_logits, ref_rest = ref
+  np.testing.assert_allclose(logits, ref_logits, rtol=1e-4, atol=1e-4)
+  for a, b in zip(bn_stats(ref_rest), bn_stats(rest)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_bn_axis_name_under_vmap_matches_full_batch(x):
+  """vmap over examples with a named axis: BN statistics are taken across it."""
+  _, p, r, ref = _bn_sync_reference(x)
+  g_ax, _, _ = M.split(small('cnn', dropout=0.0, bn_axis_name='batch'))
+
+  def one(xi):
+    out, rest = M.apply(g_ax, p, r, xi[None], train=True)
+    return out[0], rest
+  logits, rest = jax.jit(jax.vmap(one, axis_name='batch'))(x)
+  _assert_same_update(ref, logits, jax.tree.map(lambda a: a[0], rest))
+
+
+@pytest.mark.skipif(jax.device_count() < 2, reason='needs XLA_FLAGS=--xla_force_host_platform_device_count>=2')
+def test_bn_axis_name_under_pmap_matches_full_batch(x):
+  n = 4 if jax.device_count() >= 4 else 2
+  _, p, r, ref = _bn_sync_reference(x)
+  g_ax, _, _ = M.split(small('cnn', dropout=0.0, bn_axis_name='devices'))
+
+  step = jax.pmap(lambda p, r, xs: M.apply(g_ax, p, r, xs, train=True),
+                  axis_name='devices', in_axes=(None, None, 0))
+  logits, rest = step(p, r, x.reshape(n, B // n, 28, 28, 1))
+  for leaf in jax.tree.leaves(rest):  # every replica holds the same stats
+    np.testing.assert_allclose(leaf, np.broadcast_to(leaf[0], leaf.shape), rtol=1e-6)
+  _assert_same_update(ref, np.asarray(logits).reshape(B, -1), jax.tree.map(lambda a: a[0], rest))

@@ -1,0 +1,223 @@
+"""Training on real slices of KMNIST / MNIST: accuracy, parallel modes, resume, bad input."""
+
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from kmnist_jax import checkpoint as ckpt_lib
+from kmnist_jax import config as config_lib
+from kmnist_jax import train
+from kmnist_jax.errors import UserError
+
+
+def tiny(data_dir, **overrides):
+  """A small, fast config on real data (first N examples of each split)."""
+  c = config_lib.base()
+  c.data_dir = data_dir
+  c.data_source = "files"
+  c.train_limit = 2048
+  c.test_limit = 1000
+  c.val_size = 0
+  c.model = "cnn"
+  c.model_kwargs = {"widths": (8, 16), "dense": 32, "dropout": 0.0}
+  c.batch_size = 64
+  c.eval_batch_size = 200
+  c.num_epochs = 2
+  c.learning_rate = 3e-3
+  c.progress = False
+  c.tensorboard = False
+  c.parallel = "single"
+  for k, v in overrides.items():
+    c[k] = v
+  return c
+
+
+def run(cfg, workdir):
+  return train.train_and_evaluate(cfg, str(workdir), log=lambda *_: None)
+
+
+def history(workdir):
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    return [json.loads(line) for line in f]
+
+
+def final_params(workdir):
+  ck = ckpt_lib.Checkpoints(str(workdir), read_only=True)
+  step = ck.latest_step()
+  path = os.path.join(ck.directory, str(step))
+  ck.close()
+  return step, path
+
+
+# ---- Learns on real data ---------------------------------------------------------------
+
+def test_kmnist_cnn_learns_well_above_chance(data_dir, tmp_path):
+  res = run(tiny(data_dir, train_limit=4096, num_epochs=3, val_size=512,
+                 model_kwargs={"widths": (16, 32), "dense": 64, "dropout": 0.1}),
+            tmp_path)
+  assert res["test_accuracy"] > 0.75, res   # chance is 0.10
+  h = history(tmp_path)
+  assert [r["epoch"] for r in h] == [1, 2, 3]
+  assert h[-1]["train_loss"] < h[0]["train_loss"]
+  assert 0.7 < h[-1]["val_accuracy"] <= 1.0
+  conf = np.array(h[-1]["val_confusion"])
+  assert conf.shape == (10, 10) and conf.sum() == 512
+  saved = json.load(open(tmp_path / "results.json"))
+  assert saved["test_accuracy"] == res["test_accuracy"]
+  assert np.array(saved["test_confusion"]).sum() == 1000
+
+
+def test_mnist_keras_cnn_learns(data_dir, tmp_path):
+  res = run(tiny(data_dir, dataset="mnist", model="keras_cnn", model_kwargs={},
+                 optimizer="adadelta", learning_rate=1.0, schedule="constant",
+                 weight_decay=0.0, num_epochs=2), tmp_path)
+  assert res["test_accuracy"] > 0.85, res
+
+
+@pytest.mark.parametrize("model,kwargs", [("logreg", {}), ("mlp", {"hidden": 64}),
+                                          ("preact_resnet18", {"width": 4})])
+def test_other_models_train(data_dir, tmp_path, model, kwargs):
+  res = run(tiny(data_dir, dataset="mnist", model=model, model_kwargs=kwargs,
+                 train_limit=1024, num_epochs=3, test_limit=400), tmp_path)
+  assert res["test_accuracy"] > 0.4, res
+
+
+# ---- Parallel modes agree --------------------------------------------------------------
+
+def test_parallel_modes_agree(data_dir, tmp_path):
+  assert jax.device_count() == 8, "conftest should give 8 CPU devices"
+  results, hists = {}, {}
+  for mode in ("single", "pmap", "sharded"):
+    results[mode] = run(tiny(data_dir, parallel=mode), tmp_path / mode)
+    hists[mode] = history(tmp_path / mode)
+    assert results[mode]["parallel"] == mode
+  assert results["pmap"]["devices"] == results["sharded"]["devices"] == 8
+  for mode in ("pmap", "sharded"):
+    for a, b in zip(hists["single"], hists[mode]):
+      np.testing.assert_allclose(a["train_loss"], b["train_loss"], rtol=2e-3)
+    assert abs(results[mode]["test_accuracy"] - results["single"]["test_accuracy"]) <= 0.01
+    np.testing.assert_allclose(results[mode]["test_loss"], results["single"]["test_loss"],
+                               rtol=1e-2)
+
+
+def test_parallel_modes_agree_with_dropout(data_dir, tmp_path):
+  # Dropout masks are drawn per replica under pmap, so only accuracy is compared.
+  kw = {"widths": (8, 16), "dense": 32, "dropout": 0.3}
+  acc = {m: run(tiny(data_dir, parallel=m, model_kwargs=kw), tmp_path / m)["test_accuracy"]
+         for m in ("single", "pmap", "sharded")}
+  assert abs(acc["sharded"] - acc["single"]) <= 0.005, acc  # same masks as single
+  assert abs(acc["pmap"] - acc["single"]) <= 0.05, acc
+
+
+def test_batch_not_divisible_by_devices(data_dir, tmp_path):
+  with pytest.raises(UserError, match="divisible by the number of devices"):
+    run(tiny(data_dir, parallel="pmap", batch_size=60), tmp_path)
+
+
+# ---- Determinism, checkpoints, resume ---------------------------------------------------
+
+def test_same_seed_same_numbers_other_seed_differs(data_dir, tmp_path):
+  a = run(tiny(data_dir, num_epochs=1), tmp_path / "a")
+  b = run(tiny(data_dir, num_epochs=1), tmp_path / "b")
+  c = run(tiny(data_dir, num_epochs=1, seed=1), tmp_path / "c")
+  assert a["test_loss"] == b["test_loss"] and a["train_loss"] == b["train_loss"]
+  assert c["train_loss"] != a["train_loss"]
+
+
+def test_resume_matches_uninterrupted_run(data_dir, tmp_path):
+  kw = {"widths": (8, 16), "dense": 32, "dropout": 0.2}
+  full = run(tiny(data_dir, num_epochs=3, model_kwargs=kw), tmp_path / "full")
+  # Interrupted after epoch 1, then resumed with the same command (in another mode).
+  part = run(tiny(data_dir, num_epochs=3, num_epochs_stop=1, model_kwargs=kw),
+             tmp_path / "resumed")
+  assert part["epochs"] == 1 and not part["finished"]
+  resumed = run(tiny(data_dir, num_epochs=3, model_kwargs=kw), tmp_path / "resumed")
+  assert resumed["epochs"] == 3 and resumed["finished"]
+  assert resumed["test_loss"] == full["test_loss"]
+  assert resumed["test_accuracy"] == full["test_accuracy"]
+  assert history(tmp_path / "resumed")[-1]["train_loss"] == history(
+      tmp_path / "full")[-1]["train_loss"]
+  assert len(history(tmp_path / "resumed")) == 3
+  # Re-running a finished workdir trains nothing and reports the same numbers.
+  again = run(tiny(data_dir, num_epochs=3, model_kwargs=kw), tmp_path / "resumed")
+  assert again["test_loss"] == full["test_loss"]
+
+
+def test_restore_across_parallel_modes(data_dir, tmp_path):
+  run(tiny(data_dir, num_epochs=2, num_epochs_stop=1, parallel="pmap"), tmp_path / "w")
+  res = run(tiny(data_dir, num_epochs=2, parallel="sharded"), tmp_path / "w")
+  ref = run(tiny(data_dir, num_epochs=2, parallel="single"), tmp_path / "ref")
+  np.testing.assert_allclose(res["test_loss"], ref["test_loss"], rtol=1e-2)
+
+
+def test_keeps_latest_and_best_checkpoints(data_dir, tmp_path):
+  run(tiny(data_dir, num_epochs=4, val_size=256, keep_checkpoints=1), tmp_path)
+  h = history(tmp_path)
+  steps_per_epoch = h[0]["step"]
+  best_epoch = max(range(4), key=lambda i: (h[i]["val_accuracy"], i))
+  ck = ckpt_lib.Checkpoints(str(tmp_path), read_only=True)
+  steps = ck.steps()
+  expected = {4 * steps_per_epoch, (best_epoch + 1) * steps_per_epoch}
+  assert set(steps) == expected, (steps, expected)
+  step, cfg, hist = ck.restore_meta()
+  assert step == 4 * steps_per_epoch and cfg["model"] == "cnn" and len(hist) == 4
+
+
+def test_refuses_workdir_of_another_config(data_dir, tmp_path):
+  run(tiny(data_dir, num_epochs=1), tmp_path)
+  with pytest.raises(UserError) as e:
+    run(tiny(data_dir, num_epochs=1, learning_rate=0.1, batch_size=32), tmp_path)
+  msg = str(e.value)
+  assert "learning_rate" in msg and "batch_size" in msg and "allow_config_mismatch" in msg
+  assert "\n" not in msg
+  # Runtime-only fields (parallel mode, progress) may change.
+  run(tiny(data_dir, num_epochs=1, parallel="sharded", progress=True), tmp_path)
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(data_dir, tmp_path):
+  run(tiny(data_dir, num_epochs=2, num_epochs_stop=1), tmp_path)
+  good = ckpt_lib.Checkpoints(str(tmp_path), read_only=True).steps()
+  bad = tiny(data_dir, num_epochs=2, learning_rate=1e38,
+             allow_config_mismatch=True)
+  with pytest.raises(train.TrainingDiverged, match=r"NaN/inf at step \d+ \(epoch 2\)"
+                     ) as e:
+    run(bad, tmp_path)
+  assert f"checkpoints/{good[-1]}" in str(e.value)
+  assert ckpt_lib.Checkpoints(str(tmp_path), read_only=True).steps() == good
+
+
+# ---- Bad config ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("field,value,choice", [
+    ("dataset", "kmnsit", "kmnist"), ("model", "resnet", "preact_resnet18"),
+    ("optimizer", "adamm", "adamw"), ("parallel", "tpu", "sharded"),
+    ("schedule", "linear", "onecycle"), ("data_source", "web", "tfds"),
+    ("dtype", "fp16", "bfloat16")])
+def test_unknown_names_name_the_choices(field, value, choice):
+  c = config_lib.base()
+  c[field] = value
+  with pytest.raises(UserError, match=f"{field}={value!r}.*valid choices.*{choice}"):
+    config_lib.validate(c)
+
+
+@pytest.mark.parametrize("field,value", [("batch_size", 0), ("learning_rate", -1.0),
+                                         ("label_smoothing", 1.0), ("val_size", -5)])
+def test_out_of_range_values(field, value):
+  c = config_lib.base()
+  c[field] = value
+  with pytest.raises(UserError, match=field):
+    config_lib.validate(c)
+
+
+def test_unknown_model_kwarg(data_dir, tmp_path):
+  with pytest.raises(UserError, match="unknown argument 'depth'.*widths"):
+    run(tiny(data_dir, model_kwargs={"depth": 3}), tmp_path)
+
+
+def test_chunk_steps_divides_epoch():
+  for spe in (1, 7, 13, 100, 460, 468, 937):
+    c = train._chunk_steps(spe, 10)
+    assert spe % c == 0 and (c >= 8 or c == spe)
