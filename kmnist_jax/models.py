@@ -230,7 +230,7 @@ class ConvBN(nnx.Module):
 class CNN(Model):
   """The project default: a small VGG-style CNN with BatchNorm.
 
-  For each width w: [conv3x3-BN-relu(w) x2, maxpool 2x2] (28 -> 14 -> 7 with
+  For each width w: [conv3x3-BN-relu(w) x depth, maxpool 2x2] (28 -> 14 -> 7 with
   the default widths=(32, 64)), then flatten -> Dense(dense)-BN-relu ->
   dropout -> head.  ``dense=0`` uses global average pooling instead of the
   dense layer (features = last width).
@@ -238,8 +238,8 @@ class CNN(Model):
 
   def __init__(self, *, num_classes: int, rngs: nnx.Rngs,
                bn_axis_name: str | None = None, dtype=jnp.float32,
-               conv_impl: str = 'auto', widths: Sequence[int] = (32, 64), dense: int = 256,
-               dropout: float = 0.3):
+               conv_impl: str = 'auto', widths: Sequence[int] = (32, 64), depth: int = 2,
+               dense: int = 256, dropout: float = 0.3):
     widths = tuple(int(w) for w in widths)
     if not widths or min(widths) < 1 or len(widths) > 4:
       raise errors.UserError(
@@ -251,8 +251,11 @@ class CNN(Model):
     self.dropout = dropout
     kw = dict(bn_axis_name=bn_axis_name, dtype=dtype, conv_impl=conv_impl, rngs=rngs)
     convs, cin = [], 1
+    if depth < 1:
+      raise errors.UserError(f'cnn: depth (convs per stage) must be >= 1, got {depth}')
+    self.depth = depth
     for w in widths:
-      convs += [ConvBN(cin, w, **kw), ConvBN(w, w, **kw)]
+      convs += [ConvBN(cin if i == 0 else w, w, **kw) for i in range(depth)]
       cin = w
     self.convs = nnx.List(convs)
     side = 28
@@ -273,7 +276,7 @@ class CNN(Model):
     (k,) = _check_key('cnn', train and self.dropout > 0, key, 1)
     for i, conv in enumerate(self.convs):
       x = conv(x, train=train)
-      if i % 2 == 1:
+      if i % self.depth == self.depth - 1:
         x = _max_pool(x)
     if self.dense is not None:
       x = self.dense(_flatten(x))

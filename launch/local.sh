@@ -34,10 +34,12 @@ case "$cmd" in
     if [[ "${XLA_FLAGS:-}" != *xla_force_host_platform_device_count* ]]; then
       export XLA_FLAGS="${XLA_FLAGS:-} --xla_force_host_platform_device_count=$(nproc)"
     fi
-    args=("$@")
-    [[ " ${args[*]:-} " == *" --config"* ]] || args+=(--config experiments/configs/kmnist_cnn.py)
-    [[ " ${args[*]:-} " == *" --workdir"* ]] || args+=(--workdir workdirs/kmnist_cnn)
-    exec "$VENV/bin/python" experiments/train.py "${args[@]}"
+    # Defaults go first: --config must precede its --config.x overrides.
+    defaults=()
+    has() { local a; for a in "${@:2}"; do [[ "$a" == "$1" || "$a" == "$1="* ]] && return 0; done; return 1; }
+    has --config "$@" || defaults+=(--config experiments/configs/kmnist_cnn.py)
+    has --workdir "$@" || defaults+=(--workdir workdirs/kmnist_cnn)
+    exec "$VENV/bin/python" experiments/train.py "${defaults[@]}" "$@"
     ;;
   test)
     exec "$VENV/bin/python" -m pytest "$@"

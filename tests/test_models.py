@@ -32,13 +32,21 @@ def test_small_covers_registry():
 
 @functools.lru_cache(maxsize=None)
 def _small_states(name, num_classes, kw_items):
-  return M.split(M.create(name, num_classes=num_classes, rngs=nnx.Rngs(0), **dict(kw_items)))
+  return M.split(M.create(name, num_classes=num_classes, rngs=rngs(), **dict(kw_items)))
+
+
+def rngs(seed=0):
+  # 'rbg' keys: initialising each new weight shape compiles ~3x faster than threefry.
+  return nnx.Rngs(jax.random.key(seed, impl='rbg'))
 
 
 def small(name, num_classes=10, **kw):
   """A fresh copy of a small model; each configuration is initialised once per session
-  (eager initialisation compiles one random op per weight shape: seconds on 2 cores)."""
-  kw = {**SMALL[name], **kw}
+  (eager initialisation compiles one random op per weight shape: seconds on 2 cores).
+
+  conv_impl='xla' unless asked: im2col graphs compile several times slower on CPU;
+  test_conv_impls_agree checks that both give the same function."""
+  kw = {'conv_impl': 'xla', **SMALL[name], **kw}
   return nnx.merge(*_small_states(name, num_classes, tuple(sorted(kw.items()))), copy=True)
 
 
@@ -87,7 +95,7 @@ def test_preprocess_bad_shape():
 
 def test_unknown_model_names_choices():
   with pytest.raises(errors.UserError) as e:
-    M.create('resnet', num_classes=10, rngs=nnx.Rngs(0))
+    M.create('resnet', num_classes=10, rngs=rngs())
   msg = str(e.value)
   assert "'resnet'" in msg
   for name in M.MODELS:
@@ -96,32 +104,36 @@ def test_unknown_model_names_choices():
 
 def test_unknown_kwarg_names_kwarg_and_choices():
   with pytest.raises(errors.UserError) as e:
-    M.create('cnn', num_classes=10, rngs=nnx.Rngs(0), width=8)
+    M.create('cnn', num_classes=10, rngs=rngs(), width=8)
   msg = str(e.value)
   assert "'width'" in msg and "'cnn'" in msg
   for k in ('widths', 'dense', 'dropout'):
     assert k in msg
   with pytest.raises(errors.UserError, match=r"'dropout'.*accepted arguments: none"):
-    M.create('logreg', num_classes=10, rngs=nnx.Rngs(0), dropout=0.5)
+    M.create('logreg', num_classes=10, rngs=rngs(), dropout=0.5)
   with pytest.raises(errors.UserError, match='dropout'):
-    M.create('mlp', num_classes=10, rngs=nnx.Rngs(0), dropout=1.5)
+    M.create('mlp', num_classes=10, rngs=rngs(), dropout=1.5)
 
 
 def test_model_kwargs():
   assert M.model_kwargs('preact_resnet18') == {'width': 64}
-  assert M.model_kwargs('cnn') == {'widths': (32, 64), 'dense': 256, 'dropout': 0.3}
+  cnn = M.model_kwargs('cnn')
+  assert {k: cnn[k] for k in ('widths', 'dense', 'dropout')} == {
+      'widths': (32, 64), 'dense': 256, 'dropout': 0.3}
   assert M.model_kwargs('keras_cnn') == {}
+  for name in M.MODELS:  # the arguments every model takes are not model kwargs
+    assert not {'num_classes', 'rngs', 'bn_axis_name', 'dtype'} & set(M.model_kwargs(name))
 
 
 def test_keras_cnn_param_count_matches_keras():
-  assert M.param_count(M.create('keras_cnn', num_classes=10, rngs=nnx.Rngs(0))) == 1_199_882
+  assert M.param_count(M.create('keras_cnn', num_classes=10, rngs=rngs())) == 1_199_882
 
 
 def test_full_size_param_counts():
   # eval_shape: count without allocating the 11M-parameter ResNet.
   def count(name, **kw):
     return M.param_count(nnx.eval_shape(
-        lambda: M.create(name, num_classes=10, rngs=nnx.Rngs(0), **kw)))
+        lambda: M.create(name, num_classes=10, rngs=rngs(), **kw)))
   assert count('logreg') == 7_850
   assert count('mlp') == 669_706
   assert count('mlp', hidden_sizes=(256,)) == 784 * 256 + 256 + 2570
@@ -143,58 +155,109 @@ def test_param_count_of_params_pytree():
 
 
 @pytest.mark.parametrize('name', sorted(SMALL))
-def test_shapes_head_features_and_49_classes(name, images):
+def test_shapes_head_features_and_49_classes(name, x):
   m = small(name, num_classes=49)
   assert isinstance(m, M.Model) and m.num_classes == 49
   assert isinstance(m.head, nnx.Linear)
-  x = M.preprocess(images)
-  logits = m(x)
-  feats = m.features(x)
-  assert logits.shape == (B, 49) and logits.dtype == jnp.float32
-  assert feats.shape == (B, FEATURE_DIM[name]) and feats.dtype == jnp.float32
-  np.testing.assert_array_equal(m.head(feats), logits)
-  assert np.isfinite(np.asarray(logits)).all()
-
-  # Train mode through the functional view: features then head == __call__.
   g, p, r = M.split(m)
   key = jax.random.key(3)
-  out, _ = M.apply(g, p, r, x, train=True, key=key)
-  f, _ = M.apply(g, p, r, x, train=True, key=key, method='features')
-  h, _ = M.apply(g, p, r, f, train=True, method='head')
+
+  @jax.jit  # one compile for all the calls (eager op-by-op is slower on 2 cores)
+  def outputs(p, r, x):
+    m = nnx.merge(g, p, r, copy=True)
+    logits, feats = m(x), m.features(x)
+    out, _ = M.apply(g, p, r, x, train=True, key=key)
+    f, _ = M.apply(g, p, r, x, train=True, key=key, method='features')
+    h, _ = M.apply(g, p, r, f, train=True, method='head')
+    return logits, feats, m.head(feats), out, h
+
+  logits, feats, head_of_feats, out, h = outputs(p, r, x)
+  assert logits.shape == (B, 49) and logits.dtype == jnp.float32
+  assert feats.shape == (B, FEATURE_DIM[name]) and feats.dtype == jnp.float32
+  assert np.isfinite(np.asarray(logits)).all()
+  np.testing.assert_allclose(head_of_feats, logits, rtol=1e-6, atol=1e-6)
+  # Train mode through the functional view: features then head == __call__.
+  assert out.shape == (B, 49) and out.dtype == jnp.float32
   np.testing.assert_allclose(h, out, rtol=1e-6, atol=1e-6)
 
-  # Transfer learning: replacing the head changes the number of classes.
-  m.head = nnx.Linear(FEATURE_DIM[name], 5, rngs=nnx.Rngs(1))
-  assert m(x).shape == (B, 5)
+
+def test_eager_call_and_head_replacement(x):
+  m = small('cnn')
+  logits = m(x)
+  np.testing.assert_allclose(m.head(m.features(x)), logits, rtol=1e-6, atol=1e-6)
+  # Transfer learning: a new head changes the classes and keeps the features.
+  feats = m.features(x)
+  m.head = nnx.Linear(FEATURE_DIM['cnn'], 5, rngs=rngs(1))
+  g, p, r = M.split(m)
+  out, _ = M.apply(g, p, r, x, train=False)
+  assert out.shape == (B, 5) and out.dtype == jnp.float32
+  np.testing.assert_array_equal(M.apply(g, p, r, x, train=False, method='features')[0], feats)
 
 
 @pytest.mark.parametrize('name', sorted(SMALL))
-def test_bfloat16_compute(name, x):
-  m = small(name, dtype=jnp.bfloat16)
-  assert all(a.dtype == jnp.float32 for a in jax.tree.leaves(nnx.state(m, nnx.Param)))
-  g, p, r = M.split(m)
-  xb = M.preprocess(np.asarray(x * 255).astype(np.uint8), jnp.bfloat16)
-  logits, _ = jax.jit(lambda p, r, x: M.apply(g, p, r, x, train=True,
-                                              key=jax.random.key(0)))(p, r, xb)
-  assert logits.dtype == jnp.float32 and logits.shape == (B, 10)
-  assert np.isfinite(np.asarray(logits)).all()
-  # Close to the float32 model with the same parameters (eval mode).
-  f32 = small(name)
-  np.testing.assert_allclose(m(xb), f32(x), atol=0.15 * float(jnp.abs(f32(x)).max()) + 0.05)
+def test_bfloat16_compute(name, images):
+  g16, p, r = M.split(small(name, dtype=jnp.bfloat16))
+  g32, p32, _ = M.split(small(name))
+  assert all(a.dtype == jnp.float32 for a in jax.tree.leaves(p))  # params stay float32
+  assert M.param_count(p) == M.param_count(p32)
+
+  @jax.jit
+  def run(p, r, imgs):
+    x16 = M.preprocess(imgs, jnp.bfloat16)
+    train16, _ = M.apply(g16, p, r, x16, train=True, key=jax.random.key(0))
+    eval16, _ = M.apply(g16, p, r, x16, train=False)
+    eval32, _ = M.apply(g32, p, r, M.preprocess(imgs), train=False)
+    return train16, eval16, eval32
+
+  train16, eval16, eval32 = run(p, r, images)
+  for logits in (train16, eval16):
+    assert logits.dtype == jnp.float32 and logits.shape == (B, 10)
+    assert np.isfinite(np.asarray(logits)).all()
+  # Same parameters in float32 give nearly the same logits.
+  scale = float(jnp.abs(eval32).max())
+  np.testing.assert_allclose(eval16, eval32, atol=0.1 * scale + 0.05)
 
 
 @pytest.mark.parametrize('name', sorted(SMALL))
 def test_train_key_required_iff_dropout(name, x):
+  # eval_shape traces without compiling: the check happens at trace time.
+  def trace(model, **kw):
+    g, p, r = M.split(model)
+    return jax.eval_shape(lambda p, r: M.apply(g, p, r, x, **kw), p, r)
   m = small(name)
   if name in HAS_DROPOUT:
     with pytest.raises(ValueError, match='key'):
-      m(x, train=True)
-    # Dropout rate 0 needs no key.
-    if name != 'keras_cnn':
-      small(name, dropout=0.0)(x, train=True)
+      trace(m, train=True)
+    with pytest.raises(ValueError, match='key'):
+      m(x, train=True)  # eager too (raises before any computation)
+    if name != 'keras_cnn':  # dropout rate 0 needs no key
+      trace(small(name, dropout=0.0), train=True)
   else:
-    m(x, train=True)
-  m(x)  # eval never needs a key
+    trace(m, train=True)
+  trace(m, train=False)  # eval never needs a key
+
+
+# cnn: SAME padding; preact_resnet18: explicit pads, stride 2, 1x1 VALID shortcuts.
+@pytest.mark.parametrize('name', ['cnn', 'preact_resnet18'])
+def test_conv_impls_agree(name, x):
+  """'xla' and 'im2col' convolutions: same parameters, same outputs and gradients."""
+  states = {impl: M.split(small(name, conv_impl=impl)) for impl in ('xla', 'im2col')}
+  for a, b in zip(jax.tree.leaves(states['xla'][1]), jax.tree.leaves(states['im2col'][1])):
+    np.testing.assert_array_equal(a, b)
+
+  def loss_and_grad(impl):
+    g, p, r = states[impl]
+    def loss(p):
+      out, _ = M.apply(g, p, r, x, train=True, key=jax.random.key(0))
+      return jnp.mean(out ** 2)
+    return jax.jit(jax.value_and_grad(loss))(p)
+
+  (lx, gx), (li, gi) = loss_and_grad('xla'), loss_and_grad('im2col')
+  np.testing.assert_allclose(li, lx, rtol=1e-4)
+  for a, b in zip(jax.tree.leaves(gx), jax.tree.leaves(gi)):
+    np.testing.assert_allclose(b, a, rtol=2e-3, atol=1e-5 * float(np.abs(a).max()) + 1e-7)
+  with pytest.raises(errors.UserError, match='im2col'):
+    M.create(name, num_classes=10, rngs=rngs(), conv_impl='fft')
 
 
 @pytest.mark.parametrize('name', sorted(SMALL))

@@ -6,6 +6,8 @@ r"""Two-hidden-layer MLP (512-512, dropout 0.2) on KMNIST.
 Expected: about 89-90% KMNIST test accuracy.
 """
 
+import ml_collections
+
 from kmnist_jax import config as config_lib
 
 
@@ -13,6 +15,7 @@ def get_config():
   c = config_lib.base()
   c.dataset = "kmnist"
   c.model = "mlp"
+  c.model_kwargs = ml_collections.ConfigDict(dict(hidden_sizes=(512, 512), dropout=0.2))
   c.optimizer = "adamw"
   c.learning_rate = 1e-3
   c.weight_decay = 1e-4
