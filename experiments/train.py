@@ -16,6 +16,7 @@ import _bootstrap  # noqa: F401  (puts the repo root on sys.path)
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from kmnist_jax import config as config_lib
 from kmnist_jax import train
 from kmnist_jax.errors import UserError
 
@@ -39,4 +40,9 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  try:
+    config_lib.check_override_flags(sys.argv)
+  except UserError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
   app.run(main)

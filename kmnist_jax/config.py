@@ -8,6 +8,8 @@ the field and the valid choices, before any data is loaded or anything compiled.
 
 from __future__ import annotations
 
+import difflib
+
 import ml_collections
 
 from kmnist_jax.errors import UserError
@@ -124,6 +126,20 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
     except ImportError:
       raise UserError(f"config.augment={cfg.augment!r}: augmentation is not available in "
                       "this version; use augment=''") from None
+
+
+def check_override_flags(argv: list[str], flag: str = "config") -> None:
+  """Refuses `--config.<unknown>=...` before absl does, naming the valid fields."""
+  fields = set(base().keys())
+  prefix = f"--{flag}."
+  for arg in argv[1:]:
+    if arg.startswith(prefix):
+      key = arg[len(prefix):].split("=", 1)[0].split(".", 1)[0]
+      if key not in fields:
+        close = difflib.get_close_matches(key, fields, n=3)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise UserError(f"unknown config field {key!r} in {arg.split('=', 1)[0]}{hint}; "
+                        f"valid fields: {', '.join(sorted(fields))}")
 
 
 def to_dict(cfg: ml_collections.ConfigDict) -> dict:

@@ -1,0 +1,47 @@
+"""The im2col convolution equals lax.conv_general_dilated, values and gradients."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+
+from kmnist_jax import ops
+from kmnist_jax.errors import UserError
+
+DN = ("NHWC", "HWIO", "NHWC")
+
+
+@pytest.mark.parametrize("shape,kernel,stride,padding", [
+    ((2, 28, 28, 1), (3, 3, 1, 4), (1, 1), "SAME"),
+    ((2, 28, 28, 3), (3, 3, 3, 5), (1, 1), "VALID"),
+    ((2, 7, 7, 4), (3, 3, 4, 6), (2, 2), ((1, 1), (1, 1))),
+    ((2, 14, 14, 4), (1, 1, 4, 8), (2, 2), "VALID"),
+    ((2, 9, 9, 2), (3, 3, 2, 2), (2, 2), "SAME"),
+])
+def test_matches_lax_conv(shape, kernel, stride, padding):
+  kx, kw = jax.random.split(jax.random.key(0))
+  x = jax.random.normal(kx, shape)
+  w = jax.random.normal(kw, kernel)
+  ref = lambda x, w: lax.conv_general_dilated(x, w, stride, padding, dimension_numbers=DN)
+  got = lambda x, w: ops.conv_im2col(x, w, stride, padding, dimension_numbers=DN)
+  np.testing.assert_allclose(got(x, w), ref(x, w), rtol=1e-4, atol=1e-4)
+  loss = lambda f: lambda x, w: jnp.sum(jnp.sin(f(x, w)))
+  for a, b in zip(jax.grad(loss(got), (0, 1))(x, w), jax.grad(loss(ref), (0, 1))(x, w)):
+    np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-3)
+
+
+def test_other_configurations_fall_back_to_lax():
+  x = jnp.ones((1, 8, 8, 4))
+  w = jnp.ones((3, 3, 2, 4))
+  out = ops.conv_im2col(x, w, (1, 1), "SAME", dimension_numbers=DN, feature_group_count=2)
+  ref = lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=DN,
+                                 feature_group_count=2)
+  np.testing.assert_allclose(out, ref)
+
+
+def test_resolve():
+  assert ops.resolve_conv_impl("auto") == "im2col"  # tests run on CPU
+  assert ops.resolve_conv_impl("xla") == "xla"
+  with pytest.raises(UserError, match="conv_impl 'cudnn'.*auto, xla, im2col"):
+    ops.resolve_conv_impl("cudnn")
