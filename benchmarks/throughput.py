@@ -1,0 +1,655 @@
+r"""Training throughput: kmnist_jax (single / pmap / sharded) vs PyTorch, one machine.
+
+  python benchmarks/throughput.py                    # CPU, full (~8 min on 2 cores)
+  python benchmarks/throughput.py --quick            # smoke run: a few steps each
+  python benchmarks/throughput.py --platform gpu     # GPU: JAX and torch.cuda
+
+Measures steady-state TRAINING images/s (compile excluded, reported separately) of
+``keras_cnn`` and the default ``cnn`` (model kwargs of experiments/configs/kmnist_cnn.py),
+batch 128, Adam (lr 1e-3, no weight decay, constant schedule), on the real KMNIST
+train images (60,000, uint8, loaded with ``kmnist_jax.data.load``):
+
+* JAX: the library's own compiled epoch chunk -- ``train.make_train_chunk`` compiled
+  by ``Parallel.compile`` and called exactly as ``train.train_and_evaluate`` calls it
+  (one ``lax.scan`` over ``chunk_steps`` steps, on-device shuffle, uint8 -> float on
+  device, metrics fetched after each chunk) -- in modes ``single`` (1 device),
+  ``pmap`` and ``sharded`` (``--devices``, default: the cores), plus ``single_xla``
+  (``conv_impl='xla'``: XLA's convolution inside the scan, slow on CPU -- see
+  kmnist_jax/ops.py -- so it runs only ``--xla_steps`` steps).
+* PyTorch (benchmarks/torch_models.py, same layers and parameter counts): eager,
+  channels_last and ``torch.compile``; ``torch.set_num_threads(cores)``; the data are
+  a preloaded uint8 tensor indexed by a fresh random permutation each epoch and scaled
+  to float inside the loop.
+
+Each configuration runs in its own subprocess (``--worker``): the number of JAX CPU
+devices (``--xla_force_host_platform_device_count``) must be fixed before jax is
+imported, and a process per configuration keeps the frameworks' thread pools apart.
+Timing: one first call (compile + one chunk), ``--warmup`` more chunks, then timed
+chunks of ``chunk_steps`` steps until ``--seconds`` have passed (at least
+``--min_reps``); the reported rate is the median over the timed chunks, and the
+compile time is (first call - median chunk). PyTorch is timed in chunks of the same
+number of steps.
+
+Writes ``<out_dir>/throughput_<platform>.json`` (every number, machine info, the
+command) and ``.md`` (the table, also printed). ``--quick`` writes to results/tmp/
+by default so that a smoke run never overwrites measured results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib.metadata
+import importlib.util
+import json
+import os
+import platform as platform_lib
+import re
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+import traceback
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+for _p in (ROOT, HERE):
+  if _p not in sys.path:
+    sys.path.insert(0, _p)
+
+MODELS = ("keras_cnn", "cnn")
+# The model kwargs come from these config files (so the benchmark follows them).
+MODEL_CONFIGS = {"keras_cnn": "experiments/configs/kmnist_keras_cnn.py",
+                 "cnn": "experiments/configs/kmnist_cnn.py"}
+KNOWN_PARAMS = {"keras_cnn": 1_199_882}  # the rois-codh Keras simple CNN
+JAX_MODES = ("single", "pmap", "sharded", "single_xla")
+TORCH_VARIANTS = ("eager", "channels_last", "compile")
+RESULT_TAG = "THROUGHPUT_RESULT "
+
+LABELS = {
+    ("jax", "single"): "JAX single",
+    ("jax", "pmap"): "JAX pmap",
+    ("jax", "sharded"): "JAX sharded",
+    ("jax", "single_xla"): "JAX single, conv_impl=xla",
+    ("torch", "eager"): "PyTorch eager",
+    ("torch", "channels_last"): "PyTorch channels_last",
+    ("torch", "compile"): "PyTorch torch.compile",
+}
+
+
+# ---- Machine info -------------------------------------------------------------------
+
+def _cores() -> int:
+  try:
+    return len(os.sched_getaffinity(0))
+  except AttributeError:  # pragma: no cover - not Linux
+    return os.cpu_count() or 1
+
+
+def _cpu_model() -> str:
+  try:
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        if line.lower().startswith("model name"):
+          return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return platform_lib.processor() or platform_lib.machine()
+
+
+def _mem_gib() -> float | None:
+  try:
+    with open("/proc/meminfo") as f:
+      for line in f:
+        if line.startswith("MemTotal:"):
+          return round(int(line.split()[1]) / 2**20, 1)
+  except OSError:
+    pass
+  return None
+
+
+def _loadavg() -> list[float] | None:
+  try:
+    with open("/proc/loadavg") as f:
+      return [float(x) for x in f.read().split()[:3]]
+  except OSError:
+    return None
+
+
+def _version(pkg: str) -> str | None:
+  try:
+    return importlib.metadata.version(pkg)
+  except importlib.metadata.PackageNotFoundError:
+    return None
+
+
+def _data_dir(flag: str) -> str:
+  if flag:
+    return os.path.abspath(flag)
+  from kmnist_jax import data as data_lib  # numpy only: no jax import in the parent
+  return os.path.abspath(os.path.expanduser(data_lib.default_data_dir()))
+
+
+def _model_kwargs(name: str) -> dict:
+  """model_kwargs of the model's experiment config (tuples as lists)."""
+  path = os.path.join(ROOT, MODEL_CONFIGS[name])
+  spec = importlib.util.spec_from_file_location(f"_bench_cfg_{name}", path)
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  cfg = mod.get_config()
+  if cfg.model != name:
+    raise SystemExit(f"{MODEL_CONFIGS[name]} configures model {cfg.model!r}, not {name!r}")
+  return json.loads(json.dumps(cfg.model_kwargs.to_dict()))
+
+
+# ---- Workers --------------------------------------------------------------------------
+
+def _load_train(spec):
+  from kmnist_jax import data as data_lib
+  ds = data_lib.load("kmnist", data_dir=spec["data_dir"], source="files")
+  train = ds.splits["train"]
+  return train.images, train.labels, ds.info.num_classes
+
+
+def _timed_reps(call, spec) -> dict:
+  """first call, warm-up, then timed calls; call() -> (seconds, loss) of one chunk."""
+  first_s, _ = call()
+  for _ in range(spec["warmup"]):
+    call()
+  reps, losses = [], []
+  cpu0, t0 = os.times(), time.perf_counter()
+  while (len(reps) < spec["min_reps"]
+         or (sum(reps) < spec["seconds"] and len(reps) < spec["max_reps"])):
+    dt, loss = call()
+    reps.append(dt)
+    losses.append(loss)
+  wall = time.perf_counter() - t0
+  cpu1 = os.times()
+  cpu = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
+  med = statistics.median(reps)
+  images = spec["chunk_steps"] * spec["batch"]
+  return {
+      "img_per_s": images / med,
+      "img_per_s_min": images / max(reps),
+      "img_per_s_max": images / min(reps),
+      "reps": len(reps),
+      "steps_per_rep": spec["chunk_steps"],
+      "timed_s": sum(reps),
+      "rep_s": reps,
+      "first_call_s": first_s,
+      "compile_s": max(0.0, first_s - med),
+      # Cores this process kept busy while timed: < cores means it shared the CPU.
+      "cpu_util": cpu / wall if wall > 0 else None,
+      "last_loss": losses[-1],
+  }
+
+
+def _jax_worker(spec) -> dict:
+  import jax
+  import ml_collections
+  import numpy as np
+
+  from kmnist_jax import config as config_lib
+  from kmnist_jax import models, parallel, train
+
+  backend = jax.default_backend()
+  if spec["platform"] == "gpu" and backend != "gpu":
+    raise RuntimeError(f"--platform gpu, but JAX's backend is {backend!r} "
+                       f"(install jax[cuda]); devices: {jax.devices()}")
+  mode = spec["mode"]
+  par_mode = "single" if mode == "single_xla" else mode
+  if par_mode != "single" and len(jax.devices()) < 2:
+    return {"skipped": f"{mode} needs >= 2 devices; JAX sees {len(jax.devices())}"}
+
+  cfg = config_lib.base()
+  cfg.model = spec["model"]
+  cfg.model_kwargs = ml_collections.ConfigDict(spec["model_kwargs"])
+  cfg.optimizer = "adam"
+  cfg.learning_rate = 1e-3
+  cfg.weight_decay = 0.0
+  cfg.schedule = "constant"
+  cfg.batch_size = spec["batch"]
+  cfg.conv_impl = "xla" if mode == "single_xla" else "auto"
+  cfg.parallel = par_mode
+  cfg.data_dir = spec["data_dir"]
+  cfg.data_source = "files"
+  cfg.val_size = 0
+  config_lib.validate(cfg)
+
+  par = parallel.create(par_mode)
+  par.check_batch(cfg.batch_size)
+  images, labels, num_classes = _load_train(spec)
+  n_train = len(labels)
+  steps_per_epoch = n_train // cfg.batch_size
+  chunk_steps = spec["chunk_steps"] or train._chunk_steps(
+      steps_per_epoch, cfg.progress_updates_per_epoch)
+  chunk_steps = min(chunk_steps, steps_per_epoch)
+  spec = dict(spec, chunk_steps=chunk_steps)
+
+  graphdef, tx, state = train.init_state(cfg, num_classes, steps_per_epoch,
+                                         bn_axis_name=par.axis_name)
+  n_params = models.param_count(state.params)
+  state = par.replicate(state)
+  arrays = par.replicate((images, labels))
+  root = train.root_key(cfg.seed)
+  train_step = train.make_train_step(graphdef, tx, cfg, num_classes, par)
+  chunk_fn = par.compile(
+      train.make_train_chunk(train_step, n_train=n_train, batch_size=cfg.batch_size,
+                             chunk_steps=chunk_steps, par=par), num_replicated=3)
+  starts = list(range(0, steps_per_epoch - chunk_steps + 1, chunk_steps))
+  pos = {"i": 0, "state": state}
+
+  def call():
+    epoch, start = divmod(pos["i"], len(starts))
+    pos["i"] += 1
+    t0 = time.perf_counter()
+    st, m = chunk_fn(pos["state"], *arrays, root, epoch, starts[start])
+    m = par.fetch(m)  # what the training loop does after every chunk: a sync
+    jax.block_until_ready(st)
+    dt = time.perf_counter() - t0
+    pos["state"] = st
+    if int(m["first_bad_step"]) != np.iinfo(np.int32).max:
+      raise FloatingPointError("loss became NaN/inf")
+    return dt, float(m["loss_sum"]) / chunk_steps
+
+  out = _timed_reps(call, spec)
+  dev = jax.devices()[0]
+  out.update(params=n_params, devices=par.num_replicas, chunk_steps=chunk_steps,
+             conv_impl=cfg.conv_impl, backend=backend,
+             device_kind=getattr(dev, "device_kind", str(dev)),
+             describe=par.describe(), jax_version=jax.__version__)
+  return out
+
+
+def _torch_worker(spec) -> dict:
+  import numpy as np
+  import torch
+  import torch.nn.functional as F
+
+  import torch_models
+
+  gpu = spec["platform"] == "gpu"
+  if gpu and not torch.cuda.is_available():
+    raise RuntimeError("--platform gpu, but torch.cuda is not available "
+                       f"(torch {torch.__version__})")
+  device = torch.device("cuda" if gpu else "cpu")
+  if not gpu:
+    torch.set_num_threads(spec["threads"])
+  else:
+    torch.backends.cudnn.benchmark = True
+  torch.manual_seed(0)
+  variant = spec["variant"]
+  channels_last = variant == "channels_last"
+
+  images_np, labels_np, num_classes = _load_train(spec)
+  images = torch.from_numpy(images_np).unsqueeze(1).to(device)    # uint8 [N,1,28,28]
+  labels = torch.from_numpy(labels_np.astype(np.int64)).to(device)
+  n, b = len(labels), spec["batch"]
+  steps_per_epoch = n // b
+
+  model = torch_models.create(spec["model"], num_classes, **spec["model_kwargs"])
+  n_params = torch_models.param_count(model)
+  want = KNOWN_PARAMS.get(spec["model"])
+  if want is not None and n_params != want:
+    raise AssertionError(f"{spec['model']}: {n_params} parameters, expected {want}")
+  model = model.to(device)
+  if channels_last:
+    model = model.to(memory_format=torch.channels_last)
+  model.train()
+  opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+  fwd = torch.compile(model) if variant == "compile" else model
+
+  def step(idx):
+    x = images[idx].float().div_(255.0)
+    if channels_last:
+      x = x.contiguous(memory_format=torch.channels_last)
+    y = labels[idx]
+    logits = fwd(x)
+    loss = F.cross_entropy(logits, y)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss.detach()
+
+  chunk_steps = spec["chunk_steps"]
+  pos = {"epoch_step": steps_per_epoch, "perm": None}
+
+  def call():
+    if gpu:
+      torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    loss_sum = torch.zeros((), device=device)
+    for _ in range(chunk_steps):
+      if pos["epoch_step"] >= steps_per_epoch:
+        pos["perm"] = torch.randperm(n, device=device)
+        pos["epoch_step"] = 0
+      i = pos["epoch_step"]
+      pos["epoch_step"] += 1
+      loss_sum += step(pos["perm"][i * b:(i + 1) * b])
+    loss = float(loss_sum)  # a sync, like the JAX chunk's metrics fetch
+    if gpu:
+      torch.cuda.synchronize()
+    dt = time.perf_counter() - t0
+    if not np.isfinite(loss):
+      raise FloatingPointError("loss became NaN/inf")
+    return dt, loss / chunk_steps
+
+  out = _timed_reps(call, spec)
+  out.update(params=n_params, threads=torch.get_num_threads(), variant=variant,
+             torch_version=torch.__version__,
+             device_kind=torch.cuda.get_device_name() if gpu else "cpu")
+  return out
+
+
+def worker_main(spec_json: str) -> int:
+  spec = json.loads(spec_json)
+  try:
+    fn = _jax_worker if spec["framework"] == "jax" else _torch_worker
+    out = fn(spec)
+  except Exception as e:  # reported as a result: one failing config must not stop the rest
+    traceback.print_exc()
+    out = {"error": f"{type(e).__name__}: {str(e).strip().splitlines()[0][:300]}"
+           if str(e).strip() else type(e).__name__}
+  print(RESULT_TAG + json.dumps(out), flush=True)
+  return 0
+
+
+# ---- Parent ---------------------------------------------------------------------------
+
+def _worker_env(spec) -> dict:
+  env = dict(os.environ)
+  env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  if spec["framework"] == "jax":
+    flags = re.sub(r"--xla_force_host_platform_device_count=\S+", "",
+                   env.get("XLA_FLAGS", "")).strip()
+    if spec["platform"] == "cpu":
+      n = 1 if spec["mode"] in ("single", "single_xla") else spec["devices"]
+      flags += f" --xla_force_host_platform_device_count={n}"
+      env["JAX_PLATFORMS"] = "cpu"
+    else:
+      env.pop("JAX_PLATFORMS", None)
+    env["XLA_FLAGS"] = flags.strip()
+  return env
+
+
+def run_worker(spec, timeout: float) -> dict:
+  cmd = [sys.executable, os.path.abspath(__file__), "--worker", json.dumps(spec)]
+  load0 = _loadavg()
+  t0 = time.perf_counter()
+  try:
+    p = subprocess.run(cmd, env=_worker_env(spec), capture_output=True, text=True,
+                       timeout=timeout, cwd=ROOT)
+  except subprocess.TimeoutExpired:
+    out = {"error": f"timed out after {timeout:.0f} s (--worker_timeout)"}
+  else:
+    lines = [l for l in p.stdout.splitlines() if l.startswith(RESULT_TAG)]
+    if lines:
+      out = json.loads(lines[-1][len(RESULT_TAG):])
+    else:
+      tail = (p.stderr or p.stdout).strip().splitlines()[-1:] or ["no output"]
+      out = {"error": f"worker exited {p.returncode}: {tail[0][:300]}"}
+    if "error" in out and p.stderr:
+      out["stderr_tail"] = p.stderr.strip().splitlines()[-15:]
+  out["wall_s"] = time.perf_counter() - t0
+  out["loadavg_before"], out["loadavg_after"] = load0, _loadavg()
+  return out
+
+
+def _fmt_rate(r: dict | None) -> str:
+  if not r:
+    return "--"
+  if "error" in r:
+    return "failed"
+  if "skipped" in r:
+    return "skipped"
+  spread = (r["img_per_s_max"] - r["img_per_s_min"]) / 2 / r["img_per_s"] * 100
+  return f"{r['img_per_s']:,.0f} ±{spread:.0f}%"
+
+
+def _best(results: dict, model: str, framework: str):
+  rows = [(k, r) for k, r in results[model].items()
+          if k[0] == framework and "img_per_s" in r and k[1] != "single_xla"]
+  return max(rows, key=lambda kr: kr[1]["img_per_s"], default=(None, None))
+
+
+def make_table(report: dict) -> str:
+  results = report["_results"]
+  models = report["models"]
+  configs = [c for c in report["configs"]]
+  head = ["Configuration"]
+  for m in models:
+    head += [f"{m} img/s", "vs best PyTorch", "compile s"]
+  lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+  for c in configs:
+    label = LABELS[c]
+    if c[0] == "jax" and c[1] in ("pmap", "sharded"):
+      label += f" ({report['devices']} dev)"
+    if c == ("jax", "single_xla"):
+      label += f" ({report['xla_steps']} steps)"
+    row = [label]
+    for m in models:
+      r = results[m].get(c)
+      _, best_t = _best(results, m, "torch")
+      ok = r is not None and "img_per_s" in r
+      row.append(_fmt_rate(r))
+      row.append(f"{r['img_per_s'] / best_t['img_per_s']:.2f}x" if ok and best_t else "--")
+      show_compile = ok and (c[0] == "jax" or c[1] == "compile")
+      row.append(f"{r['compile_s']:.1f}" if show_compile else "--")
+    lines.append("| " + " | ".join(row) + " |")
+  out = ["\n".join(lines), ""]
+  for m in models:
+    kj, rj = _best(results, m, "jax")
+    kt, rt = _best(results, m, "torch")
+    if rj and rt:
+      out.append(f"- **{m}**: best JAX ({LABELS[kj]}) {rj['img_per_s']:,.0f} img/s vs "
+                 f"best PyTorch ({LABELS[kt]}) {rt['img_per_s']:,.0f} img/s: "
+                 f"**JAX/PyTorch = {rj['img_per_s'] / rt['img_per_s']:.2f}x**")
+  for m in models:
+    for c in configs:
+      r = results[m].get(c)
+      if r and ("error" in r or "skipped" in r):
+        out.append(f"- {m}, {LABELS[c]}: {r.get('error') or r.get('skipped')}")
+  for note in report["notes"]:
+    out.append(f"- {note}")
+  return "\n".join(out) + "\n"
+
+
+def _markdown(report: dict, table: str) -> str:
+  mi = report["machine"]
+  return (
+      f"# Training throughput ({report['platform']})\n\n"
+      f"{report['date']}: {mi['cpu_model']}, {mi['cores']} cores, {mi['mem_gib']} GiB"
+      + (f", {mi['accelerator']}" if mi.get("accelerator") else "")
+      + f"; Python {mi['python']}, jax {mi['jax']}, torch {mi['torch'] or 'not installed'}."
+      f" Load average before/after: {mi['loadavg_before']} / {mi['loadavg_after']}.\n\n"
+      f"Batch {report['batch']}, Adam lr 1e-3 (no weight decay, constant), real KMNIST "
+      f"train images; img/s = median over timed chunks of {report['chunk_desc']} "
+      f"(± half the min-max range), after warm-up; compile s = first call - median "
+      f"chunk. Ratios: each configuration / the best PyTorch variant of the same "
+      f"model.\n\n"
+      f"`{report['command']}`\n\n" + table)
+
+
+def parse_args(argv=None):
+  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument("--platform", choices=("cpu", "gpu"), default="cpu")
+  p.add_argument("--quick", action="store_true",
+                 help="smoke run: a few steps per configuration, no torch.compile and "
+                      "no conv_impl=xla unless asked for; writes to results/tmp/")
+  p.add_argument("--models", default=",".join(MODELS))
+  p.add_argument("--jax_modes", default=None,
+                 help=f"comma list of {','.join(JAX_MODES)} (default: all; --quick: "
+                      "no single_xla; gpu: no single_xla)")
+  p.add_argument("--torch_variants", default=None,
+                 help=f"comma list of {','.join(TORCH_VARIANTS)} ('' = JAX only; "
+                      "default: all; --quick: no compile)")
+  p.add_argument("--seconds", type=float, default=None,
+                 help="timed seconds per configuration (default 15; --quick 0)")
+  p.add_argument("--min_reps", type=int, default=None, help="timed chunks at least "
+                 "(default 5; --quick 1)")
+  p.add_argument("--max_reps", type=int, default=1000)
+  p.add_argument("--warmup", type=int, default=None,
+                 help="chunks run after the first call, before timing (default 1; "
+                      "--quick 0)")
+  p.add_argument("--chunk_steps", type=int, default=None,
+                 help="steps per compiled chunk / timed repetition (default: what "
+                      "training uses, 52 for KMNIST at batch 128; --quick 3)")
+  p.add_argument("--xla_steps", type=int, default=1,
+                 help="steps per chunk for single_xla (2 timed chunks, no warm-up)")
+  p.add_argument("--batch", type=int, default=128)
+  p.add_argument("--devices", type=int, default=None,
+                 help="CPU devices for pmap/sharded (default: cores); on GPU all")
+  p.add_argument("--threads", type=int, default=None, help="torch threads (default: cores)")
+  p.add_argument("--data_dir", default="",
+                 help="datasets folder (default $KMNIST_JAX_DATA_DIR / ~/kmnist_jax_data)")
+  p.add_argument("--out_dir", default=None,
+                 help="default results/ (--quick: results/tmp/throughput/)")
+  p.add_argument("--worker_timeout", type=float, default=300.0)
+  p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+  return p.parse_args(argv)
+
+
+def _csv(s: str, valid, what: str) -> list[str]:
+  items = [x.strip() for x in s.split(",") if x.strip()]
+  for x in items:
+    if x not in valid:
+      raise SystemExit(f"error: unknown {what} {x!r}; valid choices: {', '.join(valid)}")
+  return items
+
+
+def main(argv=None) -> int:
+  a = parse_args(argv)
+  if a.worker is not None:
+    return worker_main(a.worker)
+  cores = _cores()
+  quick = a.quick
+  models = _csv(a.models, MODELS, "model")
+  default_modes = [m for m in JAX_MODES
+                   if not (m == "single_xla" and (quick or a.platform == "gpu"))]
+  jax_modes = _csv(a.jax_modes, JAX_MODES, "JAX mode") if a.jax_modes is not None \
+      else default_modes
+  torch_variants = (_csv(a.torch_variants, TORCH_VARIANTS, "torch variant")
+                    if a.torch_variants is not None
+                    else [v for v in TORCH_VARIANTS if not (quick and v == "compile")])
+  seconds = a.seconds if a.seconds is not None else (0.0 if quick else 15.0)
+  min_reps = a.min_reps if a.min_reps is not None else (1 if quick else 5)
+  warmup = a.warmup if a.warmup is not None else (0 if quick else 1)
+  chunk_steps = a.chunk_steps if a.chunk_steps is not None else (3 if quick else 0)
+  devices = a.devices or cores
+  threads = a.threads or cores
+  out_dir = a.out_dir or (os.path.join(ROOT, "results", "tmp", "throughput") if quick
+                           else os.path.join(ROOT, "results"))
+  data_dir = _data_dir(a.data_dir)
+
+  notes = []
+  torch_version = _version("torch")
+  if torch_variants and importlib.util.find_spec("torch") is None:
+    notes.append("PyTorch is not installed, so this is JAX only: "
+                 "pip install -r benchmarks/requirements.txt for the baseline.")
+    torch_variants = []
+  jax_version = _version("jax")
+
+  configs = [("jax", m) for m in jax_modes] + [("torch", v) for v in torch_variants]
+  results = {m: {} for m in models}
+  print(f"throughput: {len(models)} models x {len(configs)} configurations on "
+        f"{a.platform} ({_cpu_model()}, {cores} cores, load {_loadavg()})",
+        file=sys.stderr, flush=True)
+  load_before = _loadavg()
+  t_start = time.perf_counter()
+  for model in models:
+    kwargs = _model_kwargs(model)
+    for fw, what in configs:
+      spec = {"framework": fw, "model": model, "model_kwargs": kwargs,
+              "platform": a.platform, "batch": a.batch, "data_dir": data_dir,
+              "seconds": seconds, "min_reps": min_reps, "max_reps": a.max_reps,
+              "warmup": warmup, "chunk_steps": chunk_steps, "devices": devices,
+              "threads": threads}
+      if fw == "jax":
+        spec["mode"] = what
+        if what == "single_xla":
+          spec.update(chunk_steps=a.xla_steps, seconds=0.0, min_reps=2, warmup=0)
+      else:
+        spec["variant"] = what
+      r = run_worker(spec, a.worker_timeout)
+      results[model][(fw, what)] = r
+      # PyTorch runs as many steps per timed chunk as the JAX chunks did.
+      if fw == "jax" and "chunk_steps" in r and what != "single_xla" and not chunk_steps:
+        chunk_steps = r["chunk_steps"]
+      status = (f"{r['img_per_s']:,.0f} img/s (compile {r['compile_s']:.1f} s, "
+                f"{r['reps']} x {r['steps_per_rep']} steps, cpu util "
+                f"{r['cpu_util']:.2f})" if "img_per_s" in r
+                else r.get("error") or r.get("skipped"))
+      print(f"  {model:10s} {LABELS[(fw, what)]:28s} {status}  [{r['wall_s']:.0f} s, "
+            f"load {r['loadavg_after']}]", file=sys.stderr, flush=True)
+  total_s = time.perf_counter() - t_start
+
+  # Same architecture on both sides: the parameter counts must agree.
+  for m in models:
+    counts = {LABELS[k]: r["params"] for k, r in results[m].items() if "params" in r}
+    if len(set(counts.values())) > 1:
+      raise SystemExit(f"error: {m}: parameter counts differ between frameworks: {counts}")
+
+  accel = None
+  for m in models:
+    for (fw, _), r in results[m].items():
+      if a.platform == "gpu" and r.get("device_kind") and not accel:
+        accel = r["device_kind"]
+  chunk_desc = (f"{chunk_steps} steps" if chunk_steps else "the training chunk")
+  report = {
+      "platform": a.platform,
+      "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+      "command": shlex.join(["python", os.path.relpath(os.path.abspath(sys.argv[0]), ROOT)]
+                            + (sys.argv[1:] if argv is None else list(argv))),
+      "python_executable": sys.executable,
+      "quick": quick,
+      "machine": {"cpu_model": _cpu_model(), "cores": cores, "mem_gib": _mem_gib(),
+                  "accelerator": accel, "python": platform_lib.python_version(),
+                  "os": platform_lib.platform(), "jax": jax_version,
+                  "jaxlib": _version("jaxlib"), "flax": _version("flax"),
+                  "optax": _version("optax"), "torch": torch_version,
+                  "loadavg_before": load_before, "loadavg_after": _loadavg()},
+      "batch": a.batch, "models": models, "devices": devices, "threads": threads,
+      "xla_steps": a.xla_steps, "seconds": seconds, "min_reps": min_reps,
+      "warmup": warmup, "chunk_desc": chunk_desc, "total_s": total_s,
+      "model_kwargs": {m: _model_kwargs(m) for m in models},
+      "notes": notes,
+  }
+  report["configs"] = configs
+  report["_results"] = results
+  table = make_table(report)
+  report.pop("_results")
+  report["configs"] = [f"{fw}:{w}" for fw, w in configs]
+  report["results"] = {m: {f"{fw}:{w}": r for (fw, w), r in results[m].items()}
+                       for m in models}
+  summary = {}
+  for m in models:
+    kj, rj = _best(results, m, "jax")
+    kt, rt = _best(results, m, "torch")
+    summary[m] = {
+        "best_jax": f"{kj[0]}:{kj[1]}" if kj else None,
+        "best_torch": f"{kt[0]}:{kt[1]}" if kt else None,
+        "jax_over_torch": rj["img_per_s"] / rt["img_per_s"] if rj and rt else None,
+        "each_over_best_torch": {f"{fw}:{w}": r["img_per_s"] / rt["img_per_s"]
+                                 for (fw, w), r in results[m].items()
+                                 if rt and "img_per_s" in r},
+    }
+  report["summary"] = summary
+
+  os.makedirs(out_dir, exist_ok=True)
+  base = os.path.join(out_dir, f"throughput_{a.platform}")
+  with open(base + ".json", "w") as f:
+    json.dump(report, f, indent=1)
+    f.write("\n")
+  with open(base + ".md", "w") as f:
+    f.write(_markdown(report, table))
+  print(table)
+  print(f"wrote {base}.json and {base}.md ({total_s:.0f} s)", file=sys.stderr)
+  failed = [(m, c) for m in models for c, r in results[m].items() if "error" in r]
+  # A failed torch.compile is a finding, not a failure of the benchmark.
+  return 1 if any(c != ("torch", "compile") for _, c in failed) else 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
