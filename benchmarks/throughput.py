@@ -27,8 +27,8 @@ imported, and a process per configuration keeps the frameworks' thread pools apa
 Timing: one first call (compile + one chunk), ``--warmup`` more chunks, then timed
 chunks of ``chunk_steps`` steps until ``--seconds`` have passed (at least
 ``--min_reps``); the reported rate is the median over the timed chunks, and the
-compile time is (first call - median chunk). PyTorch is timed in chunks of the same
-number of steps.
+compile time is (first call - median chunk). PyTorch is timed in repetitions of
+``--torch_steps`` steps (its per-step cost does not depend on how steps are grouped).
 
 Writes ``<out_dir>/throughput_<platform>.json`` (every number, machine info, the
 command) and ``.md`` (the table, also printed). ``--quick`` writes to results/tmp/
@@ -96,6 +96,20 @@ def _cpu_model() -> str:
   except OSError:
     pass
   return platform_lib.processor() or platform_lib.machine()
+
+
+def _cpu_flags() -> list[str]:
+  """The vector-unit flags that matter for these kernels."""
+  want = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16")
+  try:
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        if line.startswith("flags"):
+          have = set(line.split(":", 1)[1].split())
+          return [x for x in want if x in have]
+  except OSError:
+    pass
+  return []
 
 
 def _mem_gib() -> float | None:
@@ -488,14 +502,17 @@ def parse_args(argv=None):
   p.add_argument("--seconds", type=float, default=None,
                  help="timed seconds per configuration (default 15; --quick 0)")
   p.add_argument("--min_reps", type=int, default=None, help="timed chunks at least "
-                 "(default 5; --quick 1)")
+                 "(default 3; --quick 1)")
   p.add_argument("--max_reps", type=int, default=1000)
   p.add_argument("--warmup", type=int, default=None,
                  help="chunks run after the first call, before timing (default 1; "
                       "--quick 0)")
   p.add_argument("--chunk_steps", type=int, default=None,
-                 help="steps per compiled chunk / timed repetition (default: what "
-                      "training uses, 52 for KMNIST at batch 128; --quick 3)")
+                 help="JAX steps per compiled chunk = per timed repetition (default: "
+                      "what training uses, 52 for KMNIST at batch 128; --quick 3)")
+  p.add_argument("--torch_steps", type=int, default=0,
+                 help="PyTorch steps per timed repetition (default 10, gpu 100, "
+                      "--quick 3)")
   p.add_argument("--xla_steps", type=int, default=1,
                  help="steps per chunk for single_xla (2 timed chunks, no warm-up)")
   p.add_argument("--batch", type=int, default=128)
@@ -534,9 +551,11 @@ def main(argv=None) -> int:
                     if a.torch_variants is not None
                     else [v for v in TORCH_VARIANTS if not (quick and v == "compile")])
   seconds = a.seconds if a.seconds is not None else (0.0 if quick else 15.0)
-  min_reps = a.min_reps if a.min_reps is not None else (1 if quick else 5)
+  min_reps = a.min_reps if a.min_reps is not None else (1 if quick else 3)
   warmup = a.warmup if a.warmup is not None else (0 if quick else 1)
   chunk_steps = a.chunk_steps if a.chunk_steps is not None else (3 if quick else 0)
+  torch_steps = a.torch_steps or (3 if quick else 100 if a.platform == "gpu" else 10)
+  jax_chunk = None
   devices = a.devices or cores
   threads = a.threads or cores
   out_dir = a.out_dir or (os.path.join(ROOT, "results", "tmp", "throughput") if quick
@@ -571,12 +590,11 @@ def main(argv=None) -> int:
         if what == "single_xla":
           spec.update(chunk_steps=a.xla_steps, seconds=0.0, min_reps=2, warmup=0)
       else:
-        spec["variant"] = what
+        spec.update(variant=what, chunk_steps=torch_steps)
       r = run_worker(spec, a.worker_timeout)
       results[model][(fw, what)] = r
-      # PyTorch runs as many steps per timed chunk as the JAX chunks did.
-      if fw == "jax" and "chunk_steps" in r and what != "single_xla" and not chunk_steps:
-        chunk_steps = r["chunk_steps"]
+      if fw == "jax" and what != "single_xla" and "chunk_steps" in r:
+        jax_chunk = r["chunk_steps"]
       status = (f"{r['img_per_s']:,.0f} img/s (compile {r['compile_s']:.1f} s, "
                 f"{r['reps']} x {r['steps_per_rep']} steps, cpu util "
                 f"{r['cpu_util']:.2f})" if "img_per_s" in r
@@ -596,7 +614,8 @@ def main(argv=None) -> int:
     for (fw, _), r in results[m].items():
       if a.platform == "gpu" and r.get("device_kind") and not accel:
         accel = r["device_kind"]
-  chunk_desc = (f"{chunk_steps} steps" if chunk_steps else "the training chunk")
+  chunk_desc = (f"{jax_chunk or chunk_steps or 'the training'} steps (JAX: one "
+                f"compiled chunk, as in training) or {torch_steps} steps (PyTorch)")
   report = {
       "platform": a.platform,
       "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -604,7 +623,8 @@ def main(argv=None) -> int:
                             + (sys.argv[1:] if argv is None else list(argv))),
       "python_executable": sys.executable,
       "quick": quick,
-      "machine": {"cpu_model": _cpu_model(), "cores": cores, "mem_gib": _mem_gib(),
+      "machine": {"cpu_model": _cpu_model(), "cpu_flags": _cpu_flags(), "cores": cores,
+                  "os_cpu_count": os.cpu_count(), "mem_gib": _mem_gib(),
                   "accelerator": accel, "python": platform_lib.python_version(),
                   "os": platform_lib.platform(), "jax": jax_version,
                   "jaxlib": _version("jaxlib"), "flax": _version("flax"),

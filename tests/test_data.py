@@ -380,7 +380,8 @@ def test_fake_tfds_order_is_restored(kmnist_full, tmp_path, monkeypatch):
   calls = _fake_tfds(monkeypatch, splits)
   ds = data.load("kmnist", data_dir=str(tmp_path))  # auto: no files -> tfds
   assert ds.source == "tfds"
-  assert calls == [("builder", "kmnist", str(tmp_path / "tfds"))]
+  # Default tfds dir: TFDS' own ($TFDS_DATA_DIR, a temp dir in tests), never data_dir.
+  assert calls == [("builder", "kmnist", os.environ["TFDS_DATA_DIR"])]
   for s in ("train", "test"):
     np.testing.assert_array_equal(ds.splits[s].images, kmnist_full.splits[s].images)
     np.testing.assert_array_equal(ds.splits[s].labels, kmnist_full.splits[s].labels)

@@ -23,7 +23,6 @@ SMALL = {
 }
 FEATURE_DIM = {'logreg': 784, 'mlp': 32, 'keras_cnn': 128, 'cnn': 32, 'preact_resnet18': 32}
 HAS_DROPOUT = {'mlp', 'keras_cnn', 'cnn'}
-HAS_BN = {'cnn', 'preact_resnet18'}
 
 
 def test_small_covers_registry():
@@ -138,6 +137,7 @@ def test_full_size_param_counts():
   assert count('mlp') == 669_706
   assert count('mlp', hidden_sizes=(256,)) == 784 * 256 + 256 + 2570
   assert count('cnn') == 871_082
+  assert count('cnn', depth=1) == 824_810  # experiments/configs/kmnist_cnn.py
   # PreActResNet-18 with a 1-channel stem and the final BN (kuangliu's CIFAR
   # count 11,171,146 - 2*576 stem weights + 1,024 final BN).
   assert count('preact_resnet18') == 11_171_018
@@ -237,10 +237,9 @@ def test_train_key_required_iff_dropout(name, x):
   trace(m, train=False)  # eval never needs a key
 
 
-# cnn: SAME padding; preact_resnet18: explicit pads, stride 2, 1x1 VALID shortcuts.
-@pytest.mark.parametrize('name', ['cnn', 'preact_resnet18'])
-def test_conv_impls_agree(name, x):
-  """'xla' and 'im2col' convolutions: same parameters, same outputs and gradients."""
+def test_conv_impls_agree(x, name='cnn'):
+  """Whole model, 'xla' vs 'im2col' convolutions (tests/test_ops.py checks each conv
+  configuration): same parameters, same outputs and gradients."""
   states = {impl: M.split(small(name, conv_impl=impl)) for impl in ('xla', 'im2col')}
   for a, b in zip(jax.tree.leaves(states['xla'][1]), jax.tree.leaves(states['im2col'][1])):
     np.testing.assert_array_equal(a, b)

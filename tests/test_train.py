@@ -213,8 +213,8 @@ def test_out_of_range_values(field, value):
 
 
 def test_unknown_model_kwarg(data_dir, tmp_path):
-  with pytest.raises(UserError, match="unknown argument 'depth'.*widths"):
-    run(tiny(data_dir, model_kwargs={"depth": 3}), tmp_path)
+  with pytest.raises(UserError, match="unknown argument 'depthh'.*widths"):
+    run(tiny(data_dir, model_kwargs={"depthh": 3}), tmp_path)
 
 
 def test_chunk_steps_divides_epoch():
