@@ -63,46 +63,11 @@ def parse_overrides(text):
   return out
 
 
-def main(argv):
-  del argv
-  logging.set_verbosity(logging.WARNING)
+def write_table(rows, final=True):
+  """Writes <out>/accuracy_<platform>.{json,md} (after every run: a cut-off run keeps
+  what finished)."""
   import jax
   import numpy as np
-
-  from kmnist_jax import train
-
-  t_start = time.time()
-  root = FLAGS.workdir_root or tempfile.mkdtemp(prefix="kmnist_acc_")
-  seeds = [int(s) for s in FLAGS.seeds.split(",")]
-  extra = parse_overrides(FLAGS.set)
-  runs = []
-  for name in FLAGS.configs.split(","):
-    base = load_config(name)
-    for ds in (FLAGS.datasets.split(",") if FLAGS.datasets else [base.dataset]):
-      for seed in seeds:
-        runs.append((name, ds, seed))
-  rows = {}
-  for name, ds, seed in runs:
-    key = (name, ds)
-    rows.setdefault(key, {"config": name, "dataset": ds, "runs": [], "missing": []})
-    if FLAGS.max_minutes and time.time() - t_start > 60 * FLAGS.max_minutes:
-      rows[key]["missing"].append(seed)
-      continue
-    cfg = load_config(name)
-    cfg.dataset, cfg.seed, cfg.progress, cfg.tensorboard = ds, seed, False, False
-    for k, v in extra.items():
-      cfg[k] = v
-    workdir = os.path.join(root, f"{name}_{ds}_s{seed}")
-    t0 = time.time()
-    res = train.train_and_evaluate(cfg, workdir, log=lambda *_: None)
-    wall = time.time() - t0
-    rows[key]["runs"].append({"seed": seed, "test_accuracy": res["test_accuracy"],
-                              "test_balanced_accuracy": res["test_balanced_accuracy"],
-                              "epochs": res["epochs"], "wall_s": wall,
-                              "train_img_per_s": res.get("train_img_per_s")})
-    print(f"{name} on {ds}, seed {seed}: test accuracy {res['test_accuracy']:.4f} "
-          f"({wall:.0f} s)", flush=True)
-
   dev = jax.devices()[0]
   meta = {"date": datetime.datetime.now().isoformat(timespec="seconds"),
           "device": getattr(dev, "device_kind", dev.platform),
@@ -137,7 +102,50 @@ def main(argv):
                  f"{row['wall_s_mean']:.0f} s |")
   with open(stem + ".md", "w") as f:
     f.write("\n".join(lines) + "\n")
-  print("\n".join(lines))
+  if final:
+    print("\n".join(lines))
+
+
+def main(argv):
+  del argv
+  logging.set_verbosity(logging.WARNING)
+  from kmnist_jax import train
+
+  t_start = time.time()
+  root = FLAGS.workdir_root or tempfile.mkdtemp(prefix="kmnist_acc_")
+  seeds = [int(s) for s in FLAGS.seeds.split(",")]
+  extra = parse_overrides(FLAGS.set)
+  runs = []
+  for name in FLAGS.configs.split(","):
+    base = load_config(name)
+    for ds in (FLAGS.datasets.split(",") if FLAGS.datasets else [base.dataset]):
+      for seed in seeds:
+        runs.append((name, ds, seed))
+  rows = {}
+  for name, ds, seed in runs:
+    key = (name, ds)
+    rows.setdefault(key, {"config": name, "dataset": ds, "runs": [], "missing": []})
+    if FLAGS.max_minutes and time.time() - t_start > 60 * FLAGS.max_minutes:
+      rows[key]["missing"].append(seed)
+      continue
+    cfg = load_config(name)
+    cfg.dataset, cfg.seed, cfg.progress, cfg.tensorboard = ds, seed, False, False
+    for k, v in extra.items():
+      cfg[k] = v
+    workdir = os.path.join(root, f"{name}_{ds}_s{seed}")
+    t0 = time.time()
+    res = train.train_and_evaluate(cfg, workdir, log=lambda *_: None)
+    wall = time.time() - t0
+    rows[key]["runs"].append({"seed": seed, "test_accuracy": res["test_accuracy"],
+                              "test_balanced_accuracy": res["test_balanced_accuracy"],
+                              "epochs": res["epochs"], "wall_s": wall,
+                              "train_img_per_s": res.get("train_img_per_s")})
+    print(f"{name} on {ds}, seed {seed}: test accuracy {res['test_accuracy']:.4f} "
+          f"({wall:.0f} s)", flush=True)
+    write_table(rows, final=False)
+
+  write_table(rows)
+
 
 
 if __name__ == "__main__":
