@@ -31,8 +31,9 @@ from kmnist_jax import data as data_lib
 from kmnist_jax import models, optim, parallel
 from kmnist_jax.errors import UserError
 
-# Streams folded into the root key: each use of randomness has its own.
-_INIT, _SHUFFLE, _STEP, _AUGMENT = 0, 1, 2, 3
+# Streams folded into the root key: each use of randomness has its own. A step's key
+# is split into its dropout key and its augmentation key.
+_INIT, _SHUFFLE, _STEP = 0, 1, 2
 
 
 class TrainingDiverged(UserError):
@@ -73,24 +74,32 @@ def init_state(cfg, num_classes: int, steps_per_epoch: int, *,
 
 # ---- Pure functions --------------------------------------------------------------------
 
-def make_train_step(graphdef, tx, cfg, num_classes: int, par: parallel.Parallel
-                    ) -> Callable:
-  """train_step(state, images uint8 [b,28,28], labels [b], key) -> (state, metrics)."""
+def make_train_step(graphdef, tx, cfg, num_classes: int, par: parallel.Parallel,
+                    augmenter: Callable | None = None) -> Callable:
+  """train_step(state, images uint8 [b,28,28], labels [b], key) -> (state, metrics).
+
+  `augmenter(key, x, targets) -> (x, targets)` (from :mod:`kmnist_jax.augment`) runs
+  on device on the scaled batch x [b,28,28,1] in [0,1] and its soft targets [b,C].
+  """
   dtype = jnp.bfloat16 if cfg.dtype == "bfloat16" else jnp.float32
   smoothing = cfg.label_smoothing
 
-  def loss_fn(params, rest, images, labels, key):
-    x = models.preprocess(images, dtype)
-    logits, new_rest = models.apply(graphdef, params, rest, x, train=True, key=key)
-    targets = optax.smooth_labels(jax.nn.one_hot(labels, num_classes), smoothing)
+  def loss_fn(params, rest, x, targets, key):
+    logits, new_rest = models.apply(graphdef, params, rest, x.astype(dtype), train=True,
+                                    key=key)
     loss = optax.softmax_cross_entropy(logits.astype(jnp.float32), targets).mean()
     return loss, (logits, new_rest)
 
   def train_step(state: TrainState, images, labels, key):
     key = par.replica_key(key)
+    dropout_key, augment_key = jax.random.split(key)
+    x = models.preprocess(images, jnp.float32)
+    targets = optax.smooth_labels(jax.nn.one_hot(labels, num_classes), smoothing)
+    if augmenter is not None:
+      x, targets = augmenter(augment_key, x, targets)
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-    (loss, (logits, new_rest)), grads = grad_fn(state.params, state.rest, images,
-                                                labels, key)
+    (loss, (logits, new_rest)), grads = grad_fn(state.params, state.rest, x, targets,
+                                                dropout_key)
     grads, loss = par.mean((grads, loss))
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
@@ -304,7 +313,11 @@ def train_and_evaluate(cfg, workdir: str, *, log: Callable[[str], None] = print)
   state = par.replicate(state)
   train_arrays = par.replicate((train.images, train.labels))
   root = root_key(cfg.seed)
-  train_step = make_train_step(graphdef, tx, cfg, C, par)
+  augmenter = None
+  if cfg.augment:
+    from kmnist_jax import augment  # validate() checked that it exists
+    augmenter = augment.build(cfg.augment, num_classes=C)
+  train_step = make_train_step(graphdef, tx, cfg, C, par, augmenter)
   chunk_fn = par.compile(
       make_train_chunk(train_step, n_train=n_train, batch_size=cfg.batch_size,
                        chunk_steps=chunk_steps, par=par), num_replicated=3)
@@ -404,3 +417,50 @@ def _progress(cfg, total: int):
     return None
   from tqdm.auto import tqdm
   return tqdm(total=total, unit="step", dynamic_ncols=True, smoothing=0.1)
+
+
+# ---- Restoring a trained model (analysis, transfer) ------------------------------------
+
+@flax.struct.dataclass
+class Restored:
+  model: Any            # the nnx model, ready to call (model(x, train=False))
+  config: Any           # ml_collections.ConfigDict the run was trained with
+  history: list         # per-epoch metrics records
+  step: int
+  state: TrainState     # host copy of the full training state
+
+
+def best_step(workdir: str) -> int:
+  """The kept checkpoint with the highest validation accuracy (latest if none)."""
+  ckpts = ckpt_lib.Checkpoints(workdir, read_only=True)
+  steps = set(ckpts.steps())
+  _, _, history = ckpts.restore_meta()
+  scored = [(h.get("val_accuracy"), h["step"]) for h in history
+            if h["step"] in steps and h.get("val_accuracy") is not None]
+  return max(scored)[1] if scored else max(steps)
+
+
+def restore_model(workdir: str, step: int | str | None = None) -> Restored:
+  """Rebuilds the model of any training workdir from its checkpoint alone.
+
+  `step`: an int, 'best' (highest validation accuracy), or None / 'latest'.
+  """
+  ckpts = ckpt_lib.Checkpoints(workdir, read_only=True)
+  if step == "best":
+    step = best_step(workdir)
+  elif step in (None, "latest"):
+    step = None
+  _, saved, _ = ckpts.restore_meta(step)
+  cfg = config_lib.from_dict(saved)
+  if cfg.model not in models.MODELS:
+    raise UserError(f"checkpoint in {workdir} is of model {cfg.model!r}, unknown to this "
+                    f"version; known models: {', '.join(sorted(models.MODELS))}")
+  if cfg.dataset not in data_lib.DATASETS:
+    raise UserError(f"checkpoint in {workdir} was trained on unknown dataset "
+                    f"{cfg.dataset!r}; known: {', '.join(sorted(data_lib.DATASETS))}")
+  num_classes = data_lib.get_info(cfg.dataset).num_classes
+  graphdef, _, state = init_state(cfg, num_classes, 1)
+  step, state, _, history = ckpts.restore(jax.device_get(state), step)
+  ckpts.close()
+  model = nnx.merge(graphdef, state.params, state.rest)
+  return Restored(model=model, config=cfg, history=history, step=int(step), state=state)
