@@ -3,8 +3,9 @@ r"""The default: the BatchNorm CNN on KMNIST, AdamW + one-cycle, 6 epochs.
   python experiments/train.py --config experiments/configs/kmnist_cnn.py \
       --workdir /tmp/kmnist_cnn
 
-Expected: >= 95% KMNIST test accuracy (measured: see README "Results"), in under
-10 minutes on a 2-core CPU.
+Expected: >= 95% KMNIST test accuracy. Measured: 96.14% in 5 min 18 s on the 2-core
+CPU (seed 0, sharded over 2 CPU devices); 96.08% +- 0.26 over seeds 0-2 on an H100
+(8 s per run including compilation; results/accuracy_gpu_h100.md).
 """
 
 import ml_collections

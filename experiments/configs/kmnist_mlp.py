@@ -3,7 +3,8 @@ r"""Two-hidden-layer MLP (512-512, dropout 0.2) on KMNIST.
   python experiments/train.py --config experiments/configs/kmnist_mlp.py \
       --workdir /tmp/kmnist_mlp
 
-Expected: about 89-90% KMNIST test accuracy.
+Expected: about 92-93% KMNIST test accuracy. Measured: 92.62% (seed 0, H100;
+results/accuracy_gpu_h100_more.md).
 """
 
 import ml_collections

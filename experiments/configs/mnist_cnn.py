@@ -3,8 +3,8 @@ r"""The BatchNorm CNN on MNIST, AdamW + one-cycle, 6 epochs.
   python experiments/train.py --config experiments/configs/mnist_cnn.py \
       --workdir /tmp/mnist_cnn
 
-Expected: >= 99.3% MNIST test accuracy (measured: see README "Results"), in under
-10 minutes on a 2-core CPU.
+Expected: about 99.3% MNIST test accuracy. Measured: 99.29% +- 0.07 over seeds 0-2 on an
+H100 (5 s per run; results/accuracy_gpu_h100.md); about 5 minutes on the 2-core CPU.
 """
 
 import ml_collections

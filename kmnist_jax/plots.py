@@ -1,0 +1,556 @@
+"""Figures for the analysis tools: each function draws one PNG from numbers it is given.
+
+Presentation only: the numbers come from :mod:`kmnist_jax.metrics` (or a run's
+``metrics.jsonl``); nothing here evaluates a model. Figures are built with
+``matplotlib.figure.Figure`` on the Agg canvas (no pyplot, so no global backend is set
+and no display is needed),
+at :data:`DPI`, with fixed sizes (documented per function, never cropped), and each
+PNG is written to a temporary name and renamed into place.
+
+Class labels
+------------
+KMNIST / K49 classes are hiragana. :func:`class_labels` draws them as ``お (o)`` when an
+installed font covers the glyphs (e.g. Noto Sans CJK JP, Debian ``fonts-noto-cjk``;
+found with matplotlib's font manager, including fonts installed after matplotlib built
+its font cache) and falls back to the romanized names (``o``, ``ki``) otherwise, so a
+plot never shows empty boxes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import os
+from collections.abc import Sequence
+
+import matplotlib
+import numpy as np
+from matplotlib import font_manager, ticker
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+DPI = 100
+BASE_FONT = "DejaVu Sans"  # ships with matplotlib: Latin, digits, arrows
+
+# Families tried first, in order (lower-case substrings of the family name).
+_PREFERRED = ("noto sans cjk jp", "noto sans jp", "source han sans", "ipaexgothic",
+              "ipagothic", "hiragino", "yu gothic", "ms gothic", "takaogothic",
+              "noto sans cjk", "droid sans fallback", "noto serif cjk jp")
+
+
+# ---- Fonts and labels ------------------------------------------------------------------
+
+def _covers(path: str, codepoints: frozenset[int]) -> bool:
+  """Whether the font file draws each of `codepoints` with its own glyph. (A "last
+  resort" font, such as the LastResortHE that matplotlib ships, maps whole Unicode
+  blocks to one placeholder box: distinct glyphs are required.)"""
+  if "lastresort" in os.path.basename(path).lower().replace(" ", "").replace("_", ""):
+    return False
+  try:
+    from matplotlib import ft2font
+    cmap = ft2font.FT2Font(path).get_charmap()
+  except Exception:  # unreadable / unsupported font file: not a candidate
+    return False
+  if not codepoints <= set(cmap):
+    return False
+  glyphs = {cmap[c] for c in codepoints}
+  return len(glyphs) == len(codepoints) and 0 not in glyphs
+
+
+def _rank(name: str, fname: str) -> tuple:
+  low, f = name.lower(), os.path.basename(fname).lower()
+  pref = next((i for i, p in enumerate(_PREFERRED) if p in low), len(_PREFERRED))
+  return (pref, "bold" in f or "black" in f or "light" in f or "thin" in f, name, fname)
+
+
+@functools.lru_cache(maxsize=None)
+def find_cjk_font(chars: str) -> str | None:
+  """The family name of an installed font that has every non-ASCII character of
+  `chars`, or None. Looks in matplotlib's font list first, then in the system font
+  folders (a font installed after matplotlib cached its list is registered)."""
+  need = frozenset(ord(c) for c in chars if ord(c) > 127)
+  if not need:
+    return None
+  fm = font_manager.fontManager
+  seen = set()
+  for e in sorted(fm.ttflist, key=lambda e: _rank(e.name, e.fname)):
+    if e.fname not in seen:
+      seen.add(e.fname)
+      if _covers(e.fname, need):
+        return e.name
+  try:
+    system = font_manager.findSystemFonts()
+  except Exception:  # pragma: no cover - odd font folders
+    system = []
+  for path in sorted(set(system) - seen, key=lambda p: _rank(os.path.basename(p), p)):
+    if _covers(path, need):
+      try:
+        fm.addfont(path)
+      except Exception:  # pragma: no cover
+        continue
+      names = [e.name for e in fm.ttflist if e.fname == path]
+      if names:
+        return min(names, key=lambda n: _rank(n, path))
+  return None
+
+
+@dataclasses.dataclass(frozen=True)
+class Labels:
+  """What to write for each class, and the font (family) that can draw it."""
+  texts: tuple[str, ...]   # tick / legend labels: 'お (o)' or 'o'
+  short: tuple[str, ...]   # in titles: 'お' or 'o'
+  font: str | None         # CJK family used as fallback after BASE_FONT, or None
+
+  @property
+  def glyphs_drawn(self) -> bool:
+    return self.font is not None
+
+
+def class_labels(names: Sequence[str], glyphs: Sequence[str] | None = None, *,
+                 font: str | None = "auto") -> Labels:
+  """Labels for classes with ASCII `names` and (maybe non-ASCII) `glyphs`.
+
+  `font`: 'auto' (find one covering the glyphs), None / 'none' (romanized names), or
+  a family name or font file to use. Without a usable font the names are used.
+  """
+  names = tuple(str(n) for n in names)
+  glyphs = tuple(str(g) for g in glyphs) if glyphs is not None else names
+  if len(glyphs) != len(names):
+    raise ValueError(f"{len(names)} names but {len(glyphs)} glyphs")
+  if glyphs == names or all(g.isascii() for g in glyphs):
+    return Labels(texts=glyphs, short=glyphs, font=None)
+  family = None
+  if font == "auto":
+    family = find_cjk_font("".join(glyphs))
+  elif font not in (None, "none", ""):
+    family = _register(font, "".join(glyphs))
+  if family is None:
+    return Labels(texts=names, short=names, font=None)
+  return Labels(texts=tuple(f"{g} ({n})" for g, n in zip(glyphs, names)), short=glyphs,
+                font=family)
+
+
+def _register(font: str, chars: str) -> str | None:
+  """A family name for `font` (a family or a file) if it covers `chars`, else None."""
+  need = frozenset(ord(c) for c in chars if ord(c) > 127)
+  if os.path.isfile(font):
+    if not _covers(font, need):
+      return None
+    font_manager.fontManager.addfont(font)
+    names = [e.name for e in font_manager.fontManager.ttflist if e.fname == font]
+    return names[0] if names else None
+  try:
+    path = font_manager.findfont(font_manager.FontProperties(family=[font]),
+                                 fallback_to_default=False)
+  except ValueError:
+    return None
+  return font if _covers(path, need) else None
+
+
+@contextlib.contextmanager
+def _style(*labels: Labels | None):
+  fonts = [lab.font for lab in labels if lab is not None and lab.font]
+  rc = {"font.family": [BASE_FONT] + list(dict.fromkeys(fonts)),
+        "axes.titlesize": 11, "axes.labelsize": 10, "figure.titlesize": 13}
+  with matplotlib.rc_context(rc):
+    yield
+
+
+def _figure(w: float, h: float, layout: str | None = "constrained") -> Figure:
+  fig = Figure(figsize=(w, h), dpi=DPI, layout=layout)
+  FigureCanvasAgg(fig)
+  return fig
+
+
+def _save(fig: Figure, path: str) -> str:
+  """Writes `fig` as PNG to `path` atomically (temporary name, then rename)."""
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  tmp = f"{path}.tmp-{os.getpid()}.png"
+  try:
+    fig.savefig(tmp, dpi=DPI, format="png")
+    os.replace(tmp, path)
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+  return path
+
+
+def _pct(x) -> str:
+  return "-" if x is None or not np.isfinite(x) else f"{100 * x:.1f}"
+
+
+# ---- Confusion -------------------------------------------------------------------------
+
+def confusion_size(num_classes: int) -> tuple[float, float]:
+  s = max(6.0, 0.42 * num_classes + 3.0)
+  return s + 1.2, s
+
+
+def confusion_heatmap(confusion, labels: Labels, path: str, *,
+                      pred_labels: Labels | None = None, title: str = "") -> str:
+  """Row-normalised colours (recall per true class), counts written in the cells.
+
+  `pred_labels`: the model's classes when they differ from the data's (a model
+  evaluated on another dataset). Size: :func:`confusion_size` inches (8.4 x 7.2 for 10
+  classes) at DPI.
+  """
+  conf = np.asarray(confusion)
+  C = len(conf)
+  pred_labels = pred_labels or labels
+  rows = conf.sum(1, keepdims=True)
+  norm = np.divide(conf, rows, out=np.zeros(conf.shape), where=rows > 0)
+  with _style(labels, pred_labels):
+    fig = _figure(*confusion_size(C))
+    ax = fig.add_subplot()
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03, label="fraction of true class")
+    ax.set_xticks(range(C), pred_labels.texts, rotation=90 if C > 12 else 45,
+                  ha="center" if C > 12 else "right")
+    ax.set_yticks(range(C), labels.texts)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    if C <= 20:
+      for i in range(C):
+        for j in range(C):
+          if conf[i, j]:
+            ax.text(j, i, f"{int(conf[i, j])}", ha="center", va="center",
+                    fontsize=8 if C <= 12 else 6,
+                    color="white" if norm[i, j] > 0.5 else "black")
+    ax.set_title(title or f"confusion ({int(conf.sum())} examples)")
+    return _save(fig, path)
+
+
+# ---- Per-class accuracy ----------------------------------------------------------------
+
+def _bar_width_in(num_classes: int, series: int = 1) -> float:
+  return max(7.0, 0.35 * num_classes * series + 2.5)
+
+
+def per_class_accuracy(accuracy, lo, hi, labels: Labels, path: str, *,
+                       title: str = "", overall: float | None = None) -> str:
+  """Bars of per-class accuracy with their interval [lo, hi] as error bars.
+
+  Size: (max(7, 0.35 C + 2.5), 4.5) inches.
+  """
+  acc = np.asarray(accuracy, np.float64)
+  lo, hi = np.asarray(lo, np.float64), np.asarray(hi, np.float64)
+  C = len(acc)
+  with _style(labels):
+    fig = _figure(_bar_width_in(C), 4.5)
+    ax = fig.add_subplot()
+    x = np.arange(C)
+    a = np.nan_to_num(acc)
+    err = np.stack([np.clip(a - np.nan_to_num(lo, nan=a), 0, None),
+                    np.clip(np.nan_to_num(hi, nan=a) - a, 0, None)])
+    worst = np.argsort(a)[:3]
+    colors = ["tab:red" if i in worst else "tab:blue" for i in range(C)]
+    ax.bar(x, a, color=colors, alpha=0.8, yerr=err, capsize=3, ecolor="black")
+    if overall is not None:
+      ax.axhline(overall, color="gray", ls="--", lw=1, label=f"overall {_pct(overall)}%")
+      ax.legend(loc="lower right")
+    ax.set_xticks(x, labels.texts, rotation=90 if C > 12 else 0)
+    bottom = np.nanmin(np.where(np.isfinite(lo), lo, a)) if C else 0.0
+    ax.set_ylim(max(0.0, bottom - 0.05), 1.0)
+    ax.set_ylabel("accuracy (recall)")
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_title(title or "per-class accuracy (bars: interval; red: 3 worst)")
+    return _save(fig, path)
+
+
+def per_class_comparison(series: Sequence[dict], labels: Labels, path: str, *,
+                         title: str = "") -> str:
+  """Grouped bars, one group per class index, one bar per series.
+
+  `series`: ``[{'name', 'mean' [C], 'err' [C] (std or None)}]``. Size:
+  (max(7, 0.35 C S + 2.5), 4.8) inches for S series.
+  """
+  C = len(labels.texts)
+  S = len(series)
+  with _style(labels):
+    fig = _figure(_bar_width_in(C, S), 4.8)
+    ax = fig.add_subplot()
+    x = np.arange(C)
+    w = 0.8 / max(S, 1)
+    lows = []
+    for s, ser in enumerate(series):
+      mean = np.asarray(ser["mean"], np.float64)
+      err = None if ser.get("err") is None else np.asarray(ser["err"], np.float64)
+      ax.bar(x - 0.4 + w * (s + 0.5), mean, w, yerr=err, capsize=2, label=ser["name"])
+      lows.append(np.nanmin(mean - (0 if err is None else err)))
+    ax.set_xticks(x, labels.texts, rotation=90 if C > 12 else 0)
+    ax.set_ylim(max(0.0, min(lows, default=0.0) - 0.05), 1.0)
+    ax.set_ylabel("accuracy (recall)")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, loc="lower left")
+    ax.set_title(title or "per-class accuracy (error bars: std over seeds)")
+    return _save(fig, path)
+
+
+# ---- Mistakes --------------------------------------------------------------------------
+
+CELL_IN = 1.05  # inches per image cell
+
+
+def mistakes_grid_size(rows: int, mistakes: int, typical: int) -> tuple[float, float]:
+  return 1.9 + CELL_IN * (mistakes + 2 * typical) + 0.3, 0.5 + 1.3 * rows
+
+
+def mistakes_grid(rows: Sequence[dict], labels: Labels, path: str, *,
+                  pred_labels: Labels | None = None, mistakes: int = 6, typical: int = 3,
+                  title: str = "") -> str:
+  """One row per confused pair: its most confident mistakes (red frame), then typical
+  examples of the true class and of the predicted class (green frames).
+
+  `rows`: ``[{'true', 'pred' (class indices), 'count' (errors), 'mistakes':
+  [(image [28,28], p_pred)], 'typical_true': [image], 'typical_pred': [image]}]``.
+  `pred_labels`: the model's classes when they differ from the data's.
+  Size: :func:`mistakes_grid_size` inches.
+  """
+  R = max(len(rows), 1)
+  ncols = mistakes + 2 * typical
+  pred_labels = pred_labels or labels
+  with _style(labels, pred_labels):
+    fig = _figure(*mistakes_grid_size(R, mistakes, typical), layout=None)
+    left = 1.9 / fig.get_figwidth()
+    gs = fig.add_gridspec(R, ncols, left=left, right=0.99,
+                          top=1 - 0.5 / fig.get_figheight(), bottom=0.02, wspace=0.15,
+                          hspace=0.55)
+    fig.suptitle(title or "most confident mistakes (red) beside typical examples (green)",
+                 y=1 - 0.12 / fig.get_figheight(), va="top")
+    for r, row in enumerate(rows):
+      t, p = row["true"], row["pred"]
+      ts, ps = labels.short[t], pred_labels.short[p]
+      cells = ([(img, f"p={prob:.2f}", "tab:red") for img, prob in row["mistakes"]]
+               + [None] * (mistakes - len(row["mistakes"]))
+               + [(img, f"{ts} typical", "tab:green") for img in row["typical_true"]]
+               + [None] * (typical - len(row["typical_true"]))
+               + [(img, f"{ps} typical", "tab:green") for img in row["typical_pred"]]
+               + [None] * (typical - len(row["typical_pred"])))
+      for c, cell in enumerate(cells[:ncols]):
+        ax = fig.add_subplot(gs[r, c])
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if cell is None:
+          ax.axis("off")
+          continue
+        img, caption, color = cell
+        ax.imshow(np.asarray(img).reshape(28, 28), cmap="gray_r", vmin=0, vmax=255)
+        ax.set_title(caption, fontsize=8, pad=2)
+        for s in ax.spines.values():
+          s.set_color(color)
+          s.set_linewidth(2)
+        if c == 0:
+          ax.set_ylabel(f"true {labels.texts[t]}\n→ pred {pred_labels.texts[p]}\n"
+                        f"({row.get('count', 0)} errors)",
+                        rotation=0, ha="right", va="center", fontsize=10, labelpad=8)
+    if not rows:
+      fig.text(0.5, 0.5, "no mistakes", ha="center", va="center")
+    return _save(fig, path)
+
+
+# ---- Calibration -----------------------------------------------------------------------
+
+def reliability_diagram(calibration: dict, path: str, *, title: str = "") -> str:
+  """Accuracy vs confidence per bin (gap to the diagonal shaded), counts below.
+
+  `calibration`: :func:`kmnist_jax.metrics.calibration`'s dict. Size: 6 x 6.5 inches.
+  """
+  edges = np.asarray(calibration["edges"], np.float64)
+  acc = np.asarray(calibration["accuracy"], np.float64)
+  conf = np.asarray(calibration["confidence"], np.float64)
+  count = np.asarray(calibration["count"], np.float64)
+  centers = (edges[:-1] + edges[1:]) / 2
+  width = np.diff(edges)
+  fig = _figure(6, 6.5)
+  with _style():
+    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1])
+    ok = count > 0
+    top.bar(centers[ok], acc[ok], width[ok], edgecolor="black", color="tab:blue",
+            alpha=0.85, label="accuracy in bin")
+    top.plot(centers[ok], conf[ok], "o", color="tab:orange", ms=5,
+             label="mean confidence in bin")
+    top.vlines(centers[ok], np.minimum(acc, conf)[ok], np.maximum(acc, conf)[ok],
+               color="tab:red", lw=2, label="gap")
+    top.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
+    top.set_xlim(0, 1)
+    top.set_ylim(0, 1)
+    top.set_ylabel("accuracy")
+    top.legend(loc="upper left")
+    ece = calibration.get("ece")
+    top.set_title(title or f"reliability (ECE {_pct(ece)}%, "
+                           f"{int(calibration.get('num_bins', len(centers)))} bins)")
+    bottom.bar(centers, np.maximum(count, 0), width, color="gray", edgecolor="black")
+    bottom.text(0.02, 0.92, "bars above the diagonal: under-confident; "
+                "below: over-confident", ha="left", va="top", fontsize=8,
+                transform=bottom.transAxes, color="dimgray",
+                bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8})
+    bottom.set_xlabel("confidence (max probability)")
+    bottom.set_ylabel("examples")
+    return _save(fig, path)
+
+
+# ---- Over epochs -----------------------------------------------------------------------
+
+def learning_curves(history: Sequence[dict], path: str, *, mark_epoch: int | None = None,
+                    title: str = "") -> str:
+  """Loss, accuracy and learning rate per epoch from metrics.jsonl records.
+
+  Size: 14 x 4 inches.
+  """
+  ep = np.array([h["epoch"] for h in history])
+
+  def series(key):
+    return np.array([np.nan if h.get(key) is None else h[key] for h in history], float)
+
+  fig = _figure(14, 4)
+  with _style():
+    axes = fig.subplots(1, 3)
+    panels = [("loss", ["train_loss", "val_loss"]),
+              ("accuracy", ["train_accuracy", "val_accuracy", "val_balanced_accuracy"]),
+              ("learning rate", ["lr"])]
+    for ax, (name, keys) in zip(axes, panels):
+      for k in keys:
+        y = series(k)
+        if np.isfinite(y).any():
+          ax.plot(ep, y, "o-", ms=3, label=k)
+      if mark_epoch is not None:
+        ax.axvline(mark_epoch, color="gray", ls=":", lw=1,
+                   label=f"analysed (epoch {mark_epoch})")
+      ax.set_xlabel("epoch")
+      ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
+      ax.set_title(name)
+      ax.grid(alpha=0.3)
+      if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+    if not len(ep):
+      axes[0].text(0.5, 0.5, "no history", ha="center", transform=axes[0].transAxes)
+    if title:
+      fig.suptitle(title)
+    return _save(fig, path)
+
+
+def per_class_error_over_epochs(epochs, errors, labels: Labels, path: str, *,
+                                title: str = "") -> str:
+  """Validation error of each class per epoch (lines; a heatmap above 12 classes).
+
+  `errors`: [E, C] (:func:`kmnist_jax.metrics.per_class_error`). Size: 9 x 5 inches.
+  """
+  ep = np.asarray(epochs)
+  C = len(labels.texts)
+  err = np.asarray(errors, np.float64)
+  err = err.reshape(len(ep), C) if len(ep) else np.zeros((0, C))
+  with _style(labels):
+    fig = _figure(9, 5)
+    ax = fig.add_subplot()
+    if C <= 12 or not len(ep):
+      cmap = matplotlib.colormaps["tab10" if C <= 10 else "tab20"]
+      for c in range(C if len(ep) else 0):
+        ax.plot(ep, 100 * err[:, c], "o-", ms=3, color=cmap(c), label=labels.texts[c])
+      ax.set_ylabel("validation error (%)")
+      ax.set_xlabel("epoch")
+      ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
+      if np.all(err[np.isfinite(err)] > 0) and np.isfinite(err).any():
+        ax.set_yscale("log")
+        plain = ticker.FuncFormatter(lambda v, _: f"{v:g}")
+        ax.yaxis.set_major_formatter(plain)
+        ax.yaxis.set_minor_formatter(plain)
+      ax.grid(alpha=0.3, which="both")
+      if len(ep):
+        ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=9)
+    else:
+      im = ax.imshow(100 * err.T, aspect="auto", cmap="magma_r",
+                     extent=(ep[0] - 0.5, ep[-1] + 0.5, C - 0.5, -0.5))
+      ax.set_yticks(range(C), labels.texts, fontsize=6)
+      ax.set_xlabel("epoch")
+      fig.colorbar(im, ax=ax, label="validation error (%)")
+    if not len(ep):
+      ax.text(0.5, 0.5, "no per-epoch confusion recorded (val_size=0?)", ha="center",
+              transform=ax.transAxes)
+    ax.set_title(title or "per-class validation error over epochs")
+    return _save(fig, path)
+
+
+# ---- Embeddings ------------------------------------------------------------------------
+
+PANEL_IN = 4.6
+
+
+def embedding_grid_size(rows: int, cols: int) -> tuple[float, float]:
+  return PANEL_IN * cols + 1.4, PANEL_IN * rows + 0.6
+
+
+def embedding_grid(panels: Sequence[dict], path: str, *, cols: int,
+                   title: str = "") -> str:
+  """2-D embeddings, one panel each, coloured by class, legend per panel.
+
+  `panels`: ``[{'title', 'xy' [N, 2], 'labels' [N], 'class_labels': Labels}]`` (None
+  leaves a panel blank), filled row by row. Size: :func:`embedding_grid_size`.
+  """
+  rows = max(1, -(-len(panels) // cols))
+  all_labels = [p["class_labels"] for p in panels if p is not None]
+  with _style(*all_labels):
+    fig = _figure(*embedding_grid_size(rows, cols))
+    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+    for ax, p in zip(axes, list(panels) + [None] * (len(axes) - len(panels))):
+      ax.set_xticks([])
+      ax.set_yticks([])
+      if p is None:
+        ax.axis("off")
+        continue
+      xy = np.asarray(p["xy"])
+      y = np.asarray(p["labels"])
+      lab: Labels = p["class_labels"]
+      C = len(lab.texts)
+      cmap = matplotlib.colormaps["tab10" if C <= 10 else "tab20"]
+      for c in range(C):
+        m = y == c
+        ax.scatter(xy[m, 0], xy[m, 1], s=2, color=cmap(c % cmap.N), alpha=0.6,
+                   label=lab.texts[c], rasterized=True, linewidths=0)
+      ax.set_title(p["title"], fontsize=10)
+      if C <= 20:
+        ax.legend(markerscale=5, fontsize=7, loc="best", framealpha=0.7,
+                  ncol=1 if C <= 10 else 2, handletextpad=0.2, borderpad=0.3)
+    if title:
+      fig.suptitle(title)
+    return _save(fig, path)
+
+
+def separability_height(n: int) -> float:
+  return max(3.5, 0.32 * n + 1.4)
+
+
+def separability_bars(rows: Sequence[dict], path: str, *, title: str = "") -> str:
+  """kNN accuracy and silhouette score per (dataset, representation, method).
+
+  `rows`: ``[{'name', 'knn_accuracy', 'silhouette'}]``. Size: (10, max(3.5, 0.32 N +
+  1.4)) inches for N rows.
+  """
+  n = len(rows)
+  names = [r["name"] for r in rows]
+  fig = _figure(10, separability_height(n))
+  with _style():
+    a1, a2 = fig.subplots(1, 2)
+    y = np.arange(n)
+    a1.barh(y, [r["knn_accuracy"] for r in rows], color="tab:blue")
+    a1.set_xlim(0, 1)
+    a1.set_xlabel("kNN accuracy (5-fold CV)")
+    a2.barh(y, [r["silhouette"] for r in rows], color="tab:orange")
+    a2.axvline(0, color="black", lw=0.8)
+    a2.set_xlabel("silhouette score")
+    for ax in (a1, a2):
+      ax.set_yticks(y, names, fontsize=8)
+      ax.invert_yaxis()
+      ax.grid(axis="x", alpha=0.3)
+    a2.set_yticklabels([])
+    fig.suptitle(title or "class separability")
+    return _save(fig, path)
+
+
+def png_size(path: str) -> tuple[int, int]:
+  """(width, height) in pixels from a PNG's header."""
+  with open(path, "rb") as f:
+    head = f.read(24)
+  if head[:8] != b"\x89PNG\r\n\x1a\n":
+    raise ValueError(f"{path} is not a PNG")
+  return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")

@@ -1,0 +1,309 @@
+"""experiments/analyze.py and experiments/embed.py end to end on a small real checkpoint:
+every file written, numbers consistent with training's own evaluation, comparison mode,
+atomic output, and one clear line for each bad input."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from kmnist_jax import checkpoint as ckpt_lib
+from kmnist_jax import plots, train
+from kmnist_jax.errors import UserError
+from test_train import run as train_run
+from test_train import tiny
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.append(os.path.join(REPO, "experiments"))  # analyze.py, embed.py, _bootstrap
+import analyze  # noqa: E402
+import embed  # noqa: E402
+
+PNGS = {"confusion.png": plots.confusion_size(10),
+        "per_class_accuracy.png": (7, 4.5),
+        "confused_pairs.png": plots.mistakes_grid_size(5, 6, 3),
+        "reliability.png": (6, 6.5),
+        "learning_curves.png": (14, 4),
+        "per_class_error_epochs.png": (9, 5)}
+LIMIT = 1000  # == tiny()'s test_limit: the analysis must reproduce results.json
+
+
+def quiet(*_):
+  pass
+
+
+@pytest.fixture(scope="module")
+def workdir(data_dir, tmp_path_factory):
+  """A small KMNIST CNN, 2 epochs with a validation split (per-epoch confusions)."""
+  wd = tmp_path_factory.mktemp("analyze") / "kmnist_tiny"
+  train_run(tiny(data_dir, train_limit=1024, val_size=256, num_epochs=2), wd)
+  return str(wd)
+
+
+@pytest.fixture(scope="module")
+def both(workdir, data_dir, tmp_path_factory):
+  """The workdir and a copy of it (as if a second seed) analysed by one run()."""
+  copy = tmp_path_factory.mktemp("copy") / "kmnist_tiny_copy"
+  shutil.copytree(workdir, copy)
+  cmp = tmp_path_factory.mktemp("cmp") / "comparison"
+  return analyze.run([workdir, str(copy)], step="latest", limit=LIMIT, data_dir=data_dir,
+                     cjk_font=None, compare_out=str(cmp), log=quiet)
+
+
+@pytest.fixture(scope="module")
+def analysed(both):
+  return both["runs"][0]
+
+
+def check_png(path, size_in):
+  assert os.path.getsize(path) > 2000, path
+  assert plots.png_size(path) == (round(size_in[0] * plots.DPI),
+                                  round(size_in[1] * plots.DPI)), path
+
+
+# ---- The analysis of one checkpoint ----------------------------------------------------
+
+def test_writes_every_file(analysed, workdir):
+  out = os.path.join(workdir, "analysis")
+  assert analysed["out"] == out
+  assert sorted(os.listdir(out)) == sorted(list(PNGS) + ["metrics.json", "report.md"])
+  for name, size in PNGS.items():
+    check_png(os.path.join(out, name), size)
+  # No temporary folders left beside it.
+  assert sorted(os.listdir(workdir)) == ["analysis", "checkpoints", "metrics.jsonl",
+                                         "results.json"]
+
+
+def test_numbers_match_training_evaluation(analysed, workdir):
+  """Restored from the checkpoint alone, the model reproduces training's test numbers."""
+  res = json.load(open(os.path.join(workdir, "results.json")))
+  m = json.load(open(os.path.join(workdir, "analysis", "metrics.json")))
+  assert m["n"] == LIMIT and m["dataset"] == "kmnist" and m["split"] == "test"
+  assert m["step"] == 32 and m["epoch"] == 2  # 1024 // 64 = 16 steps per epoch
+  assert m["accuracy"] == pytest.approx(res["test_accuracy"], abs=1e-12)
+  assert m["balanced_accuracy"] == pytest.approx(res["test_balanced_accuracy"], abs=1e-9)
+  assert m["nll"] == pytest.approx(res["test_loss"], rel=1e-3)
+  np.testing.assert_array_equal(m["confusion"], res["test_confusion"])
+  pc = m["per_class"]
+  assert len(pc["accuracy"]) == 10 and sum(pc["support"]) == LIMIT
+  for a, lo, hi in zip(pc["accuracy"], pc["interval_lo"], pc["interval_hi"]):
+    assert lo <= a <= hi
+  assert m["interval"] == {"method": "wilson", "confidence": 0.95}
+  top = m["most_confused"][0]
+  assert top["count"] == max(c for i, row in enumerate(m["confusion"])
+                             for j, c in enumerate(row) if i != j)
+  assert 0 <= m["calibration"]["ece"] <= 1 and sum(m["calibration"]["count"]) == LIMIT
+  # Per-epoch validation error from the confusions recorded during training.
+  assert m["epochs"]["epoch"] == [1, 2]
+  hist = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
+  conf1 = np.array(hist[0]["val_confusion"])
+  np.testing.assert_allclose(m["epochs"]["val_per_class_error"][0],
+                             1 - np.diag(conf1) / conf1.sum(1))
+  assert m["labels_drawn_with_font"] is None
+  assert m["class_glyphs"][0] == "お" and m["config"]["model"] == "cnn"
+
+
+def test_report_reads_well(analysed, workdir):
+  out = os.path.join(workdir, "analysis")
+  md = open(os.path.join(out, "report.md")).read()
+  for heading in ("# Confusion analysis: cnn on kmnist (test)", "## Most confused pairs",
+                  "## Per class", "## Confusion matrix", "## Calibration", "## Training"):
+    assert heading in md
+  top = analysed["most_confused_symmetric"][0]
+  names = analysed["class_names"]
+  glyphs = analysed["class_glyphs"]
+  a, b = top["a"], top["b"]
+  pair = f"{glyphs[a]} ({names[a]}) ↔ {glyphs[b]} ({names[b]})"
+  assert f"| 1 | {pair} | {top['count']} |" in md
+  assert "**In short**" in md
+  for link in [line.split("](")[1].rstrip(")") for line in md.splitlines()
+               if line.startswith("![")]:
+    assert os.path.isfile(os.path.join(out, link)), link
+  assert len([ln for ln in md.splitlines() if ln.startswith("![")]) == len(PNGS)
+
+
+def test_a_crash_leaves_the_old_analysis_and_a_rerun_replaces_it_whole(
+    workdir, data_dir, tmp_path, monkeypatch):
+  out = tmp_path / "analysis"
+  out.mkdir()
+  (out / "report.md").write_text("an earlier report")
+  (out / "confusion.png").write_bytes(b"an earlier picture")
+
+  def boom(*a, **k):
+    raise RuntimeError("disk full")
+  monkeypatch.setattr(plots, "mistakes_grid", boom)  # after two PNGs are written
+  with pytest.raises(RuntimeError, match="disk full"):
+    analyze.analyze_run(workdir, limit=200, out=str(out), data_dir=data_dir,
+                        cjk_font=None, log=quiet)
+  assert sorted(os.listdir(out)) == ["confusion.png", "report.md"]  # untouched
+  assert (out / "report.md").read_text() == "an earlier report"
+  assert sorted(os.listdir(tmp_path)) == ["analysis"]  # no temporary folder left
+  monkeypatch.undo()
+  # A checkpoints/<step> folder works as a workdir; --step=best is the highest
+  # validation accuracy.
+  best = train.best_step(workdir)
+  rec = analyze.analyze_run(os.path.join(workdir, "checkpoints", str(best)),
+                            step="latest", limit=200, out=str(out), data_dir=data_dir,
+                            cjk_font=None, log=quiet)
+  assert rec["step"] == best and rec["n"] == 200
+  assert sorted(os.listdir(out)) == sorted(list(PNGS) + ["metrics.json", "report.md"])
+  assert "earlier" not in (out / "report.md").read_text()
+  assert sorted(os.listdir(tmp_path)) == ["analysis"]
+
+
+# ---- Comparison ------------------------------------------------------------------------
+
+def test_run_compares_seeds(both):
+  groups = both["comparison"]["groups"]
+  assert len(groups) == 1 and len(groups[0]["runs"]) == 2
+  np.testing.assert_array_equal(groups[0]["per_class_accuracy_std"], np.zeros(10))
+  out = both["comparison"]["out"]
+  assert sorted(os.listdir(out)) == ["comparison.json", "comparison.md",
+                                     "comparison_per_class.png"]
+  md = open(os.path.join(out, "comparison.md")).read()
+  assert "cnn on kmnist (2 seeds)" in md and "| 0 | お (o) |" in md
+  check_png(os.path.join(out, "comparison_per_class.png"), (max(7, 0.35 * 10 + 2.5), 4.8))
+
+
+def test_comparison_groups_seeds_and_sets_datasets_side_by_side(analysed, workdir,
+                                                                data_dir, tmp_path):
+  seed1 = dict(analysed, seed=1, workdir=analysed["workdir"] + "_s1",
+               config=dict(analysed["config"], seed=1))
+  other = dict(analysed, per_class=dict(analysed["per_class"]))
+  other["per_class"]["accuracy"] = np.clip(np.asarray(analysed["per_class"]["accuracy"])
+                                           + 0.1, 0, 1)
+  other.update(seed=2, workdir=analysed["workdir"] + "_s2",
+               config=dict(analysed["config"], seed=2))
+  on_mnist = analyze.analyze_run(workdir, dataset="mnist", limit=300, data_dir=data_dir,
+                                 out=str(tmp_path / "mnist_eval"), cjk_font=None,
+                                 log=quiet)
+  res = analyze.compare([analysed, seed1, other, on_mnist], str(tmp_path / "cmp"),
+                        cjk_font=None, log=quiet)
+  groups = res["groups"]
+  assert [len(g["runs"]) for g in groups] == [3, 1]
+  acc = np.array([np.asarray(r["per_class"]["accuracy"])
+                  for r in (analysed, seed1, other)])
+  np.testing.assert_allclose(groups[0]["per_class_accuracy_mean"], acc.mean(0))
+  np.testing.assert_allclose(groups[0]["per_class_accuracy_std"], acc.std(0, ddof=1))
+  md = open(tmp_path / "cmp" / "comparison.md").read()
+  assert "kmnist class" in md and "mnist class" in md and "(3 seeds)" in md
+  assert "| 0 | お (o) | 0 |" in md and " ± " in md
+  check_png(str(tmp_path / "cmp" / "comparison_per_class.png"),
+            (max(7, 0.35 * 20 + 2.5), 4.8))
+  json.load(open(tmp_path / "cmp" / "comparison.json"))
+  # The cross-dataset report says so.
+  assert "**Cross-dataset**" in open(tmp_path / "mnist_eval" / "report.md").read()
+
+
+# ---- Bad input: one clear line each ----------------------------------------------------
+
+def test_workdir_without_checkpoint(tmp_path):
+  with pytest.raises(UserError, match=r"does not exist.*expected a training workdir"):
+    analyze.run([str(tmp_path / "nowhere")], log=quiet)
+  empty = tmp_path / "empty"
+  empty.mkdir()
+  with pytest.raises(UserError, match=f"no checkpoints in '{empty}'"):
+    analyze.run([str(empty)], log=quiet)
+  assert os.listdir(empty) == []  # nothing written
+
+
+def test_checkpoint_of_unknown_model(workdir, tmp_path):
+  wd = tmp_path / "alien"
+  step, state, cfg, history = ckpt_lib.Checkpoints(workdir, read_only=True).restore(
+      train.restore_model(workdir).state)
+  ck = ckpt_lib.Checkpoints(str(wd))
+  ck.save(step, state, dict(cfg, model="vision_transformer"), history)
+  ck.close()
+  with pytest.raises(UserError) as e:
+    analyze.run([str(wd)], log=quiet)
+  msg = str(e.value)
+  assert str(wd) in msg and "'vision_transformer'" in msg and "cnn" in msg
+  assert "\n" not in msg and not (wd / "analysis").exists()
+
+
+def test_dataset_with_wrong_class_count(workdir):
+  with pytest.raises(UserError) as e:
+    analyze.run([workdir], dataset="k49", out="/nonexistent/never", log=quiet)
+  msg = str(e.value)
+  assert workdir in msg and "49 classes" in msg and "10-class head" in msg
+  assert "kmnist" in msg and "mnist" in msg  # the datasets that would fit
+
+
+def test_other_bad_flags(workdir, tmp_path):
+  with pytest.raises(UserError, match="--step='bst' is not valid; use best, latest or a"):
+    analyze.run([workdir], step="bst", log=quiet)
+  with pytest.raises(UserError, match="no checkpoint at step 7 .*available steps"):
+    analyze.run([workdir], step="7", log=quiet)
+  with pytest.raises(UserError, match="--out names one folder but 2 workdirs"):
+    analyze.run([workdir, workdir], out=str(tmp_path), log=quiet)
+  with pytest.raises(UserError, match="unknown dataset 'kmnsit'"):
+    analyze.run([workdir], dataset="kmnsit", log=quiet)
+
+
+# ---- The scripts as a user runs them ---------------------------------------------------
+
+def script(name, *args, data_dir):
+  env = dict(os.environ, KMNIST_JAX_DATA_DIR=data_dir, XLA_FLAGS="")
+  return subprocess.run([sys.executable, f"experiments/{name}", *args], cwd=REPO,
+                        env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_analyze_script(workdir, data_dir, tmp_path):
+  out = tmp_path / "out"
+  p = script("analyze.py", f"--workdirs={workdir}", "--limit=200", "--step=best",
+             "--split=validation", f"--out={out}", data_dir=data_dir)
+  assert p.returncode == 0, p.stderr[-3000:]
+  assert "validation accuracy" in p.stdout and f"report: {out}/report.md" in p.stdout
+  m = json.load(open(out / "metrics.json"))
+  assert m["split"] == "validation" and m["n"] == 200 and m["step_requested"] == "best"
+  assert sorted(os.listdir(out)) == sorted(list(PNGS) + ["metrics.json", "report.md"])
+
+
+def test_scripts_bad_input_is_one_line(data_dir, tmp_path):
+  p = script("analyze.py", f"--workdirs={tmp_path}", data_dir=data_dir)
+  assert p.returncode == 2, p.stderr[-2000:]
+  errors = [ln for ln in p.stderr.splitlines() if ln.startswith("error:")]
+  assert len(errors) == 1 and str(tmp_path) in errors[0], p.stderr[-2000:]
+
+
+# ---- Embeddings ------------------------------------------------------------------------
+
+def test_embed_pixels_and_features(workdir, data_dir, tmp_path):
+  out = tmp_path / "emb"
+  res = embed.run(workdirs=[workdir], datasets=["mnist"], methods=["tsne"],
+                  num_points=150, data_dir=data_dir, out=str(out), progress=False,
+                  cjk_font=None, tsne_iter=250, log=quiet)
+  assert sorted(os.listdir(out)) == ["embeddings.npz", "embeddings.png", "report.md",
+                                     "separability.json", "separability.png"]
+  rows = res["rows"]
+  # original space: mnist pixels, kmnist pixels, kmnist features; then t-SNE of each.
+  assert [(r["dataset"], r["representation"], r["method"]) for r in rows] == [
+      ("mnist", "pixels", None), ("kmnist", "pixels", None), ("kmnist", "features", None),
+      ("mnist", "pixels", "tsne"), ("kmnist", "pixels", "tsne"),
+      ("kmnist", "features", "tsne")]
+  for r in rows:
+    assert 0 <= r["knn_accuracy"] <= 1 and -1 <= r["silhouette"] <= 1
+  assert rows[0]["knn_accuracy"] > 0.5  # MNIST pixels: well above chance (0.1)
+  check_png(str(out / "embeddings.png"), plots.embedding_grid_size(2, 2))
+  check_png(str(out / "separability.png"), (10, plots.separability_height(6)))
+  z = np.load(out / "embeddings.npz")
+  assert z["tsne_pixels_mnist"].shape == (150, 2) and z["labels_kmnist"].shape == (150,)
+  # Deterministic subsample from the seed.
+  np.testing.assert_array_equal(z["indices_mnist"],
+                                embed.subsample(10000, 150, 0, "mnist"))
+  assert "| mnist | pixels | original (784-d) |" in open(out / "report.md").read()
+
+
+def test_embed_bad_input(workdir, data_dir, tmp_path, monkeypatch):
+  with pytest.raises(UserError, match="unknown embedding method 'pca'"):
+    embed.run(methods=["pca"], out=str(tmp_path), log=quiet)
+  with pytest.raises(UserError, match="two checkpoints trained on kmnist"):
+    embed.run(workdirs=[workdir, workdir], methods=["tsne"], data_dir=data_dir,
+              out=str(tmp_path / "x"), log=quiet)
+  monkeypatch.setitem(sys.modules, "umap", None)  # as if umap-learn were not installed
+  with pytest.raises(UserError, match="needs umap-learn.*--methods=tsne"):
+    embed.run(methods=["umap"], out=str(tmp_path / "y"), log=quiet)
+  assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
