@@ -238,7 +238,7 @@ class CNN(Model):
 
   def __init__(self, *, num_classes: int, rngs: nnx.Rngs,
                bn_axis_name: str | None = None, dtype=jnp.float32,
-               conv_impl: str = 'auto', widths: Sequence[int] = (32, 64), depth: int = 2,
+               conv_impl: str = 'auto', widths: Sequence[int] = (32, 64), depth: int = 1,
                dense: int = 256, dropout: float = 0.3):
     widths = tuple(int(w) for w in widths)
     if not widths or min(widths) < 1 or len(widths) > 4:

@@ -136,8 +136,8 @@ def test_full_size_param_counts():
   assert count('logreg') == 7_850
   assert count('mlp') == 669_706
   assert count('mlp', hidden_sizes=(256,)) == 784 * 256 + 256 + 2570
-  assert count('cnn') == 871_082
-  assert count('cnn', depth=1) == 824_810  # experiments/configs/kmnist_cnn.py
+  assert count('cnn') == 824_810  # the default (experiments/configs/kmnist_cnn.py)
+  assert count('cnn', depth=2) == 871_082
   # PreActResNet-18 with a 1-channel stem and the final BN (kuangliu's CIFAR
   # count 11,171,146 - 2*576 stem weights + 1,024 final BN).
   assert count('preact_resnet18') == 11_171_018
