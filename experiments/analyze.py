@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import functools
 import json
 import os
 import re
@@ -170,11 +171,9 @@ def load_split(dataset: str, split: str, *, cfg=None, data_dir: str = "",
   return images, labels
 
 
-def forward(model, images: np.ndarray, *, dtype: str = "float32", batch: int = 1000,
-            method: str = "__call__", desc: str | None = None) -> np.ndarray:
-  """Softmax probabilities [N, C] (method '__call__') or penultimate features [N, D]
-  ('features') of `images`, in jit-compiled batches of `batch` (the last one padded)."""
-  graphdef, params, rest = models.split(model)
+@functools.lru_cache(maxsize=16)
+def _compiled_forward(graphdef, method: str, dtype: str):
+  """jit(params, rest, uint8 images) -> probabilities or features; one per model."""
   dt = jnp.bfloat16 if dtype == "bfloat16" else jnp.float32
 
   @jax.jit
@@ -184,6 +183,15 @@ def forward(model, images: np.ndarray, *, dtype: str = "float32", batch: int = 1
     out = out.astype(jnp.float32)
     return jax.nn.softmax(out, -1) if method == "__call__" else out
 
+  return fn
+
+
+def forward(model, images: np.ndarray, *, dtype: str = "float32", batch: int = 1000,
+            method: str = "__call__", desc: str | None = None) -> np.ndarray:
+  """Softmax probabilities [N, C] (method '__call__') or penultimate features [N, D]
+  ('features') of `images`, in jit-compiled batches of `batch` (the last one padded)."""
+  graphdef, params, rest = models.split(model)
+  fn = _compiled_forward(graphdef, method, dtype)
   n = len(images)
   batch = max(1, min(batch, n))
   outs = []
@@ -258,7 +266,6 @@ def analyze_run(workdir: str, *, step="best", dataset: str = "", split: str = "t
                 batch_size: int = 1000, log=print) -> dict:
   """Analyses one checkpoint and writes its folder; returns the run's record (what
   metrics.json holds, plus numpy arrays for the comparison)."""
-
   requested = str(step)
   workdir, restored = restore(workdir, step)
   cfg = restored.config
@@ -347,7 +354,7 @@ def analyze_run(workdir: str, *, step="best", dataset: str = "", split: str = "t
         title=f"per-class validation error over epochs ({cfg.dataset})")
     record["files"] = {k: os.path.basename(v) for k, v in files.items()}
     record["files"]["report"] = "report.md"
-    _write_json(p("metrics.json"), {k: v for k, v in record.items()})
+    _write_json(p("metrics.json"), record)
     with open(p("report.md"), "w") as f:
       f.write(report_md(record, trained_info))
   record["out"] = os.path.abspath(out)
@@ -485,7 +492,6 @@ def group_key(r: dict) -> str:
 def compare(records: list[dict], out: str, *, cjk_font="auto", log=print) -> dict:
   """Side-by-side table of several analysed runs; runs differing only by seed form one
   group (mean +- std per class). Writes comparison.{md,json} and a PNG to `out`."""
-
   groups: dict[str, list[dict]] = {}
   for r in records:
     groups.setdefault(group_key(r), []).append(r)

@@ -129,7 +129,8 @@ def run(*, workdirs=(), datasets=("mnist", "kmnist"), methods=("umap", "tsne"),
         out: str = "workdirs/embeddings", data_dir: str = "", cjk_font="auto",
         knn_k: int = 5, tsne_iter: int = 1000, progress: bool = True,
         log=print) -> dict:
-
+  """Embeds, scores and draws (see the module docstring); returns the separability
+  rows and the output folder."""
   methods = [m.strip().lower() for m in methods if m.strip()]
   for m in methods:
     if m not in METHODS:

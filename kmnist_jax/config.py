@@ -121,11 +121,11 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
     raise UserError(f"config.warmup_epochs={cfg.warmup_epochs} must be smaller than "
                     f"config.num_epochs={cfg.num_epochs}")
   if cfg.augment:
+    from kmnist_jax import augment
     try:
-      from kmnist_jax import augment  # noqa: F401  (the augmentation issue adds it)
-    except ImportError:
-      raise UserError(f"config.augment={cfg.augment!r}: augmentation is not available in "
-                      "this version; use augment=''") from None
+      augment.parse(cfg.augment)
+    except UserError as e:
+      raise UserError(f"config.augment: {e}") from None
 
 
 def check_override_flags(argv: list[str], flag: str = "config") -> None:

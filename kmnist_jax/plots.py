@@ -28,6 +28,7 @@ import matplotlib
 import numpy as np
 from matplotlib import font_manager, ticker
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import PowerNorm
 from matplotlib.figure import Figure
 
 DPI = 100
@@ -189,7 +190,7 @@ def confusion_size(num_classes: int) -> tuple[float, float]:
 
 def confusion_heatmap(confusion, labels: Labels, path: str, *,
                       pred_labels: Labels | None = None, title: str = "") -> str:
-  """Row-normalised colours (recall per true class), counts written in the cells.
+  """Row-normalised colours (fraction of each true class), counts written in the cells.
 
   `pred_labels`: the model's classes when they differ from the data's (a model
   evaluated on another dataset). Size: :func:`confusion_size` inches (8.4 x 7.2 for 10
@@ -203,8 +204,10 @@ def confusion_heatmap(confusion, labels: Labels, path: str, *,
   with _style(labels, pred_labels):
     fig = _figure(*confusion_size(C))
     ax = fig.add_subplot()
-    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03, label="fraction of true class")
+    # Square-root colour scale: a 2% confusion is still visible beside a 98% diagonal.
+    im = ax.imshow(norm, cmap="Blues", norm=PowerNorm(0.5, vmin=0, vmax=1))
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03,
+                 label="fraction of true class (square-root scale)")
     ax.set_xticks(range(C), pred_labels.texts, rotation=90 if C > 12 else 45,
                   ha="center" if C > 12 else "right")
     ax.set_yticks(range(C), labels.texts)
@@ -289,61 +292,82 @@ def per_class_comparison(series: Sequence[dict], labels: Labels, path: str, *,
 
 # ---- Mistakes --------------------------------------------------------------------------
 
-CELL_IN = 1.05  # inches per image cell
+# The grid is one mosaic image (fast to draw): cells of 28x28 pixels in a coloured
+# frame, captions above, groups (mistakes | typical true | typical predicted) apart.
+_IMG, _FRAME, _GAP, _GROUP, _CAPTION = 28, 2, 6, 14, 11  # mosaic pixels
+_PX_IN = 0.03          # inches per mosaic pixel: a framed cell is ~1 inch
+_LEFT_IN, _TOP_IN = 2.0, 0.45
+
+
+def _mosaic_px(rows: int, mistakes: int, typical: int) -> tuple[int, int]:
+  cell = _IMG + 2 * _FRAME
+  cols = mistakes + 2 * typical
+  return (cols * (cell + _GAP) - _GAP + 2 * _GROUP,
+          rows * (_CAPTION + cell + _GAP))
 
 
 def mistakes_grid_size(rows: int, mistakes: int, typical: int) -> tuple[float, float]:
-  return 1.9 + CELL_IN * (mistakes + 2 * typical) + 0.3, 0.5 + 1.3 * rows
+  w, h = _mosaic_px(max(rows, 1), mistakes, typical)
+  return _LEFT_IN + w * _PX_IN + 0.15, _TOP_IN + h * _PX_IN + 0.05
 
 
 def mistakes_grid(rows: Sequence[dict], labels: Labels, path: str, *,
                   pred_labels: Labels | None = None, mistakes: int = 6, typical: int = 3,
                   title: str = "") -> str:
-  """One row per confused pair: its most confident mistakes (red frame), then typical
-  examples of the true class and of the predicted class (green frames).
+  """One row per confused pair: its most confident mistakes (red frame, with the
+  probability given to the wrong class), then typical examples of the true class and of
+  the predicted class (green frames).
 
   `rows`: ``[{'true', 'pred' (class indices), 'count' (errors), 'mistakes':
   [(image [28,28], p_pred)], 'typical_true': [image], 'typical_pred': [image]}]``.
   `pred_labels`: the model's classes when they differ from the data's.
   Size: :func:`mistakes_grid_size` inches.
   """
+  from matplotlib.colors import to_rgb
   R = max(len(rows), 1)
-  ncols = mistakes + 2 * typical
   pred_labels = pred_labels or labels
+  W, H = _mosaic_px(R, mistakes, typical)
+  cell = _IMG + 2 * _FRAME
+  mosaic = np.ones((H, W, 3))
+  texts = []  # (x, y, text, kwargs) in mosaic pixels
+
+  def x0(c):
+    return (c * (cell + _GAP) + _GROUP * (c >= mistakes)
+            + _GROUP * (c >= mistakes + typical))
+
+  for r, row in enumerate(rows):
+    t, p = row["true"], row["pred"]
+    ts, ps = labels.short[t], pred_labels.short[p]
+    y0 = r * (_CAPTION + cell + _GAP) + _CAPTION
+    groups = [(row["mistakes"][:mistakes], "tab:red", None),
+              (row["typical_true"][:typical], "tab:green", f"{ts} typical"),
+              (row["typical_pred"][:typical], "tab:green", f"{ps} typical")]
+    starts = [0, mistakes, mistakes + typical]
+    for (items, color, caption), c0 in zip(groups, starts):
+      for k, item in enumerate(items):
+        img, cap = (item[0], f"p={item[1]:.2f}") if caption is None else (item, caption)
+        x = x0(c0 + k)
+        mosaic[y0:y0 + cell, x:x + cell] = to_rgb(color)
+        pix = 1.0 - np.asarray(img, np.float64).reshape(_IMG, _IMG) / 255.0
+        y, xi = y0 + _FRAME, x + _FRAME
+        mosaic[y:y + _IMG, xi:xi + _IMG] = pix[..., None]
+        texts.append((x + cell / 2, y0 - 1.5, cap, {"ha": "center", "va": "bottom",
+                                                    "fontsize": 7.5}))
+    texts.append((-_GROUP, y0 + cell / 2,
+                  f"true {labels.texts[t]}\n→ pred {pred_labels.texts[p]}\n"
+                  f"({row.get('count', 0)} errors)",
+                  {"ha": "right", "va": "center", "fontsize": 10}))
+
   with _style(labels, pred_labels):
     fig = _figure(*mistakes_grid_size(R, mistakes, typical), layout=None)
-    left = 1.9 / fig.get_figwidth()
-    gs = fig.add_gridspec(R, ncols, left=left, right=0.99,
-                          top=1 - 0.5 / fig.get_figheight(), bottom=0.02, wspace=0.15,
-                          hspace=0.55)
+    fw, fh = fig.get_figwidth(), fig.get_figheight()
+    ax = fig.add_axes((_LEFT_IN / fw, 0.05 / fh, W * _PX_IN / fw, H * _PX_IN / fh))
+    ax.imshow(mosaic, interpolation="nearest", aspect="equal")
+    ax.axis("off")
+    for x, y, text, kw in texts:
+      ax.text(x, y, text, **kw)
     fig.suptitle(title or "most confident mistakes (red) beside typical examples (green)",
-                 y=1 - 0.12 / fig.get_figheight(), va="top")
-    for r, row in enumerate(rows):
-      t, p = row["true"], row["pred"]
-      ts, ps = labels.short[t], pred_labels.short[p]
-      cells = ([(img, f"p={prob:.2f}", "tab:red") for img, prob in row["mistakes"]]
-               + [None] * (mistakes - len(row["mistakes"]))
-               + [(img, f"{ts} typical", "tab:green") for img in row["typical_true"]]
-               + [None] * (typical - len(row["typical_true"]))
-               + [(img, f"{ps} typical", "tab:green") for img in row["typical_pred"]]
-               + [None] * (typical - len(row["typical_pred"])))
-      for c, cell in enumerate(cells[:ncols]):
-        ax = fig.add_subplot(gs[r, c])
-        ax.set_xticks([])
-        ax.set_yticks([])
-        if cell is None:
-          ax.axis("off")
-          continue
-        img, caption, color = cell
-        ax.imshow(np.asarray(img).reshape(28, 28), cmap="gray_r", vmin=0, vmax=255)
-        ax.set_title(caption, fontsize=8, pad=2)
-        for s in ax.spines.values():
-          s.set_color(color)
-          s.set_linewidth(2)
-        if c == 0:
-          ax.set_ylabel(f"true {labels.texts[t]}\n→ pred {pred_labels.texts[p]}\n"
-                        f"({row.get('count', 0)} errors)",
-                        rotation=0, ha="right", va="center", fontsize=10, labelpad=8)
+                 y=1 - 0.08 / fh, va="top")
     if not rows:
       fig.text(0.5, 0.5, "no mistakes", ha="center", va="center")
     return _save(fig, path)
@@ -502,10 +526,11 @@ def embedding_grid(panels: Sequence[dict], path: str, *, cols: int,
       y = np.asarray(p["labels"])
       lab: Labels = p["class_labels"]
       C = len(lab.texts)
+      size = float(np.clip(8000 / max(len(xy), 1), 1.5, 12))  # points^2
       cmap = matplotlib.colormaps["tab10" if C <= 10 else "tab20"]
       for c in range(C):
         m = y == c
-        ax.scatter(xy[m, 0], xy[m, 1], s=2, color=cmap(c % cmap.N), alpha=0.6,
+        ax.scatter(xy[m, 0], xy[m, 1], s=size, color=cmap(c % cmap.N), alpha=0.6,
                    label=lab.texts[c], rasterized=True, linewidths=0)
       ax.set_title(p["title"], fontsize=10)
       if C <= 20:
@@ -532,10 +557,14 @@ def separability_bars(rows: Sequence[dict], path: str, *, title: str = "") -> st
   with _style():
     a1, a2 = fig.subplots(1, 2)
     y = np.arange(n)
-    a1.barh(y, [r["knn_accuracy"] for r in rows], color="tab:blue")
-    a1.set_xlim(0, 1)
+    bars = a1.barh(y, [r["knn_accuracy"] for r in rows], color="tab:blue")
+    a1.bar_label(bars, fmt="%.3f", fontsize=7, padding=2)
+    a1.set_xlim(0, 1.12)
     a1.set_xlabel("kNN accuracy (5-fold CV)")
-    a2.barh(y, [r["silhouette"] for r in rows], color="tab:orange")
+    bars = a2.barh(y, [r["silhouette"] for r in rows], color="tab:orange")
+    a2.bar_label(bars, fmt="%.3f", fontsize=7, padding=2)
+    sil = [r["silhouette"] for r in rows] or [0.0]
+    a2.set_xlim(min(0.0, min(sil)) - 0.1, max(0.0, max(sil)) + 0.15)
     a2.axvline(0, color="black", lw=0.8)
     a2.set_xlabel("silhouette score")
     for ax in (a1, a2):
