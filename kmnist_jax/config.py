@@ -144,14 +144,14 @@ def check_override_flags(argv: list[str], flag: str = "config") -> None:
 
 def to_dict(cfg: ml_collections.ConfigDict) -> dict:
   """A JSON-safe plain dict (tuples become lists)."""
-  return _jsonable(cfg.to_dict())
+  return jsonable(cfg.to_dict())
 
 
-def _jsonable(x):
+def jsonable(x):
   if isinstance(x, dict):
-    return {k: _jsonable(v) for k, v in x.items()}
+    return {k: jsonable(v) for k, v in x.items()}
   if isinstance(x, (list, tuple)):
-    return [_jsonable(v) for v in x]
+    return [jsonable(v) for v in x]
   return x
 
 

@@ -61,6 +61,16 @@ def init_model(cfg, num_classes: int, *, bn_axis_name: str | None = None):
                        **cfg.model_kwargs)
 
 
+def resolved_config(cfg) -> dict:
+  """The config as saved with checkpoints: JSON-safe, with the model's default kwargs
+  filled in, so that a later change of a model default cannot change what a
+  checkpoint's config means."""
+  d = config_lib.to_dict(cfg)
+  d["model_kwargs"] = config_lib.jsonable({**models.model_kwargs(cfg.model),
+                                            **d["model_kwargs"]})
+  return d
+
+
 def init_state(cfg, num_classes: int, steps_per_epoch: int, *,
                bn_axis_name: str | None = None):
   """(graphdef, tx, TrainState at step 0)."""
@@ -293,7 +303,7 @@ def train_and_evaluate(cfg, workdir: str, *, log: Callable[[str], None] = print)
   chunk_steps = _chunk_steps(steps_per_epoch, cfg.progress_updates_per_epoch)
 
   graphdef, tx, state = init_state(cfg, C, steps_per_epoch, bn_axis_name=par.axis_name)
-  saved_cfg = config_lib.to_dict(cfg)
+  saved_cfg = resolved_config(cfg)
   ckpts = ckpt_lib.Checkpoints(workdir, keep=cfg.keep_checkpoints)
   history: list[dict] = []
   start_epoch = 0
@@ -459,8 +469,13 @@ def restore_model(workdir: str, step: int | str | None = None) -> Restored:
     raise UserError(f"checkpoint in {workdir} was trained on unknown dataset "
                     f"{cfg.dataset!r}; known: {', '.join(sorted(data_lib.DATASETS))}")
   num_classes = data_lib.get_info(cfg.dataset).num_classes
-  graphdef, _, state = init_state(cfg, num_classes, 1)
-  step, state, _, history = ckpts.restore(jax.device_get(state), step)
+  # Only shapes and dtypes are needed to restore: build them without computing (or
+  # compiling) an initialisation.
+  model = nnx.eval_shape(lambda: init_model(cfg, num_classes))
+  graphdef, params, rest = models.split(model)
+  target = TrainState(step=jax.ShapeDtypeStruct((), jnp.int32), params=params, rest=rest,
+                      opt_state=jax.eval_shape(optim.create(cfg, 1).init, params))
+  step, state, _, history = ckpts.restore(target, step)
   ckpts.close()
   model = nnx.merge(graphdef, state.params, state.rest)
   return Restored(model=model, config=cfg, history=history, step=int(step), state=state)
