@@ -26,22 +26,12 @@ ignored by training): one run of it without augmentation is
 
 import ml_collections
 
-from kmnist_jax import config as config_lib
+from experiments.configs import kmnist_cnn
 
 
 def get_config():
-  c = config_lib.base()
-  c.dataset = "kmnist"
-  c.model = "cnn"
-  c.model_kwargs = ml_collections.ConfigDict(dict(widths=(32, 64), depth=1, dense=256,
-                                                  dropout=0.3))
-  c.optimizer = "adamw"
-  c.learning_rate = 3e-3
-  c.weight_decay = 5e-4
-  c.schedule = "onecycle"
-  c.batch_size = 128
+  c = kmnist_cnn.get_config()
   c.num_epochs = 12
-  c.val_size = 5000
   c.progress = False
   c.tensorboard = False
 

@@ -27,23 +27,18 @@ ignored by training): one run of it without augmentation is
 
 import ml_collections
 
-from kmnist_jax import config as config_lib
+from experiments.configs import kmnist_cnn
 
 
 def get_config():
-  c = config_lib.base()
-  c.dataset = "kmnist"
-  c.model = "cnn"
+  c = kmnist_cnn.get_config()
   c.model_kwargs = ml_collections.ConfigDict(dict(widths=(8, 16), depth=1, dense=64,
                                                   dropout=0.1))
-  c.optimizer = "adamw"
-  c.learning_rate = 3e-3
-  c.weight_decay = 5e-4
-  c.schedule = "onecycle"
-  c.batch_size = 128
   c.num_epochs = 4
   c.train_limit = 10000
   c.val_size = 0
+  c.checkpoint_every = 1
+  c.keep_checkpoints = 1
   c.progress = False
   c.tensorboard = False
   c.checkpoint_every = 1
