@@ -1,6 +1,6 @@
 r"""Training throughput: kmnist_jax (single / pmap / sharded) vs PyTorch, one machine.
 
-  python benchmarks/throughput.py                    # CPU, full (~8 min on 2 cores)
+  python benchmarks/throughput.py                    # CPU, full (~7 min on 2 cores)
   python benchmarks/throughput.py --quick            # smoke run: a few steps each
   python benchmarks/throughput.py --platform gpu     # GPU: JAX and torch.cuda
 
@@ -258,6 +258,7 @@ def _jax_worker(spec) -> dict:
   cfg.data_dir = spec["data_dir"]
   cfg.data_source = "files"
   cfg.val_size = 0
+  cfg.augment = spec.get("augment", "")
   config_lib.validate(cfg)
 
   par = parallel.create(par_mode)
@@ -276,7 +277,11 @@ def _jax_worker(spec) -> dict:
   state = par.replicate(state)
   arrays = par.replicate((images, labels))
   root = train.root_key(cfg.seed)
-  train_step = train.make_train_step(graphdef, tx, cfg, num_classes, par)
+  augmenter = None
+  if cfg.augment:
+    from kmnist_jax import augment
+    augmenter = augment.build(cfg.augment, num_classes)
+  train_step = train.make_train_step(graphdef, tx, cfg, num_classes, par, augmenter)
   chunk_fn = par.compile(
       train.make_train_chunk(train_step, n_train=n_train, batch_size=cfg.batch_size,
                              chunk_steps=chunk_steps, par=par), num_replicated=3)
@@ -462,9 +467,10 @@ def _best(results: dict, model: str, framework: str):
 
 
 def make_table(report: dict) -> str:
-  results = report["_results"]
+  results = {m: {tuple(k.split(":")): r for k, r in rs.items()}
+             for m, rs in report["results"].items()}
   models = report["models"]
-  configs = [c for c in report["configs"]]
+  configs = [tuple(c.split(":")) for c in report["configs"]]
   head = ["Configuration"]
   for m in models:
     head += [f"{m} img/s", "vs best PyTorch", "compile s"]
@@ -472,9 +478,12 @@ def make_table(report: dict) -> str:
   for c in configs:
     label = LABELS[c]
     if c[0] == "jax" and c[1] in ("pmap", "sharded"):
-      label += f" ({report['devices']} dev)"
+      n = next((results[m][c]["devices"] for m in models
+                if "devices" in results[m].get(c, {})), report["devices"])
+      label += f" ({n or 'all'} dev)"
     if c == ("jax", "single_xla"):
-      label += f" ({report['xla_steps']} steps)"
+      n = report["xla_steps"]
+      label += f" ({n} step{'s' if n != 1 else ''}/chunk)"
     row = [label]
     for m in models:
       r = results[m].get(c)
@@ -510,12 +519,17 @@ def make_table(report: dict) -> str:
 
 def _markdown(report: dict, table: str) -> str:
   mi = report["machine"]
+  others = [r["other_cpu"] for rs in report["results"].values() for r in rs.values()
+            if r.get("other_cpu") is not None]
+  others = max(others) if others else None
   return (
       f"# Training throughput ({report['platform']})\n\n"
       f"{report['date']}: {mi['cpu_model']}, {mi['cores']} cores, {mi['mem_gib']} GiB"
       + (f", {mi['accelerator']}" if mi.get("accelerator") else "")
       + f"; Python {mi['python']}, jax {mi['jax']}, torch {mi['torch'] or 'not installed'}."
-      f" Load average before/after: {mi['loadavg_before']} / {mi['loadavg_after']}.\n\n"
+      f" Load average before/after: {mi['loadavg_before']} / {mi['loadavg_after']}"
+      + (f"; other processes used at most {others:.2f} cores while any configuration "
+         f"was timed" if others is not None else "") + ".\n\n"
       f"Batch {report['batch']}, Adam lr 1e-3 (no weight decay, constant), real KMNIST "
       f"train images; img/s = median over timed chunks of {report['chunk_desc']} "
       f"(± half the min-max range), after warm-up; compile s = first call - median "
@@ -555,6 +569,10 @@ def parse_args(argv=None):
   p.add_argument("--xla_steps", type=int, default=1,
                  help="steps per chunk for single_xla (2 timed chunks, no warm-up)")
   p.add_argument("--batch", type=int, default=128)
+  p.add_argument("--augment", default="",
+                 help="augmentation policy run in every JAX training step "
+                      "(kmnist_jax.augment, e.g. 'affine+elastic'); its cost is the "
+                      "img/s against a run without it")
   p.add_argument("--devices", type=int, default=None,
                  help="CPU devices for pmap/sharded (default: cores); on GPU all")
   p.add_argument("--threads", type=int, default=None, help="torch threads (default: cores)")
@@ -570,6 +588,8 @@ def parse_args(argv=None):
                  help=f"CPU: run a configuration again (up to this many times) when "
                       f"other processes used > {LOADED} cores while it was timed; the "
                       f"least disturbed try is kept")
+  p.add_argument("--render", default="", metavar="JSON",
+                 help="only rewrite the .md beside a saved throughput_<platform>.json")
   p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
   return p.parse_args(argv)
 
@@ -586,6 +606,14 @@ def main(argv=None) -> int:
   a = parse_args(argv)
   if a.worker is not None:
     return worker_main(a.worker)
+  if a.render:
+    with open(a.render) as f:
+      report = json.load(f)
+    table = make_table(report)
+    with open(os.path.splitext(a.render)[0] + ".md", "w") as f:
+      f.write(_markdown(report, table))
+    print(table)
+    return 0
   cores = _cores()
   quick = a.quick
   models = _csv(a.models, MODELS, "model")
@@ -602,13 +630,16 @@ def main(argv=None) -> int:
   chunk_steps = a.chunk_steps if a.chunk_steps is not None else (3 if quick else 0)
   torch_steps = a.torch_steps or (3 if quick else 100 if a.platform == "gpu" else 10)
   jax_chunk = None
-  devices = a.devices or cores
+  devices = (a.devices or cores) if a.platform == "cpu" else None  # gpu: all visible
   threads = a.threads or cores
   out_dir = a.out_dir or (os.path.join(ROOT, "results", "tmp", "throughput") if quick
                            else os.path.join(ROOT, "results"))
   data_dir = _data_dir(a.data_dir)
 
   notes = []
+  if a.augment:
+    notes.append(f"JAX steps include the augmentation policy {a.augment!r} (on device, "
+                 "inside the compiled chunk); PyTorch steps have none.")
   torch_version = _version("torch")
   if torch_variants and importlib.util.find_spec("torch") is None:
     notes.append("PyTorch is not installed, so this is JAX only: "
@@ -630,7 +661,7 @@ def main(argv=None) -> int:
               "platform": a.platform, "batch": a.batch, "data_dir": data_dir,
               "seconds": seconds, "min_reps": min_reps, "max_reps": a.max_reps,
               "warmup": warmup, "chunk_steps": chunk_steps, "devices": devices,
-              "threads": threads}
+              "threads": threads, "augment": a.augment}
       if fw == "jax":
         spec["mode"] = what
         if what == "single_xla":
@@ -697,10 +728,6 @@ def main(argv=None) -> int:
       "model_kwargs": {m: _model_kwargs(m) for m in models},
       "notes": notes,
   }
-  report["configs"] = configs
-  report["_results"] = results
-  table = make_table(report)
-  report.pop("_results")
   report["configs"] = [f"{fw}:{w}" for fw, w in configs]
   report["results"] = {m: {f"{fw}:{w}": r for (fw, w), r in results[m].items()}
                        for m in models}
@@ -723,6 +750,7 @@ def main(argv=None) -> int:
   with open(base + ".json", "w") as f:
     json.dump(report, f, indent=1)
     f.write("\n")
+  table = make_table(report)
   with open(base + ".md", "w") as f:
     f.write(_markdown(report, table))
   print(table)
