@@ -13,7 +13,6 @@ which runs are missing) so that a lent accelerator's time is never overrun.
 """
 
 import datetime
-import importlib.util
 import json
 import os
 import platform
@@ -39,16 +38,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def load_config(name):
-  path = os.path.join(REPO, "experiments", "configs", f"{name}.py")
-  if not os.path.exists(path):
-    from kmnist_jax.errors import UserError
-    names = sorted(f[:-3] for f in os.listdir(os.path.dirname(path))
-                   if f.endswith(".py") and not f.startswith("_"))
-    raise UserError(f"unknown config {name!r}; valid choices: {', '.join(names)}")
-  spec = importlib.util.spec_from_file_location(name, path)
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  return mod.get_config()
+  from kmnist_jax import config as config_lib
+  return config_lib.load_file(name)
 
 
 def parse_overrides(text):

@@ -173,11 +173,8 @@ def _data_dir(flag: str) -> str:
 
 def _model_kwargs(name: str) -> dict:
   """model_kwargs of the model's experiment config (tuples as lists)."""
-  path = os.path.join(ROOT, MODEL_CONFIGS[name])
-  spec = importlib.util.spec_from_file_location(f"_bench_cfg_{name}", path)
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  cfg = mod.get_config()
+  from kmnist_jax import config as config_lib  # no jax import in the parent
+  cfg = config_lib.load_file(os.path.join(ROOT, MODEL_CONFIGS[name]))
   if cfg.model != name:
     raise SystemExit(f"{MODEL_CONFIGS[name]} configures model {cfg.model!r}, not {name!r}")
   return json.loads(json.dumps(cfg.model_kwargs.to_dict()))

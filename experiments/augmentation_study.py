@@ -39,6 +39,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from kmnist_jax.errors import UserError
+from kmnist_jax.files import atomic_write
 
 FLAGS = flags.FLAGS
 if __name__ == "__main__":
@@ -128,13 +129,6 @@ def run_dir(workdir: str, run: dict) -> str:
 
 # ---- Running ------------------------------------------------------------------------------
 
-def _atomic_write(path: str, data, mode: str = "w"):
-  tmp = path + ".tmp"
-  with open(tmp, mode) as f:
-    f.write(data)
-  os.replace(tmp, path)
-
-
 def train_one(run: dict, workdir: str, log) -> tuple[dict, bool]:
   """(results, trained): skips a finished run whose marker holds the same config."""
   from kmnist_jax import config as config_lib
@@ -155,7 +149,7 @@ def train_one(run: dict, workdir: str, log) -> tuple[dict, bool]:
   res = train.train_and_evaluate(run["config"], wd, log=lambda *_: None)
   res["wall_s"] = time.time() - t0
   if res.get("finished"):
-    _atomic_write(marker, json.dumps({"config": cfg_dict, "wall_s": res["wall_s"]},
+    atomic_write(marker, json.dumps({"config": cfg_dict, "wall_s": res["wall_s"]},
                                      indent=1))
   return res, True
 
@@ -309,8 +303,8 @@ def render_markdown(summary: dict) -> str:
 
 def write_tables(summary: dict, workdir: str) -> str:
   md = render_markdown(summary)
-  _atomic_write(os.path.join(workdir, "results.json"), json.dumps(summary, indent=1))
-  _atomic_write(os.path.join(workdir, "results.md"), md)
+  atomic_write(os.path.join(workdir, "results.json"), json.dumps(summary, indent=1))
+  atomic_write(os.path.join(workdir, "results.md"), md)
   return md
 
 
@@ -460,7 +454,7 @@ def run_study(cfg, workdir: str, *, log=print, config_file: str = "",
       costs = json.load(f)
   if st.measure_costs and not all(p["policy"] in costs for p in policies):
     costs = measure_costs(cfg, policies)
-    _atomic_write(costs_path, json.dumps(costs, indent=1))
+    atomic_write(costs_path, json.dumps(costs, indent=1))
     log("augmentation cost (ms per batch of %d): %s" % (st.cost_batch_size, ", ".join(
         f"{p['label']} {costs[p['policy']]['ms_per_batch']:.2f}" for p in policies)))
 

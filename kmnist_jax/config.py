@@ -9,6 +9,8 @@ the field and the valid choices, before any data is loaded or anything compiled.
 from __future__ import annotations
 
 import difflib
+import importlib.util
+import os
 
 import ml_collections
 
@@ -126,6 +128,24 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
       augment.parse(cfg.augment)
     except UserError as e:
       raise UserError(f"config.augment: {e}") from None
+
+
+CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                          "experiments", "configs")
+
+
+def load_file(name: str) -> ml_collections.ConfigDict:
+  """get_config() of experiments/configs/<name>.py (or of a path to a config file)."""
+  path = name if name.endswith(".py") else os.path.join(CONFIG_DIR, f"{name}.py")
+  if not os.path.exists(path):
+    names = sorted(f[:-3] for f in os.listdir(CONFIG_DIR)
+                   if f.endswith(".py") and not f.startswith("_"))
+    raise UserError(f"unknown config {name!r}; valid choices: {', '.join(names)}")
+  spec = importlib.util.spec_from_file_location(
+      f"_config_{os.path.basename(path)[:-3]}", path)
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  return mod.get_config()
 
 
 def check_override_flags(argv: list[str], flag: str = "config") -> None:

@@ -30,6 +30,7 @@ from kmnist_jax import config as config_lib
 from kmnist_jax import data as data_lib
 from kmnist_jax import models, optim, parallel
 from kmnist_jax.errors import UserError
+from kmnist_jax.files import atomic_write
 
 # Streams folded into the root key: each use of randomness has its own. A step's key
 # is split into its dropout key and its augmentation key.
@@ -254,7 +255,7 @@ class _MetricLog:
 
   def __init__(self, workdir: str, history: list[dict], tensorboard: bool):
     self.path = os.path.join(workdir, "metrics.jsonl")
-    _atomic_write(self.path, "".join(json.dumps(h) + "\n" for h in history))
+    atomic_write(self.path, "".join(json.dumps(h) + "\n" for h in history))
     self.writer = None
     if tensorboard and jax.process_index() == 0:
       try:
@@ -272,13 +273,6 @@ class _MetricLog:
                  if isinstance(v, (int, float)) and k not in ("epoch", "step")}
       self.writer.write_scalars(record["step"], scalars)
       self.writer.flush()
-
-
-def _atomic_write(path: str, text: str):
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    f.write(text)
-  os.replace(tmp, path)
 
 
 def train_and_evaluate(cfg, workdir: str, *, log: Callable[[str], None] = print) -> dict:
@@ -413,7 +407,7 @@ def train_and_evaluate(cfg, workdir: str, *, log: Callable[[str], None] = print)
                        [h["train_img_per_s"] for h in history[start_epoch:]]))
                    if len(history) > start_epoch else None)
   if jax.process_index() == 0:
-    _atomic_write(os.path.join(workdir, "results.json"), json.dumps(results, indent=1))
+    atomic_write(os.path.join(workdir, "results.json"), json.dumps(results, indent=1))
   ckpts.close()
   log(f"Test accuracy: {results['test_accuracy']:.4f} "
       f"(balanced {results['test_balanced_accuracy']:.4f}, loss "
