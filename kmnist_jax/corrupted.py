@@ -1,0 +1,393 @@
+"""Corrupted test sets (MNIST-C, KMNIST-C, Fashion-MNIST-C) on disk, verified.
+
+Why files: a robustness evaluation must see exactly the same corrupted bytes every
+time, on any machine, and other tools (``tfds.load``, PyTorch) must be able to read
+them. :func:`build` applies :mod:`kmnist_jax.corruptions` to one split of a dataset
+and writes::
+
+  <out_dir>/manifest.json                        what, from what, with which seed, sums
+  <out_dir>/<corruption>/severity_<s>.npz        images uint8 [N, 28, 28], labels uint8 [N]
+
+The manifest records the dataset, split, seed, limit, the SHA-256 fingerprint of the
+clean source arrays, the corruption parameters of each severity, and per file its
+corruption, severity, example count and SHA-256. :func:`load` checks that sum before
+parsing and reads with ``np.load(allow_pickle=False)`` (nothing is unpickled).
+
+Never half-written: a build goes into a temporary folder beside ``out_dir``
+(``.<name>.tmp-<pid>``) and is renamed into place only once every file and the
+manifest are written (an interrupted build deletes it; one killed outright leaves it,
+and the next build deletes it). Re-running a build whose manifest already matches (same
+dataset, split, seed, limit, source fingerprint) and holds every requested
+(corruption, severity) is a no-op after re-checking the sums. Adding corruptions or
+severities to such a build makes a new temporary folder holding the old files
+(hard links when possible) plus the new ones, then swaps it in: the old build stays
+whole until the rename. A build made with different settings is refused, naming the
+differing fields.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from kmnist_jax import corruptions, data
+from kmnist_jax.errors import UserError, unknown
+
+MANIFEST = "manifest.json"
+FORMAT = 1
+SPLITS = ("train", "test")
+# The manifest fields that must match for a build to be reused or extended.
+_IDENTITY_FIELDS = ("dataset", "split", "seed", "limit", "source_sha256",
+                    "corruptions_version")
+
+
+def file_name(name: str, severity: int) -> str:
+  """Path of one (corruption, severity) file, relative to the build folder."""
+  return f"{name}/severity_{severity}.npz"
+
+
+def sha256_file(path: str) -> str:
+  h = hashlib.sha256()
+  with open(path, "rb") as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+      h.update(block)
+  return h.hexdigest()
+
+
+def source_sha256(images: np.ndarray, labels: np.ndarray) -> str:
+  """SHA-256 of the clean arrays (shape, dtype and bytes of both)."""
+  h = hashlib.sha256()
+  for a in (images, labels):
+    a = np.ascontiguousarray(a)
+    h.update(f"{a.dtype.str}{a.shape}".encode())
+    h.update(a.tobytes())
+  return h.hexdigest()
+
+
+def _names(names) -> tuple[str, ...]:
+  if isinstance(names, str):
+    names = corruptions.NAMES if names == "all" else tuple(
+        n.strip() for n in names.split(",") if n.strip())
+  names = tuple(names)
+  if not names:
+    raise UserError(f"no corruptions given; valid choices: all, or a comma-separated "
+                    f"list of {', '.join(corruptions.NAMES)}")
+  for n in names:
+    if n not in corruptions.NAMES:
+      raise unknown("corruption", n, corruptions.NAMES)
+  if len(set(names)) != len(names):
+    raise UserError(f"corruption list {','.join(names)} names one twice")
+  return names
+
+
+def _severities(severities) -> tuple[int, ...]:
+  if isinstance(severities, str):
+    try:
+      severities = tuple(int(s) for s in severities.split(",") if s.strip())
+    except ValueError:
+      raise UserError(f"severities {severities!r} must be comma-separated integers from "
+                      f"{', '.join(map(str, corruptions.SEVERITIES))}") from None
+  severities = tuple(severities)
+  if not severities:
+    raise UserError("no severities given; valid choices: "
+                    f"{', '.join(map(str, corruptions.SEVERITIES))}")
+  for s in severities:
+    corruptions.check_severity(s)
+  severities = tuple(int(s) for s in severities)
+  if len(set(severities)) != len(severities):
+    raise UserError(f"severity list {severities} names one twice")
+  return tuple(sorted(severities))
+
+
+def read_manifest(out_dir: str) -> dict:
+  """The manifest of a build; one-line UserError when missing or unreadable."""
+  path = os.path.join(out_dir, MANIFEST)
+  if not os.path.isfile(path):
+    raise UserError(f"no corrupted-dataset build in {out_dir} ({MANIFEST} missing); "
+                    "make one with experiments/make_corrupted.py --out=" + out_dir)
+  try:
+    with open(path) as f:
+      manifest = json.load(f)
+  except (OSError, ValueError) as e:
+    raise UserError(f"{path} is not a readable manifest ({type(e).__name__}: {e}); "
+                    "delete the folder and rebuild") from None
+  missing = [k for k in ("format", "files") + _IDENTITY_FIELDS if k not in manifest]
+  if missing or not isinstance(manifest.get("files"), dict):
+    raise UserError(f"{path} lacks the fields {', '.join(missing) or 'files'}; delete "
+                    "the folder and rebuild")
+  if manifest["format"] != FORMAT:
+    raise UserError(f"{path} has format {manifest['format']!r}, this code reads "
+                    f"format {FORMAT}; rebuild it")
+  return manifest
+
+
+def _read_npz(path: str, expect_sha: str | None, what: str):
+  if not os.path.isfile(path):
+    raise UserError(f"{what}: file {path} is missing; rebuild the corrupted dataset")
+  if expect_sha is not None:
+    got = sha256_file(path)
+    if got != expect_sha:
+      raise UserError(f"{what}: {path} has SHA-256 {got}, the manifest says {expect_sha} "
+                      "(corrupt or replaced file); rebuild the corrupted dataset")
+  try:
+    with np.load(path, allow_pickle=False) as z:
+      images, labels = z["images"], z["labels"]
+  except Exception as e:  # zipfile / KeyError / ValueError: one line
+    raise UserError(f"{what}: {path} is not a readable .npz with images and labels "
+                    f"({type(e).__name__}: {e})") from None
+  if (images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (28, 28)
+      or labels.dtype != np.uint8 or labels.shape != images.shape[:1]):
+    raise UserError(f"{what}: {path} holds images {images.dtype}{images.shape} and labels "
+                    f"{labels.dtype}{labels.shape}; expected uint8 [N,28,28] and uint8 [N]")
+  return images, labels
+
+
+def load(out_dir: str, name: str, severity: int) -> tuple[np.ndarray, np.ndarray]:
+  """(images uint8 [N,28,28], labels uint8 [N]) of one corruption at one severity,
+  after checking the file's SHA-256 against the manifest."""
+  corruptions.check(name, severity)
+  manifest = read_manifest(out_dir)
+  rel = file_name(name, severity)
+  entry = manifest["files"].get(rel)
+  if entry is None:
+    have = sorted(manifest["files"])
+    raise UserError(f"the build in {out_dir} has no {name} at severity {severity}; it has "
+                    f"{len(have)} files ({', '.join(have[:6])}{', ...' if len(have) > 6 else ''}); "
+                    "add it with experiments/make_corrupted.py --corruptions=" + name)
+  return _read_npz(os.path.join(out_dir, rel), entry["sha256"],
+                   f"{manifest['dataset']} {name} severity {severity}")
+
+
+def _verify_files(out_dir: str, manifest: dict, rels: Iterable[str]) -> None:
+  for rel in rels:
+    path = os.path.join(out_dir, rel)
+    got = sha256_file(path) if os.path.isfile(path) else "missing"
+    if got != manifest["files"][rel]["sha256"]:
+      raise UserError(f"{path} does not match its manifest (SHA-256 {got}); delete "
+                      f"{out_dir} and rebuild")
+
+
+def _write_npz(path: str, images: np.ndarray, labels: np.ndarray) -> str:
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path, "wb") as f:
+    np.savez_compressed(f, images=images, labels=labels)
+  return sha256_file(path)
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+  os.makedirs(os.path.dirname(dst), exist_ok=True)
+  try:
+    os.link(src, dst)
+  except OSError:
+    shutil.copy2(src, dst)
+
+
+def _aside(out_dir: str, kind: str, pid: int | None = None) -> str:
+  parent, base = os.path.split(out_dir)
+  return os.path.join(parent, f".{base}.{kind}-{os.getpid() if pid is None else pid}")
+
+
+def _alive(pid: int) -> bool:
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except OSError:
+    return True
+  return True
+
+
+def _recover(out_dir: str) -> None:
+  """Cleans up after a build that was killed: deletes its temporary folder, and puts
+  back a complete old build if it was killed between the two renames of _swap_in."""
+  parent, base = os.path.split(out_dir)
+  if not os.path.isdir(parent):
+    return
+  for entry in sorted(os.listdir(parent)):
+    for kind in ("tmp", "old"):
+      prefix = f".{base}.{kind}-"
+      if not (entry.startswith(prefix) and entry[len(prefix):].isdigit()):
+        continue
+      pid, path = int(entry[len(prefix):]), os.path.join(parent, entry)
+      if pid != os.getpid() and _alive(pid):
+        continue  # another build is running
+      if kind == "old" and not os.path.exists(out_dir):
+        os.rename(path, out_dir)
+      else:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _swap_in(tmp: str, out_dir: str) -> None:
+  """Renames the finished `tmp` to `out_dir`; an old build is moved aside first and
+  deleted only after the new one is in place."""
+  old = None
+  if os.path.exists(out_dir):
+    old = _aside(out_dir, "old")
+    os.rename(out_dir, old)
+  os.rename(tmp, out_dir)
+  if old:
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def build(dataset: str, out_dir: str, *, names: Sequence[str] | str = corruptions.NAMES,
+          severities: Sequence[int] | str = corruptions.SEVERITIES, seed: int = 0,
+          split: str = "test", data_dir: str | None = None, limit: int | None = None,
+          progress: bool = True) -> dict:
+  """Writes the corrupted `split` of `dataset` to `out_dir` (see the module
+  docstring) and returns the manifest. `limit` keeps the first N examples."""
+  data.get_info(dataset)  # UserError for an unknown dataset
+  if split not in SPLITS:
+    raise unknown("split", split, SPLITS)
+  names, severities = _names(names), _severities(severities)
+  if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+    raise UserError(f"seed must be a non-negative int, got {seed!r}")
+  if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, np.integer))
+                            or limit < 1):
+    raise UserError(f"limit must be a positive int or None, got {limit!r}")
+  out_dir = os.path.abspath(os.path.expanduser(out_dir))
+  if os.path.isfile(out_dir):
+    raise UserError(f"--out {out_dir} is a file; give a folder (it is created)")
+
+  _recover(out_dir)
+  ds = data.load(dataset, data_dir=data_dir, limit={split: int(limit)} if limit else None)
+  images, labels = ds.splits[split].images, ds.splits[split].labels
+  ident = {"dataset": dataset, "split": split, "seed": int(seed),
+           "limit": int(limit) if limit else None,
+           "source_sha256": source_sha256(images, labels),
+           "corruptions_version": corruptions.VERSION}
+  wanted = [(n, s) for n in names for s in severities]
+
+  old = None
+  if os.path.exists(out_dir) and os.listdir(out_dir):
+    old = read_manifest(out_dir)  # a non-empty folder must be a build
+    differ = [f"{k} {old.get(k)!r} -> {v!r}" for k, v in ident.items() if old.get(k) != v]
+    if differ:
+      raise UserError(f"{out_dir} holds a build with other settings ({'; '.join(differ)}); "
+                      "use another --out or delete it")
+    for rel, e in old["files"].items():
+      if e.get("params") != corruptions.params(e["corruption"], e["severity"]):
+        raise UserError(f"{out_dir}: {rel} was made with parameters {e.get('params')}, the "
+                        f"code now has {corruptions.params(e['corruption'], e['severity'])}; "
+                        "use another --out or delete it")
+    todo = [(n, s) for n, s in wanted if file_name(n, s) not in old["files"]]
+    if not todo:
+      _verify_files(out_dir, old, [file_name(n, s) for n, s in wanted])
+      return old
+    _verify_files(out_dir, old, old["files"])
+  else:
+    todo = wanted
+
+  os.makedirs(os.path.dirname(out_dir), exist_ok=True)
+  tmp = _aside(out_dir, "tmp")
+  shutil.rmtree(tmp, ignore_errors=True)
+  os.makedirs(tmp)
+  try:
+    files = dict(old["files"]) if old else {}
+    for rel in files:
+      _link_or_copy(os.path.join(out_dir, rel), os.path.join(tmp, rel))
+    bar = None
+    if progress:
+      from tqdm.auto import tqdm
+      bar = tqdm(total=len(todo), desc=f"{dataset}-C {split}", unit="file")
+    t0 = time.perf_counter()
+    for n, s in todo:
+      if bar is not None:
+        bar.set_postfix_str(f"{n} {s}")
+      t1 = time.perf_counter()
+      out = corruptions.apply(n, images, s, int(seed))
+      seconds = time.perf_counter() - t1
+      rel = file_name(n, s)
+      files[rel] = {"corruption": n, "severity": s, "count": int(len(out)),
+                    "mean_abs_diff": round(float(np.abs(out.astype(np.float32) -
+                                                        images).mean() / 255.0), 6),
+                    "params": corruptions.params(n, s), "seconds": round(seconds, 2),
+                    "sha256": _write_npz(os.path.join(tmp, rel), out, labels)}
+      if bar is not None:
+        bar.update(1)
+    if bar is not None:
+      bar.close()
+    manifest = {"format": FORMAT, **ident, "count": int(len(labels)),
+                "num_classes": data.get_info(dataset).num_classes,
+                "class_names": list(data.get_info(dataset).class_names),
+                "corruptions": sorted({v["corruption"] for v in files.values()},
+                                      key=corruptions.NAMES.index),
+                "severities": sorted({v["severity"] for v in files.values()}),
+                "build_seconds": round(time.perf_counter() - t0 +
+                                       (old or {}).get("build_seconds", 0.0), 1),
+                "files": dict(sorted(files.items()))}
+    with open(os.path.join(tmp, MANIFEST), "w") as f:
+      json.dump(manifest, f, indent=1)
+    _swap_in(tmp, out_dir)
+  except BaseException:
+    shutil.rmtree(tmp, ignore_errors=True)
+    raise
+  return manifest
+
+
+# ---- Picture ------------------------------------------------------------------------------
+
+def example_indices(labels: np.ndarray, k: int) -> list[int]:
+  """The first example of each of the first `k` classes present (distinct classes)."""
+  out = []
+  for c in np.unique(labels):
+    out.append(int(np.flatnonzero(labels == c)[0]))
+    if len(out) == k:
+      break
+  return out
+
+
+def grid(out_dir: str, path: str, *, examples: int = 3, title: str = "",
+         data_dir: str | None = None) -> str:
+  """PNG of every corruption (rows) at every severity (column blocks) on the same
+  `examples` images of a build, the clean images first; written atomically."""
+  from kmnist_jax import plots
+  manifest = read_manifest(out_dir)
+  names, sevs = manifest["corruptions"], manifest["severities"]
+  clean = data.load(manifest["dataset"], data_dir=data_dir,
+                    limit={manifest["split"]: manifest["limit"]}
+                    if manifest["limit"] else None).splits[manifest["split"]]
+  if source_sha256(clean.images, clean.labels) != manifest["source_sha256"]:
+    raise UserError(f"the clean {manifest['dataset']} {manifest['split']} data no longer "
+                    f"match the build in {out_dir}; rebuild it")
+  idx = example_indices(clean.labels, examples)
+  k, px, sep, gap = len(idx), 28, 2, 10  # images, their size, space between, between blocks
+  width = k * (px + sep) - sep
+  block = width + gap
+  mosaic = np.ones(((len(names) + 1) * (px + 4), len(sevs) * block - gap))
+
+  def put(r, b, imgs):
+    for j, img in enumerate(imgs):
+      y, x = r * (px + 4), b * block + j * (px + sep)
+      mosaic[y:y + px, x:x + px] = img / 255.0  # raw values: ink white on black
+
+  put(0, len(sevs) // 2, clean.images[idx].astype(np.float64))
+  for r, n in enumerate(names, start=1):
+    for b, s in enumerate(sevs):
+      if file_name(n, s) in manifest["files"]:
+        put(r, b, load(out_dir, n, s)[0][idx].astype(np.float64))
+  scale = 0.022  # inches per mosaic pixel
+  fig = plots._figure(1.6 + mosaic.shape[1] * scale, 0.7 + mosaic.shape[0] * scale,
+                      layout=None)
+  fw, fh = fig.get_figwidth(), fig.get_figheight()
+  ax = fig.add_axes((1.5 / fw, 0.1 / fh, mosaic.shape[1] * scale / fw,
+                     mosaic.shape[0] * scale / fh))
+  ax.imshow(mosaic, cmap="gray", vmin=0, vmax=1, interpolation="nearest", aspect="equal")
+  ax.set_facecolor("white")
+  ax.set_xticks([b * block + width / 2 for b in range(len(sevs))],
+                [f"severity {s}" for s in sevs])
+  ax.xaxis.tick_top()
+  ax.set_yticks([r * (px + 4) + px / 2 for r in range(len(names) + 1)],
+                ["clean"] + list(names))
+  ax.tick_params(length=0)
+  for side in ax.spines.values():
+    side.set_visible(False)
+  fig.suptitle(title or (f"{manifest['dataset']}-C, {manifest['split']} split, seed "
+                         f"{manifest['seed']}: severity 3 is MNIST-C's setting"),
+               y=1 - 0.05 / fh, va="top", fontsize=10)
+  return plots._save(fig, path)
