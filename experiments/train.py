@@ -7,7 +7,13 @@ Re-running the same command on the same workdir resumes from the latest checkpoi
 Writes <workdir>/metrics.jsonl (one line per epoch), <workdir>/tensorboard/,
 <workdir>/checkpoints/<step>/ and <workdir>/results.json; prints the test accuracy.
 Data come from --config.data_dir, else $KMNIST_JAX_DATA_DIR, else ~/kmnist_jax_data.
-Multi-host: --config.distributed=True calls jax.distributed.initialize().
+Multi-host (N processes, one per host or per GPU, all running this same command):
+--config.distributed=True calls jax.distributed.initialize(), which finds the
+coordinator, process count and id on Cloud TPU VMs and under SLURM / Open MPI. Elsewhere
+give them as flags (or $JAX_COORDINATOR_ADDRESS, $JAX_NUM_PROCESSES, $JAX_PROCESS_ID):
+  python experiments/train.py --config ... --workdir ... \
+      --coordinator_address=HOST0:1234 --num_processes=2 --process_id=0   # and =1
+Processes that disagree on the config or the data refuse to start (exit 2).
 """
 
 import sys
@@ -17,7 +23,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from kmnist_jax import config as config_lib
-from kmnist_jax import train
+from kmnist_jax import parallel, train
 from kmnist_jax.errors import UserError
 
 FLAGS = flags.FLAGS
@@ -25,6 +31,13 @@ config_flags.DEFINE_config_file(
     "config", None, "Training config file (experiments/configs/*.py).",
     lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and results.")
+flags.DEFINE_string("coordinator_address", "",
+                    "Multi-host: HOST:PORT of process 0 (default $JAX_COORDINATOR_ADDRESS; "
+                    "auto-detected on TPU VMs and SLURM).")
+flags.DEFINE_integer("num_processes", 0, "Multi-host: number of processes "
+                     "(default $JAX_NUM_PROCESSES or auto-detected).")
+flags.DEFINE_integer("process_id", -1, "Multi-host: this process's id, 0..N-1 "
+                     "(default $JAX_PROCESS_ID or auto-detected).")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -33,6 +46,10 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   logging.set_verbosity(logging.WARNING)
   try:
+    if (FLAGS.config.distributed or FLAGS.coordinator_address or FLAGS.num_processes
+        or FLAGS.process_id >= 0):
+      parallel.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes,
+                                      FLAGS.process_id)
     train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
   except UserError as e:
     print(f"error: {e}", file=sys.stderr)

@@ -15,6 +15,7 @@ from typing import Any
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from etils import epath
 from orbax.checkpoint import checkpoint_managers as ocm
 
 from kmnist_jax.errors import UserError
@@ -24,7 +25,10 @@ ITEMS = ("state", "config", "history")
 
 
 def checkpoint_dir(workdir: str) -> str:
-  return os.path.join(os.path.abspath(workdir), "checkpoints")
+  """<workdir>/checkpoints, absolute; a gs:// (or other URL) workdir is kept as is."""
+  if "://" not in str(workdir):
+    workdir = os.path.abspath(workdir)
+  return str(epath.Path(workdir) / "checkpoints")
 
 
 class Checkpoints:
@@ -32,7 +36,7 @@ class Checkpoints:
 
   def __init__(self, workdir: str, *, keep: int = 2, read_only: bool = False):
     self.directory = checkpoint_dir(workdir)
-    if read_only and not os.path.isdir(self.directory):
+    if read_only and not epath.Path(self.directory).is_dir():
       raise UserError(f"no checkpoints in {workdir!r}: {self.directory} does not exist "
                       "(train with experiments/train.py --workdir first)")
     policy = ocm.AnyPreservationPolicy([

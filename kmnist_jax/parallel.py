@@ -21,6 +21,8 @@ The training code never branches on the mode: it calls :meth:`Parallel.compile`,
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import os
 from typing import Any, Callable
 
 import jax
@@ -36,7 +38,32 @@ MESH_AXIS = "data"  # mesh axis of the sharded mode
 
 def initialize_distributed(coordinator: str = "", num_processes: int = 0,
                            process_id: int = -1) -> None:
-  """`jax.distributed.initialize`, with arguments only where given (none on TPU/SLURM)."""
+  """`jax.distributed.initialize`, with arguments only where given.
+
+  Each argument falls back to the environment ($JAX_COORDINATOR_ADDRESS,
+  $JAX_NUM_PROCESSES, $JAX_PROCESS_ID); with none, plain ``initialize()`` lets JAX
+  detect the cluster (Cloud TPU VMs, SLURM, Open MPI). A second call does nothing.
+  """
+  if jax.distributed.is_initialized():
+    return
+  env = os.environ
+  coordinator = coordinator or env.get("JAX_COORDINATOR_ADDRESS", "")
+  try:
+    num_processes = num_processes or int(env.get("JAX_NUM_PROCESSES") or 0)
+    if process_id < 0 and env.get("JAX_PROCESS_ID", "") != "":
+      process_id = int(env["JAX_PROCESS_ID"])
+  except ValueError:
+    raise UserError(f"$JAX_NUM_PROCESSES={env.get('JAX_NUM_PROCESSES')!r} / "
+                    f"$JAX_PROCESS_ID={env.get('JAX_PROCESS_ID')!r} must be integers"
+                    ) from None
+  if num_processes < 0:
+    raise UserError(f"num_processes={num_processes} must be >= 1")
+  if num_processes and not -1 <= process_id < num_processes:
+    raise UserError(f"process_id={process_id} must be in 0..{num_processes - 1} "
+                    f"(num_processes={num_processes})")
+  if coordinator and ":" not in coordinator:
+    raise UserError(f"coordinator address {coordinator!r} must be HOST:PORT "
+                    "(e.g. 10.0.0.2:1234, the address of process 0)")
   kwargs = {}
   if coordinator:
     kwargs["coordinator_address"] = coordinator
@@ -44,7 +71,37 @@ def initialize_distributed(coordinator: str = "", num_processes: int = 0,
     kwargs["num_processes"] = num_processes
   if process_id >= 0:
     kwargs["process_id"] = process_id
+  if jax.config.jax_cpu_collectives_implementation in (None, "", "none"):
+    # Cross-process collectives on CPU devices need an implementation (gloo is jax
+    # 0.10's default; without one a multi-process CPU run fails at its first psum).
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
   jax.distributed.initialize(**kwargs)
+
+
+def check_processes_agree(parts: dict[str, str]) -> None:
+  """Refuses to start when the processes of a multi-host run disagree.
+
+  `parts` maps a name ('config.learning_rate', 'data train') to its value as a
+  string; every process hashes each value and all hashes are gathered, so every
+  process raises the same one-line UserError naming what differs (instead of
+  training different models, or hanging in a collective much later).
+  """
+  if jax.process_count() == 1:
+    return
+  from jax.experimental import multihost_utils
+
+  names = sorted(parts)
+  local = np.stack([np.frombuffer(hashlib.sha256(parts[n].encode()).digest()[:8],
+                                  np.uint32) for n in names])
+  every = np.asarray(multihost_utils.process_allgather(local))  # [P, F, 2]
+  differs = (every != every[:1]).any(axis=2)                      # [P, F]
+  if differs.any():
+    fields = [n for n, d in zip(names, differs.any(axis=0)) if d]
+    procs = [str(p) for p in range(len(every)) if differs[p].any()]
+    raise UserError(
+        f"the {len(every)} processes disagree on {', '.join(fields)} (process "
+        f"{', '.join(procs)} vs process 0); every process must run the same config on "
+        "the same data: refusing to start")
 
 
 @dataclasses.dataclass
