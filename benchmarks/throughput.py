@@ -250,7 +250,8 @@ def _jax_worker(spec) -> dict:
   cfg.weight_decay = 0.0
   cfg.schedule = "constant"
   cfg.batch_size = spec["batch"]
-  cfg.conv_impl = "xla" if mode == "single_xla" else "auto"
+  cfg.conv_impl = "xla" if mode == "single_xla" else spec.get("conv_impl", "auto")
+  cfg.dtype = spec.get("dtype", "float32")
   cfg.parallel = par_mode
   cfg.data_dir = spec["data_dir"]
   cfg.data_source = "files"
@@ -414,7 +415,11 @@ def _worker_env(spec) -> dict:
       env["JAX_PLATFORMS"] = "cpu"
     else:
       env.pop("JAX_PLATFORMS", None)
+    flags += " " + spec.get("xla_flags", "")
     env["XLA_FLAGS"] = flags.strip()
+    if spec.get("library_flags", True):  # the flags experiments/*.py run with
+      from kmnist_jax import xla_cpu
+      xla_cpu.apply(env)
   return env
 
 

@@ -110,6 +110,12 @@ class Model(nnx.Module):
     """Float32 logits ``[B, num_classes]``."""
     return self.head(self.features(x, train=train, key=key)).astype(jnp.float32)
 
+  def activations(self, x: jax.Array) -> dict[str, jax.Array]:
+    """Named float32 activations ``{layer: [B, ...]}`` in eval mode, input to output,
+    ending with ``'features'`` (representation similarity, :mod:`kmnist_jax.similarity`).
+    Models without an override give ``'features'`` only."""
+    return {"features": self.features(x, train=False)}
+
 
 def _head(in_features: int, num_classes: int, rngs: nnx.Rngs, **kw) -> nnx.Linear:
   return nnx.Linear(in_features, num_classes, dtype=jnp.float32, rngs=rngs, **kw)
@@ -125,7 +131,18 @@ def _flatten(x: jax.Array) -> jax.Array:
 
 
 def _max_pool(x: jax.Array) -> jax.Array:
-  return nnx.max_pool(x, window_shape=(2, 2), strides=(2, 2), padding='VALID')
+  """2x2 max-pool, stride 2 (VALID: an odd last row / column is dropped).
+
+  Written as a reshape + max rather than ``lax.reduce_window``: the same values, but
+  its gradient is a fused compare-and-select instead of XLA's ``select_and_scatter``,
+  which costs XLA:CPU ~12% of a keras_cnn training step (benchmarks/README.md).
+  Where a window holds several equal maxima the gradient is shared between them
+  (``reduce_window`` gives it to one); after a ReLU that happens only for all-zero
+  windows, whose gradient is zero either way.
+  """
+  b, h, w, c = x.shape
+  x = x[:, :h - h % 2, :w - w % 2, :]
+  return x.reshape(b, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
 
 
 # --------------------------------------------------------------------------
@@ -286,6 +303,24 @@ class CNN(Model):
     x = self.drop(x, deterministic=not train, rngs=k)
     return x.astype(jnp.float32)
 
+  def activations(self, x):
+    out = {}
+    for i, conv in enumerate(self.convs):
+      x = conv(x, train=False)
+      if i % self.depth == self.depth - 1:
+        x = _max_pool(x)
+        out[f"stage{i // self.depth + 1}"] = x.astype(jnp.float32)
+    out["features"] = self._head_input(x)
+    return out
+
+  def _head_input(self, x):
+    """features() from the last stage's pooled output (eval mode)."""
+    if self.dense is not None:
+      x = nnx.relu(self.dense_bn(self.dense(_flatten(x)), use_running_average=True))
+    else:
+      x = jnp.mean(x, axis=(1, 2))
+    return x.astype(jnp.float32)
+
 
 class PreActBlock(nnx.Module):
   """Pre-activation basic block: BN-relu-conv3x3-BN-relu-conv3x3 + shortcut.
@@ -429,8 +464,8 @@ def apply(graphdef, params, rest, x, *, train: bool, key: jax.Array | None = Non
 
   Returns ``(out, new_rest)``; ``new_rest`` holds the updated batch statistics
   when ``train=True`` (unchanged otherwise).  The inputs are never mutated.
-  ``method`` is ``'__call__'`` or ``'features'`` (take ``train``/``key``) or
-  ``'head'`` (``x`` are features).
+  ``method`` is ``'__call__'`` or ``'features'`` (take ``train``/``key``),
+  ``'head'`` (``x`` are features) or ``'activations'`` (eval mode, a dict).
   """
   # copy=True: merge would otherwise share Variable objects with `rest`, and a
   # BatchNorm update in eager mode would silently write into the caller's state.
@@ -439,8 +474,11 @@ def apply(graphdef, params, rest, x, *, train: bool, key: jax.Array | None = Non
     out = model.head(x)
   elif method in ('__call__', 'features'):
     out = getattr(model, method)(x, train=train, key=key)
+  elif method == 'activations':
+    out = model.activations(x)
   else:
     raise errors.UserError(
-        f"apply: unknown method {method!r}; valid choices: __call__, features, head")
+        f"apply: unknown method {method!r}; valid choices: __call__, features, head, "
+        "activations")
   _, _, new_rest = nnx.split(model, nnx.Param, ...)
   return out, new_rest

@@ -238,11 +238,13 @@ def test_train_key_required_iff_dropout(name, x):
 
 
 def test_conv_impls_agree(x, name='cnn'):
-  """Whole model, 'xla' vs 'im2col' convolutions (tests/test_ops.py checks each conv
+  """Whole model, 'xla' vs the CPU formulations (tests/test_ops.py checks each conv
   configuration): same parameters, same outputs and gradients."""
-  states = {impl: M.split(small(name, conv_impl=impl)) for impl in ('xla', 'im2col')}
-  for a, b in zip(jax.tree.leaves(states['xla'][1]), jax.tree.leaves(states['im2col'][1])):
-    np.testing.assert_array_equal(a, b)
+  impls = ('xla', 'im2col', 'fwdconv')
+  states = {impl: M.split(small(name, conv_impl=impl)) for impl in impls}
+  for impl in impls[1:]:
+    for a, b in zip(jax.tree.leaves(states['xla'][1]), jax.tree.leaves(states[impl][1])):
+      np.testing.assert_array_equal(a, b)
 
   def loss_and_grad(impl):
     g, p, r = states[impl]
@@ -251,10 +253,12 @@ def test_conv_impls_agree(x, name='cnn'):
       return jnp.mean(out ** 2)
     return jax.jit(jax.value_and_grad(loss))(p)
 
-  (lx, gx), (li, gi) = loss_and_grad('xla'), loss_and_grad('im2col')
-  np.testing.assert_allclose(li, lx, rtol=1e-4)
-  for a, b in zip(jax.tree.leaves(gx), jax.tree.leaves(gi)):
-    np.testing.assert_allclose(b, a, rtol=2e-3, atol=1e-5 * float(np.abs(a).max()) + 1e-7)
+  lx, gx = loss_and_grad('xla')
+  for impl in impls[1:]:
+    li, gi = loss_and_grad(impl)
+    np.testing.assert_allclose(li, lx, rtol=1e-4)
+    for a, b in zip(jax.tree.leaves(gx), jax.tree.leaves(gi)):
+      np.testing.assert_allclose(b, a, rtol=2e-3, atol=1e-5 * float(np.abs(a).max()) + 1e-7)
   with pytest.raises(errors.UserError, match='im2col'):
     M.create(name, num_classes=10, rngs=rngs(), conv_impl='fft')
 
@@ -393,3 +397,16 @@ def test_bn_axis_name_under_pmap_matches_full_batch(x):
   for leaf in jax.tree.leaves(rest):  # every replica holds the same stats
     np.testing.assert_allclose(leaf, np.broadcast_to(leaf[0], leaf.shape), rtol=1e-6)
   _assert_same_update(ref, np.asarray(logits).reshape(B, -1), jax.tree.map(lambda a: a[0], rest))
+
+
+@pytest.mark.parametrize('shape', [(2, 8, 8, 3), (2, 7, 9, 2)])
+def test_max_pool_matches_reduce_window(shape):
+  """The reshape + max pool: the values of nnx.max_pool (VALID, odd edges dropped) and,
+  without ties, the same gradient."""
+  from flax import nnx
+  x = jax.random.normal(jax.random.key(1), shape)
+  ref = lambda x: nnx.max_pool(x, window_shape=(2, 2), strides=(2, 2), padding='VALID')
+  np.testing.assert_array_equal(M._max_pool(x), ref(x))
+  loss = lambda f: lambda x: jnp.sum(jnp.sin(f(x)))
+  np.testing.assert_allclose(jax.grad(loss(M._max_pool))(x), jax.grad(loss(ref))(x),
+                             rtol=1e-6)

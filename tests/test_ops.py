@@ -1,4 +1,4 @@
-"""The im2col convolution equals lax.conv_general_dilated, values and gradients."""
+"""The CPU convolution formulations equal lax.conv_general_dilated, values and gradients."""
 
 import jax
 import jax.numpy as jnp
@@ -18,13 +18,18 @@ DN = ("NHWC", "HWIO", "NHWC")
     ((2, 7, 7, 4), (3, 3, 4, 6), (2, 2), ((1, 1), (1, 1))),
     ((2, 14, 14, 4), (1, 1, 4, 8), (2, 2), "VALID"),
     ((2, 9, 9, 2), (3, 3, 2, 2), (2, 2), "SAME"),
+    ((2, 12, 12, 8), (3, 3, 8, 16), (1, 1), ((0, 2), (1, 0))),
+    ((2, 9, 9, 3), (5, 5, 3, 4), (1, 1), "SAME"),
+    ((2, 20, 20, 16), (3, 3, 16, 8), (1, 1), "VALID"),
 ])
-def test_matches_lax_conv(shape, kernel, stride, padding):
+@pytest.mark.parametrize("impl", ["im2col", "fwdconv", "auto"])
+def test_matches_lax_conv(shape, kernel, stride, padding, impl):
   kx, kw = jax.random.split(jax.random.key(0))
   x = jax.random.normal(kx, shape)
   w = jax.random.normal(kw, kernel)
   ref = lambda x, w: lax.conv_general_dilated(x, w, stride, padding, dimension_numbers=DN)
-  got = lambda x, w: ops.conv_im2col(x, w, stride, padding, dimension_numbers=DN)
+  conv = ops.conv_fn(impl)
+  got = lambda x, w: conv(x, w, stride, padding, dimension_numbers=DN)
   np.testing.assert_allclose(got(x, w), ref(x, w), rtol=1e-4, atol=1e-4)
   loss = lambda f: lambda x, w: jnp.sum(jnp.sin(f(x, w)))
   for a, b in zip(jax.grad(loss(got), (0, 1))(x, w), jax.grad(loss(ref), (0, 1))(x, w)):
@@ -41,7 +46,18 @@ def test_other_configurations_fall_back_to_lax():
 
 
 def test_resolve():
-  assert ops.resolve_conv_impl("auto") == "im2col"  # tests run on CPU
+  assert ops.resolve_conv_impl("auto") == "cpu_auto"  # tests run on CPU
   assert ops.resolve_conv_impl("xla") == "xla"
-  with pytest.raises(UserError, match="conv_impl 'cudnn'.*auto, xla, im2col"):
+  with pytest.raises(UserError, match="conv_impl 'cudnn'.*auto, xla, im2col, fwdconv"):
     ops.resolve_conv_impl("cudnn")
+
+
+def test_cpu_auto_picks_by_feature_map_size(monkeypatch):
+  calls = []
+  monkeypatch.setattr(ops, "conv_fwdconv", lambda *a, **k: calls.append("fwdconv"))
+  monkeypatch.setattr(ops, "conv_im2col", lambda *a, **k: calls.append("im2col"))
+  w = jnp.ones((3, 3, 4, 4))
+  for side in (ops.FWDCONV_MAX_SIDE, ops.FWDCONV_MAX_SIDE + 1):
+    ops.conv_cpu_auto(jnp.ones((1, side, side, 4)), w, (1, 1), "SAME",
+                      dimension_numbers=DN)
+  assert calls == ["fwdconv", "im2col"]

@@ -1,0 +1,115 @@
+r"""What each CPU performance idea gives: JAX training throughput under variants.
+
+  python benchmarks/cpu_variants.py [--models keras_cnn,cnn] [--seconds 8] \
+      [--variants default,fwdconv,...] [--out results]
+
+Runs the throughput benchmark's JAX worker (benchmarks/throughput.py: the library's
+compiled epoch chunk, batch 128, Adam, real KMNIST images) once per variant, one
+subprocess each, and tabulates img/s against the first variant. Variants change one
+thing at a time: the parallel mode and device count, the convolution formulation
+(``conv_impl``), the compute dtype, and XLA:CPU flags. Writes
+``<out>/cpu_variants.json`` and ``.md``. Run it on a quiet machine: it records the CPU
+that other processes used while each variant was timed (``others``), as throughput.py
+does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import throughput as tp  # noqa: E402
+
+# name: (description, spec overrides)
+VARIANTS = {
+    "default": ("the library's defaults: sharded over one CPU device per core, "
+                "conv_impl=auto, 2x2 max-pool as reshape+max, AVX-512 loops", {}),
+    "vector256": ("without --xla_cpu_prefer_vector_width=512 (XLA's default width)",
+                  {"library_flags": False}),
+    "im2col": ("conv_impl=im2col for every conv", {"conv_impl": "im2col"}),
+    "fwdconv": ("conv_impl=fwdconv for every stride-1 conv", {"conv_impl": "fwdconv"}),
+    "xla_conv": ("conv_impl=xla: XLA's convolution and its autodiff gradients",
+                 {"conv_impl": "xla", "chunk_steps": 1, "seconds": 0.0, "min_reps": 2,
+                  "warmup": 0}),
+    "single": ("one device (XLA's own intra-op threads)", {"mode": "single"}),
+    "pmap": ("pmap over one device per core", {"mode": "pmap"}),
+    "bf16": ("dtype=bfloat16 (the CPU has avx512_bf16)", {"dtype": "bfloat16"}),
+    "no_eigen_threads": ("--xla_cpu_multi_thread_eigen=false",
+                         {"xla_flags": "--xla_cpu_multi_thread_eigen=false"}),
+    "legacy_runtime": ("--xla_cpu_use_thunk_runtime=false",
+                       {"xla_flags": "--xla_cpu_use_thunk_runtime=false"}),
+    "fast_math": ("--xla_cpu_enable_fast_math=true",
+                  {"xla_flags": "--xla_cpu_enable_fast_math=true"}),
+    "xnnpack": ("--xla_cpu_use_xnnpack=true", {"xla_flags": "--xla_cpu_use_xnnpack=true"}),
+    "concurrent_scheduler": ("--xla_cpu_enable_concurrency_optimized_scheduler=true",
+                             {"xla_flags":
+                              "--xla_cpu_enable_concurrency_optimized_scheduler=true"}),
+    "batch256": ("batch 256 (not the comparison's batch; for reference)", {"batch": 256}),
+}
+
+
+def main(argv=None) -> int:
+  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  p.add_argument("--models", default="keras_cnn,cnn")
+  p.add_argument("--variants", default=",".join(VARIANTS))
+  p.add_argument("--seconds", type=float, default=8.0)
+  p.add_argument("--out", default=os.path.join(tp.ROOT, "results"))
+  p.add_argument("--data_dir", default="")
+  p.add_argument("--timeout", type=float, default=600.0)
+  a = p.parse_args(argv)
+  models = tp._csv(a.models, tp.MODELS, "model")
+  variants = tp._csv(a.variants, tuple(VARIANTS), "variant")
+  cores = tp._cores()
+  data_dir = tp._data_dir(a.data_dir)
+  rows = []
+  for model in models:
+    kwargs = tp._model_kwargs(model)
+    for v in variants:
+      desc, over = VARIANTS[v]
+      spec = {"framework": "jax", "mode": "sharded", "model": model,
+              "model_kwargs": kwargs, "platform": "cpu", "batch": 128,
+              "data_dir": data_dir, "seconds": a.seconds, "min_reps": 3,
+              "max_reps": 1000, "warmup": 1, "chunk_steps": 0, "devices": cores,
+              "threads": cores, "augment": ""}
+      spec.update(over)
+      r = tp.run_worker(spec, a.timeout)
+      row = {"model": model, "variant": v, "description": desc,
+             "img_per_s": r.get("img_per_s"), "compile_s": r.get("compile_s"),
+             "cpu_util": r.get("cpu_util"), "other_cpu": r.get("other_cpu"),
+             "error": r.get("error") or r.get("skipped")}
+      rows.append(row)
+      print(f"{model:10s} {v:18s} "
+            + (f"{row['img_per_s']:8,.0f} img/s  (cpu util {row['cpu_util']:.2f}, "
+               f"others {row['other_cpu'] or 0:.2f})" if row["img_per_s"] else
+               f"failed: {row['error']}"), flush=True)
+  base = {m: next((r["img_per_s"] for r in rows if r["model"] == m and r["img_per_s"]),
+                  None) for m in models}
+  lines = [f"JAX training throughput on this CPU by variant ({tp._cpu_model()}, {cores} "
+           f"cores, {datetime.datetime.now().isoformat(timespec='seconds')}); batch 128, "
+           "Adam; relative to the first variant.",
+           f"Command: `python benchmarks/cpu_variants.py {' '.join(sys.argv[1:])}`", "",
+           "| model | variant | what changes | img/s | vs first | others' CPU |",
+           "|---|---|---|---|---|---|"]
+  for r in rows:
+    rate = f"{r['img_per_s']:,.0f}" if r["img_per_s"] else f"failed ({r['error']})"
+    rel = (f"{r['img_per_s'] / base[r['model']]:.2f}x"
+           if r["img_per_s"] and base[r["model"]] else "--")
+    lines.append(f"| {r['model']} | {r['variant']} | {r['description']} | {rate} | {rel} | "
+                 f"{r['other_cpu'] or 0:.2f} |")
+  os.makedirs(a.out, exist_ok=True)
+  stem = os.path.join(a.out, "cpu_variants")
+  with open(stem + ".json", "w") as f:
+    json.dump({"rows": rows, "command": sys.argv}, f, indent=1)
+  with open(stem + ".md", "w") as f:
+    f.write("\n".join(lines) + "\n")
+  print("\n".join(lines))
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,27 @@
+"""The default XLA:CPU flags: added once, never over the user's own."""
+
+from kmnist_jax import xla_cpu
+
+
+def test_apply_adds_recommended_flags_once(monkeypatch):
+  monkeypatch.setattr(xla_cpu, "recommended_flags",
+                      lambda: ["--xla_cpu_prefer_vector_width=512"])
+  env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+  assert xla_cpu.apply(env) == ("--xla_force_host_platform_device_count=2 "
+                                "--xla_cpu_prefer_vector_width=512")
+  assert xla_cpu.apply(env) == env["XLA_FLAGS"]  # idempotent
+  assert env["XLA_FLAGS"].count("prefer_vector_width") == 1
+
+
+def test_user_flag_wins(monkeypatch):
+  monkeypatch.setattr(xla_cpu, "recommended_flags",
+                      lambda: ["--xla_cpu_prefer_vector_width=512"])
+  env = {"XLA_FLAGS": "--xla_cpu_prefer_vector_width=256"}
+  assert xla_cpu.apply(env) == "--xla_cpu_prefer_vector_width=256"
+
+
+def test_recommended_flags_follow_the_cpu(monkeypatch):
+  monkeypatch.setattr(xla_cpu, "cpu_has", lambda f: False)
+  assert xla_cpu.recommended_flags() == []
+  monkeypatch.setattr(xla_cpu, "cpu_has", lambda f: f == "avx512f")
+  assert xla_cpu.recommended_flags() == ["--xla_cpu_prefer_vector_width=512"]
