@@ -6,16 +6,8 @@
 # Expects the datasets in $KMNIST_JAX_DATA_DIR (default ./.gpu_data) and, where the
 # machine lacks them, pure-Python wheels (ml_collections) in ./.whl.
 set -u
-export PYTHONUNBUFFERED=1
 OUT="${OUT:-results}"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-if ls .whl/*.whl >/dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
-  export PYTHONPATH="/tmp/site"
-fi
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-export KMNIST_JAX_DATA_DIR="${KMNIST_JAX_DATA_DIR:-$PWD/.gpu_data}"
-python3 -c "import jax, flax, optax, orbax.checkpoint as o, torch; print('jax', jax.__version__, 'flax', flax.__version__, 'optax', optax.__version__, 'orbax', o.__version__, 'torch', torch.__version__, jax.devices())"
+source "$(dirname "$0")/gpu_env.sh"
 timeout "${ACC_TIMEOUT:-220}" python3 benchmarks/accuracy.py \
     --configs kmnist_cnn,mnist_cnn,kmnist_keras_cnn --seeds 0,1,2 \
     --max_minutes "${ACC_MINUTES:-2.6}" --out "$OUT" --workdir_root /tmp/kmnist_acc 2>&1 \

@@ -27,6 +27,7 @@ RUNTIME_FIELDS = frozenset({
     "parallel", "data_dir", "data_source", "tfds_dir", "progress", "tensorboard",
     "checkpoint_every", "keep_checkpoints", "allow_config_mismatch",
     "progress_updates_per_epoch", "eval_batch_size", "num_epochs_stop", "conv_impl",
+    "distributed", "eval_test_every_epoch", "stop_at_test_accuracy",
 })
 
 
@@ -72,6 +73,11 @@ def base() -> ml_collections.ConfigDict:
   c.checkpoint_every = 1          # epochs
   c.keep_checkpoints = 2          # latest k kept, plus the best by validation accuracy
   c.allow_config_mismatch = False
+  # Time to accuracy (benchmarks/time_to_accuracy.py): evaluate the test set after
+  # every epoch (history gets test_accuracy and elapsed_s), and stop the run once it
+  # reaches this accuracy (0: never). Test-set stopping is for that benchmark only.
+  c.eval_test_every_epoch = False
+  c.stop_at_test_accuracy = 0.0
   return c
 
 
@@ -115,6 +121,9 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
   for f in ("weight_decay", "warmup_epochs", "grad_clip", "val_size", "train_limit",
             "test_limit", "num_epochs_stop"):
     _positive(cfg, f, allow_zero=True)
+  if not 0.0 <= cfg.stop_at_test_accuracy <= 1.0:
+    raise UserError(f"config.stop_at_test_accuracy={cfg.stop_at_test_accuracy} must be "
+                    "in [0, 1] (a fraction: 0.99 for 99%; 0 never stops)")
   if not 0.0 <= cfg.label_smoothing < 1.0:
     raise UserError(f"config.label_smoothing={cfg.label_smoothing} must be in [0, 1)")
   if not 0.0 <= cfg.momentum < 1.0:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import time
 from typing import Any, Callable
 
@@ -23,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from etils import epath
 from flax import nnx
 
 from kmnist_jax import checkpoint as ckpt_lib
@@ -254,20 +254,26 @@ class _MetricLog:
   """metrics.jsonl (rewritten from the checkpoint history on resume) + TensorBoard."""
 
   def __init__(self, workdir: str, history: list[dict], tensorboard: bool):
-    self.path = os.path.join(workdir, "metrics.jsonl")
-    atomic_write(self.path, "".join(json.dumps(h) + "\n" for h in history))
+    # Process 0 writes (multi-host); the whole file is rewritten each epoch, since
+    # gs:// objects cannot be appended to.
+    self.path = epath.Path(workdir) / "metrics.jsonl"
+    self.lines = [json.dumps(h) + "\n" for h in history]
+    self.primary = jax.process_index() == 0
+    if self.primary:
+      atomic_write(self.path, "".join(self.lines))
     self.writer = None
-    if tensorboard and jax.process_index() == 0:
+    if tensorboard and self.primary:
       try:
         from clu import metric_writers
         self.writer = metric_writers.create_default_writer(
-            os.path.join(workdir, "tensorboard"), asynchronous=False)
+            str(epath.Path(workdir) / "tensorboard"), asynchronous=False)
       except ImportError as e:  # pragma: no cover - clu/TF are in requirements.txt
         logging.warning("TensorBoard disabled: %s", e)
 
   def write(self, record: dict):
-    with open(self.path, "a") as f:
-      f.write(json.dumps(record) + "\n")
+    self.lines.append(json.dumps(record) + "\n")
+    if self.primary:
+      atomic_write(self.path, "".join(self.lines))
     if self.writer is not None:
       scalars = {k: v for k, v in record.items()
                  if isinstance(v, (int, float)) and k not in ("epoch", "step")}
@@ -275,13 +281,32 @@ class _MetricLog:
       self.writer.flush()
 
 
+# Fields that may differ between the processes of one multi-host run (where each host
+# finds its copy of the data; the data themselves are compared by fingerprint).
+_PER_PROCESS_FIELDS = frozenset({"data_dir", "tfds_dir", "data_source", "progress",
+                                 "tensorboard", "distributed"})
+
+
+def _check_processes_agree(cfg, workdir: str, ds: data_lib.Dataset) -> None:
+  """Multi-host: every process must hold the same config, workdir and data."""
+  if jax.process_count() == 1:
+    return
+  parts = {f"config.{k}": json.dumps(v, sort_keys=True)
+           for k, v in resolved_config(cfg).items() if k not in _PER_PROCESS_FIELDS}
+  parts["workdir"] = str(workdir)
+  for name, split in ds.splits.items():
+    parts[f"data {name}"] = data_lib._fingerprint(split.images, split.labels)
+  parallel.check_processes_agree(parts)
+
+
 def train_and_evaluate(cfg, workdir: str, *, log: Callable[[str], None] = print) -> dict:
   """Trains `cfg` in `workdir` (resuming from its latest checkpoint) and returns the
   final results (also written to ``<workdir>/results.json``)."""
+  t_start = time.perf_counter()  # elapsed_s: data loading and compilation included
   config_lib.validate(cfg)
   if cfg.distributed:
     parallel.initialize_distributed()
-  os.makedirs(workdir, exist_ok=True)
+  epath.Path(workdir).mkdir(parents=True, exist_ok=True)
   par = parallel.create(cfg.parallel)
   par.check_batch(cfg.batch_size)
   par.check_batch(cfg.eval_batch_size, "config.eval_batch_size")
@@ -289,6 +314,7 @@ def train_and_evaluate(cfg, workdir: str, *, log: Callable[[str], None] = print)
   ds = _load_data(cfg)
   train, test = ds.splits["train"], ds.splits["test"]
   val = ds.splits.get("validation")
+  _check_processes_agree(cfg, workdir, ds)
   n_train, C = len(train.labels), ds.info.num_classes
   if n_train < cfg.batch_size:
     raise UserError(f"config.batch_size={cfg.batch_size} is larger than the training "
@@ -334,6 +360,9 @@ def train_and_evaluate(cfg, workdir: str, *, log: Callable[[str], None] = print)
   end_epoch = cfg.num_epochs
   if cfg.num_epochs_stop:
     end_epoch = min(end_epoch, cfg.num_epochs_stop)
+  if (cfg.stop_at_test_accuracy and history
+      and history[-1].get("test_accuracy", 0.0) >= cfg.stop_at_test_accuracy):
+    end_epoch = start_epoch  # a resumed run that had reached its target
   log(f"{cfg.model} on {cfg.dataset} ({ds.source}): {n_train} train examples, "
       f"{steps_per_epoch} steps/epoch, {par.describe()}, "
       f"{sum(np.size(x) for x in jax.tree.leaves(par.fetch(state.params))):,} params")
@@ -379,6 +408,13 @@ def train_and_evaluate(cfg, workdir: str, *, log: Callable[[str], None] = print)
         record.update(val_loss=v["loss"], val_accuracy=v["accuracy"],
                       val_balanced_accuracy=v["balanced_accuracy"],
                       val_confusion=v["confusion"])
+      record["elapsed_s"] = time.perf_counter() - t_start
+      reached = False
+      if cfg.eval_test_every_epoch or cfg.stop_at_test_accuracy:
+        t = evaluators["test"](state)
+        record.update(test_accuracy=t["accuracy"], test_loss_epoch=t["loss"])
+        reached = (cfg.stop_at_test_accuracy > 0
+                   and t["accuracy"] >= cfg.stop_at_test_accuracy)
       history.append(record)
       mlog.write(record)
       msg = (f"epoch {epoch + 1}/{end_epoch}: train loss {record['train_loss']:.4f} "
@@ -386,17 +422,26 @@ def train_and_evaluate(cfg, workdir: str, *, log: Callable[[str], None] = print)
       if "val_accuracy" in record:
         msg += f", val acc {record['val_accuracy']:.4f}"
       msg += f" ({record['train_img_per_s']:.0f} img/s)"
+      if "test_accuracy" in record:
+        msg += f", test acc {record['test_accuracy']:.4f}"
+      if reached:
+        msg += (f" >= {cfg.stop_at_test_accuracy} after {record['elapsed_s']:.1f} s: "
+                "target reached, stopping")
       (bar.write if bar is not None else log)(msg)
-      if (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == end_epoch:
+      if ((epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == end_epoch
+          or reached):
         metrics = ({ckpt_lib.BEST_METRIC: record["val_accuracy"]}
                    if "val_accuracy" in record else None)
         ckpts.save(step, par.fetch(state), saved_cfg, history, metrics)
+      if reached:
+        break
   finally:
     if bar is not None:
       bar.close()
 
   results = {"dataset": cfg.dataset, "model": cfg.model, "epochs": len(history),
              "finished": len(history) == cfg.num_epochs, "parallel": par.mode,
+             "elapsed_s": time.perf_counter() - t_start,
              "devices": par.num_replicas}
   test_metrics = evaluators["test"](state)
   results.update({f"test_{k}": v for k, v in test_metrics.items()})
@@ -407,12 +452,12 @@ def train_and_evaluate(cfg, workdir: str, *, log: Callable[[str], None] = print)
                        [h["train_img_per_s"] for h in history[start_epoch:]]))
                    if len(history) > start_epoch else None)
   if jax.process_index() == 0:
-    atomic_write(os.path.join(workdir, "results.json"), json.dumps(results, indent=1))
+    atomic_write(epath.Path(workdir) / "results.json", json.dumps(results, indent=1))
   ckpts.close()
   log(f"Test accuracy: {results['test_accuracy']:.4f} "
       f"(balanced {results['test_balanced_accuracy']:.4f}, loss "
       f"{results['test_loss']:.4f}) after {len(history)} epochs; results in "
-      f"{os.path.join(workdir, 'results.json')}")
+      f"{epath.Path(workdir) / 'results.json'}")
   return results
 
 

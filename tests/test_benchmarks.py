@@ -35,3 +35,29 @@ def test_accuracy_tiny(data_dir, tmp_path):
   (row,) = res["rows"]
   assert len(row["runs"]) == 2 and 0.1 < row["mean"] <= 1.0 and row["std"] is not None
   assert "| kmnist_logreg | kmnist | 2 |" in (tmp_path / "accuracy_cpu.md").read_text()
+
+
+def test_time_to_accuracy_tiny(data_dir, tmp_path):
+  """Two logreg runs on a slice: a reachable target stops the run at the first epoch
+  that reaches it; an unreachable one runs the schedule out and says so."""
+  over = "train_limit=2048;test_limit=500;val_size=0;num_epochs=4;parallel=single"
+  p = run(["benchmarks/time_to_accuracy.py", "--runs",
+           f"kmnist_logreg:0.3:{over},kmnist_logreg:0.999:{over}",
+           "--out", str(tmp_path), "--platform_tag", "t"], data_dir)
+  assert p.returncode == 0, p.stderr[-2000:]
+  reached, missed = json.load(open(tmp_path / "time_to_accuracy_t.json"))["rows"]
+  assert reached["reached"] and reached["epoch"] == 1 and reached["epochs_run"] == 1
+  assert reached["test_accuracy"] >= 0.3 and 0 < reached["time_s"] <= reached["process_wall_s"]
+  assert not missed["reached"] and missed["epochs_run"] == 4
+  assert 0.3 < missed["best_test_accuracy"] < 0.999
+  md = (tmp_path / "time_to_accuracy_t.md").read_text()
+  assert "| kmnist_logreg | 30.0% | 0 | yes | 1 |" in md and "| no (rc 0) |" in md
+
+
+def test_time_to_accuracy_bad_runs(data_dir, tmp_path):
+  for runs, msg in (("kmnist_logreg", "must be CONFIG:TARGET"),
+                    ("kmnist_logreg:99", "must be a fraction"),
+                    ("nope:0.9", "unknown config 'nope'")):
+    p = run(["benchmarks/time_to_accuracy.py", "--runs", runs, "--out", str(tmp_path)],
+            data_dir)
+    assert p.returncode != 0 and msg in p.stderr, p.stderr[-500:]

@@ -204,7 +204,8 @@ def test_unknown_names_name_the_choices(field, value, choice):
 
 
 @pytest.mark.parametrize("field,value", [("batch_size", 0), ("learning_rate", -1.0),
-                                         ("label_smoothing", 1.0), ("val_size", -5)])
+                                         ("label_smoothing", 1.0), ("val_size", -5),
+                                         ("stop_at_test_accuracy", 99.0)])
 def test_out_of_range_values(field, value):
   c = config_lib.base()
   c[field] = value
@@ -221,3 +222,17 @@ def test_chunk_steps_divides_epoch():
   for spe in (1, 7, 13, 100, 460, 468, 937):
     c = train._chunk_steps(spe, 10)
     assert spe % c == 0 and (c >= 8 or c == spe)
+
+
+def test_stop_at_test_accuracy(data_dir, tmp_path):
+  """The time-to-accuracy mode: test accuracy and elapsed time every epoch, a stop at
+  the first epoch that reaches the target, and a resumed run that does not go on."""
+  cfg = tiny(data_dir, model="logreg", model_kwargs={}, num_epochs=4,
+             eval_test_every_epoch=True, stop_at_test_accuracy=0.3)
+  res = run(cfg, tmp_path)
+  (h,) = history(tmp_path)
+  assert h["test_accuracy"] >= 0.3 and h["elapsed_s"] > 0
+  assert res["epochs"] == 1 and not res["finished"]
+  assert res["test_accuracy"] == pytest.approx(h["test_accuracy"])
+  run(cfg, tmp_path)
+  assert len(history(tmp_path)) == 1

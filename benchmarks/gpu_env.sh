@@ -1,0 +1,12 @@
+# Sourced by the prepared GPU checks (run_gpu.sh, run_gpu_perf.sh): prints the card, puts
+# this checkout (and, where the machine lacks them, the pure-Python wheels in ./.whl) on
+# PYTHONPATH and points KMNIST_JAX_DATA_DIR at ./.gpu_data unless it is set.
+export PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+if ls .whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
+  export PYTHONPATH="/tmp/site"
+fi
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+export KMNIST_JAX_DATA_DIR="${KMNIST_JAX_DATA_DIR:-$PWD/.gpu_data}"
+python3 -c "import jax, flax, optax; print('jax', jax.__version__, 'flax', flax.__version__, 'optax', optax.__version__, jax.devices())"
