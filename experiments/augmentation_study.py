@@ -493,10 +493,7 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)
   try:
     if FLAGS.compilation_cache:
-      import jax
-      jax.config.update("jax_compilation_cache_dir",
-                        os.path.join(os.path.abspath(FLAGS.workdir), "jax_cache"))
-      jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+      _bootstrap.compilation_cache(FLAGS.workdir)
     cfg = FLAGS.config
     run_study(cfg, FLAGS.workdir, config_file=config_flags.get_config_filename(
         FLAGS["config"]), command=" ".join(sys.argv))

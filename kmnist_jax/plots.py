@@ -583,3 +583,231 @@ def png_size(path: str) -> tuple[int, int]:
   if head[:8] != b"\x89PNG\r\n\x1a\n":
     raise ValueError(f"{path} is not a PNG")
   return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+
+
+# ---- Robustness ------------------------------------------------------------------------
+
+def corruption_heatmap_size(num_classes: int, columns: int) -> tuple[float, float]:
+  return max(8.0, 0.45 * columns + 3.0), max(4.5, 0.38 * num_classes + 2.6)
+
+
+def corruption_heatmap(accuracy, labels: Labels, columns: Sequence[str], path: str, *,
+                       title: str = "") -> str:
+  """Per-class x corruption accuracy: rows classes, columns 'clean' and each corruption
+  (pooled over severities), values written in the cells (percent).
+
+  Size: :func:`corruption_heatmap_size` inches.
+  """
+  acc = np.asarray(accuracy, np.float64)
+  C, K = acc.shape
+  with _style(labels):
+    fig = _figure(*corruption_heatmap_size(C, K))
+    ax = fig.add_subplot()
+    im = ax.imshow(acc, cmap="RdYlGn", vmin=0, vmax=1, aspect="auto")
+    fig.colorbar(im, ax=ax, fraction=0.03, pad=0.02, label="accuracy")
+    ax.set_xticks(range(K), [str(c).replace("_", " ") for c in columns], rotation=55,
+                  ha="right", fontsize=8)
+    ax.set_yticks(range(C), labels.texts)
+    if C <= 20 and K <= 30:
+      for i in range(C):
+        for j in range(K):
+          if np.isfinite(acc[i, j]):
+            ax.text(j, i, f"{100 * acc[i, j]:.0f}", ha="center", va="center", fontsize=6,
+                    color="white" if acc[i, j] < 0.25 else "black")
+    ax.set_title(title or "per-class accuracy under each corruption")
+    return _save(fig, path)
+
+
+def _grid_shape(n: int, cols: int) -> tuple[int, int]:
+  cols = max(1, min(cols, n))
+  return -(-n // cols), cols
+
+
+def error_vs_severity_size(num_corruptions: int, cols: int = 5) -> tuple[float, float]:
+  rows, cols = _grid_shape(max(num_corruptions, 1), cols)
+  return 2.8 * cols + 0.4, 2.2 * rows + 0.9
+
+
+def error_vs_severity(series: Sequence[dict], severities: Sequence[int], path: str, *,
+                      cols: int = 5, title: str = "") -> str:
+  """One panel per corruption: error against severity, one line per model, the
+  model's clean error as a dotted line at severity 0.
+
+  `series`: ``[{'name', 'clean': float, 'errors': {corruption: [S]}}]`` (the same
+  corruptions in each). Size: :func:`error_vs_severity_size` inches.
+  """
+  names = list(series[0]["errors"]) if series else []
+  rows, cols = _grid_shape(max(len(names), 1), cols)
+  sev = [0] + list(severities)
+  with _style():
+    fig = _figure(*error_vs_severity_size(len(names), cols))
+    axes = np.atleast_1d(fig.subplots(rows, cols, sharex=True, sharey=True)).ravel()
+    for ax, name in zip(axes, names):
+      for k, s in enumerate(series):
+        ax.plot(sev, [s["clean"]] + list(s["errors"][name]), marker="o", ms=3, lw=1.2,
+                color=f"C{k}", label=s["name"])
+      ax.set_title(name.replace("_", " "), fontsize=9)
+      ax.set_ylim(0, 1)
+      ax.set_xticks(sev)
+      ax.grid(alpha=0.3)
+    for ax in axes[len(names):]:
+      ax.set_visible(False)
+    for ax in axes[::cols]:
+      ax.set_ylabel("error", fontsize=8)
+    if series:
+      fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center",
+                 ncol=min(len(series), 4), fontsize=8)
+    fig.suptitle(title or "error vs severity (0 = clean)")
+    return _save(fig, path)
+
+
+_ATTACK_STYLE = {"fgsm": "--", "pgd": "-"}
+
+
+def accuracy_vs_epsilon(curves: Sequence[dict], path: str, *, title: str = "") -> str:
+  """Accuracy against the L-inf radius, several models / datasets / attacks on one
+  axes: colour per model, line style per attack (FGSM dashed, PGD solid).
+
+  `curves`: ``[{'name', 'attack', 'epsilons' [E], 'accuracy' [E]}]``. Size: 8 x 5 in.
+  """
+  models_ = list(dict.fromkeys(c["name"] for c in curves))
+  with _style():
+    fig = _figure(8, 5)
+    ax = fig.add_subplot()
+    for c in curves:
+      ax.plot(c["epsilons"], c["accuracy"], marker="o", ms=3,
+              ls=_ATTACK_STYLE.get(c["attack"], ":"),
+              color=f"C{models_.index(c['name']) % 10}",
+              label=f"{c['name']}, {c['attack'].upper()}")
+    ax.set_xlabel("epsilon (L-inf, pixels in [0, 1])")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper right")
+    ax.set_title(title or "accuracy under attack (FGSM dashed, PGD solid)")
+    return _save(fig, path)
+
+
+def robust_per_class(series: Sequence[dict], labels: Labels, path: str, *,
+                     title: str = "") -> str:
+  """Grouped bars of per-class accuracy, one bar per series (e.g. clean, FGSM at eps,
+  PGD at eps). `series`: ``[{'name', 'accuracy' [C]}]``. Size: as
+  :func:`per_class_comparison`, but the y axis starts at 0 (robust accuracy can be)."""
+  C = len(labels.texts)
+  S = len(series)
+  with _style(labels):
+    fig = _figure(_bar_width_in(C, S), 4.8)
+    ax = fig.add_subplot()
+    x = np.arange(C)
+    w = 0.8 / max(S, 1)
+    for s, ser in enumerate(series):
+      ax.bar(x - 0.4 + w * (s + 0.5), np.asarray(ser["accuracy"], np.float64), w,
+             label=ser["name"])
+    ax.set_xticks(x, labels.texts, rotation=90 if C > 12 else 0)
+    ax.set_ylim(0, 1.0)
+    ax.set_ylabel("accuracy (recall)")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.set_title(title or "per-class robust accuracy")
+    return _save(fig, path)
+
+
+# ---- Transfer --------------------------------------------------------------------------
+
+def accuracy_vs_shots(panels: Sequence[dict], path: str, *, title: str = "") -> str:
+  """One panel per transfer direction: test accuracy against shots per class.
+
+  `panels`: ``[{'title', 'shots': [labels], 'series': [{'name', 'mean' [S], 'std' [S]
+  or None}]}]`` (the scratch baseline is one series, drawn dashed). Error bars: std
+  over seeds. Size: (4.6 per panel + 0.6, 4.2) inches.
+  """
+  P = max(1, len(panels))
+  with _style():
+    fig = _figure(4.6 * P + 0.6, 4.2)
+    axes = fig.subplots(1, P, squeeze=False)[0]
+    for ax, panel in zip(axes, panels):
+      x = np.arange(len(panel["shots"]))
+      for s in panel["series"]:
+        mean = np.asarray(s["mean"], np.float64)
+        std = None if s.get("std") is None else np.nan_to_num(
+            np.asarray(s["std"], np.float64))
+        scratch = s["name"] == "scratch"
+        ax.errorbar(x, 100 * mean, yerr=None if std is None else 100 * std, capsize=3,
+                    marker="o", ms=4, lw=1.5, ls="--" if scratch else "-",
+                    color="black" if scratch else None, label=s["name"])
+      ax.set_xticks(x, [str(k) for k in panel["shots"]])
+      ax.set_xlabel("labelled examples per class (k)")
+      ax.set_ylabel("target test accuracy %")
+      ax.grid(alpha=0.3)
+      ax.set_title(panel["title"])
+      ax.legend(fontsize=8, loc="lower right")
+    if title:
+      fig.suptitle(title)
+    return _save(fig, path)
+
+
+def transfer_gain_bars(panels: Sequence[dict], path: str, *, title: str = "") -> str:
+  """Per-class accuracy gain over scratch (percentage points), one panel per direction.
+
+  `panels`: ``[{'title', 'labels': Labels, 'series': [{'name', 'mean' [C], 'std' [C]
+  or None}]}]``. Size: (max(7, 0.35 C S + 2.5), 3.6 per panel + 0.6) inches.
+  """
+  P = max(1, len(panels))
+  C = max((len(p["labels"].texts) for p in panels), default=10)
+  S = max((len(p["series"]) for p in panels), default=1)
+  with _style(*[p["labels"] for p in panels]):
+    fig = _figure(_bar_width_in(C, S), 3.6 * P + 0.6)
+    axes = fig.subplots(P, 1, squeeze=False)[:, 0]
+    for ax, panel in zip(axes, panels):
+      labels = panel["labels"]
+      x = np.arange(len(labels.texts))
+      w = 0.8 / max(len(panel["series"]), 1)
+      for s, ser in enumerate(panel["series"]):
+        mean = 100 * np.asarray(ser["mean"], np.float64)
+        err = None if ser.get("std") is None else 100 * np.nan_to_num(
+            np.asarray(ser["std"], np.float64))
+        ax.bar(x - 0.4 + w * (s + 0.5), mean, w, yerr=err, capsize=2, label=ser["name"])
+      ax.axhline(0, color="black", lw=0.8)
+      ax.set_xticks(x, labels.texts)
+      ax.set_ylabel("gain over scratch (pp)")
+      ax.grid(axis="y", alpha=0.3)
+      ax.set_title(panel["title"])
+      ax.legend(fontsize=8)
+    if title:
+      fig.suptitle(title)
+    return _save(fig, path)
+
+
+def cka_heatmaps(panels: Sequence[dict], path: str, *, title: str = "") -> str:
+  """Linear CKA between the layers of two models, one heatmap per pair, values in cells.
+
+  `panels`: ``[{'title', 'matrix' [R, K], 'rows': [names], 'cols': [names],
+  'ylabel', 'xlabel'}]``. Colour scale fixed to [0, 1]. Size: (3.8 per panel + 1.2,
+  3.8) inches, at most 3 panels per row.
+  """
+  P = max(1, len(panels))
+  cols = min(3, P)
+  rows = -(-P // cols)
+  with _style():
+    fig = _figure(3.8 * cols + 1.2, 3.8 * rows)
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    im = None
+    for ax, panel in zip(axes, panels):
+      m = np.asarray(panel["matrix"], np.float64)
+      im = ax.imshow(m, cmap="viridis", vmin=0, vmax=1)
+      ax.set_xticks(range(m.shape[1]), panel["cols"], rotation=30, ha="right")
+      ax.set_yticks(range(m.shape[0]), panel["rows"])
+      for i in range(m.shape[0]):
+        for j in range(m.shape[1]):
+          ax.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", fontsize=8,
+                  color="black" if m[i, j] > 0.6 else "white")
+      ax.set_ylabel(panel.get("ylabel", ""))
+      ax.set_xlabel(panel.get("xlabel", ""))
+      ax.set_title(panel["title"], fontsize=10)
+    for ax in axes[P:]:
+      ax.set_visible(False)
+    if im is not None:
+      fig.colorbar(im, ax=list(axes[:P]), fraction=0.03, pad=0.02, label="linear CKA")
+    if title:
+      fig.suptitle(title)
+    return _save(fig, path)
