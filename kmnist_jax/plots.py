@@ -261,6 +261,18 @@ def per_class_accuracy(accuracy, lo, hi, labels: Labels, path: str, *,
     return _save(fig, path)
 
 
+def _grouped_bars(ax, bars: Sequence[tuple], labels: Labels) -> None:
+  """One group per class, one bar per (name, values [C], errors [C] or None)."""
+  C, S = len(labels.texts), len(bars)
+  x = np.arange(C)
+  w = 0.8 / max(S, 1)
+  for s, (name, values, err) in enumerate(bars):
+    err = None if err is None else np.asarray(err, np.float64)
+    kw = {} if err is None else {"yerr": err, "capsize": 2}
+    ax.bar(x - 0.4 + w * (s + 0.5), np.asarray(values, np.float64), w, label=name, **kw)
+  ax.set_xticks(x, labels.texts, rotation=90 if C > 12 else 0)
+
+
 def per_class_comparison(series: Sequence[dict], labels: Labels, path: str, *,
                          title: str = "") -> str:
   """Grouped bars, one group per class index, one bar per series.
@@ -273,15 +285,13 @@ def per_class_comparison(series: Sequence[dict], labels: Labels, path: str, *,
   with _style(labels):
     fig = _figure(_bar_width_in(C, S), 4.8)
     ax = fig.add_subplot()
-    x = np.arange(C)
-    w = 0.8 / max(S, 1)
     lows = []
-    for s, ser in enumerate(series):
+    for ser in series:
       mean = np.asarray(ser["mean"], np.float64)
       err = None if ser.get("err") is None else np.asarray(ser["err"], np.float64)
-      ax.bar(x - 0.4 + w * (s + 0.5), mean, w, yerr=err, capsize=2, label=ser["name"])
       lows.append(np.nanmin(mean - (0 if err is None else err)))
-    ax.set_xticks(x, labels.texts, rotation=90 if C > 12 else 0)
+    _grouped_bars(ax, [(ser["name"], ser["mean"], ser.get("err")) for ser in series],
+                  labels)
     ax.set_ylim(max(0.0, min(lows, default=0.0) - 0.05), 1.0)
     ax.set_ylabel("accuracy (recall)")
     ax.grid(axis="y", alpha=0.3)
@@ -698,12 +708,7 @@ def robust_per_class(series: Sequence[dict], labels: Labels, path: str, *,
   with _style(labels):
     fig = _figure(_bar_width_in(C, S), 4.8)
     ax = fig.add_subplot()
-    x = np.arange(C)
-    w = 0.8 / max(S, 1)
-    for s, ser in enumerate(series):
-      ax.bar(x - 0.4 + w * (s + 0.5), np.asarray(ser["accuracy"], np.float64), w,
-             label=ser["name"])
-    ax.set_xticks(x, labels.texts, rotation=90 if C > 12 else 0)
+    _grouped_bars(ax, [(ser["name"], ser["accuracy"], None) for ser in series], labels)
     ax.set_ylim(0, 1.0)
     ax.set_ylabel("accuracy (recall)")
     ax.grid(axis="y", alpha=0.3)

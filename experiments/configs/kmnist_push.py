@@ -14,25 +14,14 @@ For an accelerator: on the 2-core CPU one epoch of PreActResNet-18 takes 25-30 m
 this schedule would take about a day (estimate, not run).
 """
 
-import ml_collections
-
-from kmnist_jax import config as config_lib
+from experiments.configs import kmnist_resnet18
 
 
 def get_config():
-  c = config_lib.base()
-  c.dataset = "kmnist"
+  c = kmnist_resnet18.get_config()  # PreActResNet-18, width 64, SGD-Nesterov 0.1, cosine
   c.val_size = 0                  # all 60,000 training images, as published results do
-  c.model = "preact_resnet18"
-  c.model_kwargs = ml_collections.ConfigDict(dict(width=64))
   c.augment = "affine(rot=10,scale=0.1,shear=8,shift=2)+cutout(size=10,p=0.5)"
-  c.optimizer = "nesterov"
-  c.learning_rate = 0.1
-  c.momentum = 0.9
-  c.weight_decay = 5e-4
-  c.schedule = "cosine"
   c.warmup_epochs = 2.0
   c.label_smoothing = 0.1
-  c.batch_size = 128
   c.num_epochs = 50
   return c
