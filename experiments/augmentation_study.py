@@ -39,7 +39,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from kmnist_jax.errors import UserError
-from kmnist_jax.files import atomic_write
+from kmnist_jax.io import atomic_write
 
 FLAGS = flags.FLAGS
 if __name__ == "__main__":

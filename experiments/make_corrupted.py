@@ -18,7 +18,7 @@ or ``~/tensorflow_datasets``); any other config (e.g. ``shot_noise_5``) is prepa
 its first ``tfds.load`` when ``KMNIST_JAX_CORRUPTED_DIR=<out>`` is set
 (kmnist_jax/tfds_corrupted.py)::
 
-  import kmnist_jax.tfds_corrupted, tensorflow_datasets as tfds
+  import kmnist_jax.robustness.tfds_builders, tensorflow_datasets as tfds
   ds = tfds.load('kmnist_corrupted/shot_noise', split='test')
 
 ``--grid=PATH`` draws every corruption at every severity on the same 3 test images.
@@ -49,7 +49,9 @@ import time
 import _bootstrap  # noqa: F401  (puts the repo root on sys.path)
 from absl import app, flags, logging
 
-from kmnist_jax import corrupted, corruptions, data
+from kmnist_jax import data
+from kmnist_jax.robustness import sets as corrupted
+from kmnist_jax.robustness import corruptions
 from kmnist_jax.errors import UserError, unknown
 
 FLAGS = flags.FLAGS
@@ -83,7 +85,7 @@ def run(*, dataset: str, out: str, names="all", severities="1,2,3,4,5", seed: in
   if limit < 0:
     raise UserError(f"--limit must be >= 0 (0: the whole split), got {limit}")
   if tfds:  # before the (long) build: fail fast on a dataset without a builder
-    from kmnist_jax import tfds_corrupted
+    from kmnist_jax.robustness import tfds_builders as tfds_corrupted
     if dataset not in tfds_corrupted.BUILDERS:
       raise UserError(f"--tfds: no TFDS builder for {dataset!r}; valid choices: "
                       f"{', '.join(sorted(tfds_corrupted.BUILDERS))}")

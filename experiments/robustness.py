@@ -13,7 +13,7 @@ Each checkpoint is restored from its workdir alone and evaluated on its own data
 (or --dataset) on the clean test set and on every corruption x severity of the
 corrupted test set (the 15 MNIST-C corruptions of Mu & Gilmer 2019 plus 5 extra,
 kmnist_jax/corruptions.py). The corrupted sets are built once with
-``kmnist_jax.corrupted.build`` into ``<out>/corrupted/<dataset>-...`` (kept across
+``kmnist_jax.robustness.sets.build`` into ``<out>/corrupted/<dataset>-...`` (kept across
 runs) unless --corrupted_dir names a prebuilt one (``experiments/make_corrupted.py``).
 
 --baseline names one logistic-regression checkpoint per dataset (``DIR`` uses the
@@ -66,9 +66,12 @@ import numpy as np
 from absl import app, flags, logging
 
 import analyze
-from kmnist_jax import adversarial, corrupted, corruptions, plots
+from kmnist_jax import plots
+from kmnist_jax.robustness import attacks as adversarial
+from kmnist_jax.robustness import sets as corrupted
+from kmnist_jax.robustness import corruptions
 from kmnist_jax import data as data_lib
-from kmnist_jax import robustness as rob
+from kmnist_jax.robustness import mce as rob
 from kmnist_jax.errors import UserError, unknown
 
 FLAGS = flags.FLAGS

@@ -7,7 +7,7 @@ which classes, and with how few labels.
 
 The config is a training config (kmnist_jax.config.base(): the source models'
 architecture and schedule) plus a `transfer` block: `directions` ('mnist->kmnist',
-...), `modes` (linear_probe, finetune, finetune_last; see kmnist_jax.transfer),
+...), `modes` (linear_probe, finetune, finetune_last; see kmnist_jax.transfer.finetune),
 `shots` (examples per class: numbers or 'all'), `seeds`, the step budget, batch size,
 per-part learning rates and the CKA settings.
 
@@ -49,7 +49,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from kmnist_jax.errors import UserError
-from kmnist_jax.files import atomic_write
+from kmnist_jax.io import atomic_write
 
 FLAGS = flags.FLAGS
 if __name__ == "__main__":
@@ -105,7 +105,7 @@ def plan(cfg) -> dict:
   from kmnist_jax import config as config_lib
   from kmnist_jax import data as data_lib
   from kmnist_jax import train
-  from kmnist_jax import transfer as tl
+  from kmnist_jax.transfer import finetune as tl
 
   if BLOCK not in cfg:
     raise UserError("the study config has no 'transfer' block; start from "
@@ -207,9 +207,9 @@ def run_spec(cfg, run: dict, source_dir: str | None, source_step: int | None) ->
 # ---- Sources ------------------------------------------------------------------------------
 
 def ensure_sources(cfg, plan_: dict, workdir: str, given: dict, log) -> dict:
-  """{dataset: kmnist_jax.transfer.Source}: given workdirs, or trained ones."""
+  """{dataset: kmnist_jax.transfer.finetune.Source}: given workdirs, or trained ones."""
   from kmnist_jax import train
-  from kmnist_jax import transfer as tl
+  from kmnist_jax.transfer import finetune as tl
   out = {}
   # Given sources first: a bad one fails before anything trains.
   for ds in sorted(plan_["sources"], key=lambda d: d not in given):
@@ -440,8 +440,9 @@ def draw(summary: dict, workdir: str) -> list[str]:
 
 def compute_cka(cfg, sources: dict) -> dict:
   from kmnist_jax import data as data_lib
-  from kmnist_jax import similarity, train
-  from kmnist_jax import transfer as tl
+  from kmnist_jax import train
+  from kmnist_jax.transfer import cka as similarity
+  from kmnist_jax.transfer import finetune as tl
   t = cfg[BLOCK]
   ds = data_lib.load(t.cka_dataset, data_dir=cfg.data_dir or None, source=cfg.data_source,
                      tfds_dir=cfg.tfds_dir or None, limit={"test": int(t.cka_examples)})
@@ -491,7 +492,7 @@ def run_study(cfg, workdir: str, *, sources_flag: str = "", log=print, config_fi
               command: str = "", progress: bool = True) -> dict:
   import numpy as np
   from kmnist_jax import data as data_lib
-  from kmnist_jax import transfer as tl
+  from kmnist_jax.transfer import finetune as tl
 
   t_start = time.time()
   p = plan(cfg)                                  # names and numbers: fail before loading

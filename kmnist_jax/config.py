@@ -47,7 +47,7 @@ def base() -> ml_collections.ConfigDict:
   c.model = "cnn"
   c.model_kwargs = ml_collections.ConfigDict()
   c.dtype = "float32"             # computation dtype: float32 | bfloat16
-  c.conv_impl = "auto"            # auto | xla | im2col (kmnist_jax.ops): same params
+  c.conv_impl = "auto"            # auto | xla | im2col (kmnist_jax.convs): same params
   # Optimisation.
   c.optimizer = "adamw"
   c.learning_rate = 3e-3
@@ -97,7 +97,8 @@ def _positive(cfg, field, allow_zero=False):
 
 def validate(cfg: ml_collections.ConfigDict) -> None:
   """Checks every field a user can get wrong; raises one UserError line."""
-  from kmnist_jax import data, models, ops  # Registries live with their concepts.
+  from kmnist_jax import data, models  # Registries live with their concepts.
+  from kmnist_jax import convs as ops
 
   missing = sorted(set(base().keys()) - set(cfg.keys()))
   if missing:
@@ -173,15 +174,8 @@ def check_override_flags(argv: list[str], flag: str = "config") -> None:
 
 def to_dict(cfg: ml_collections.ConfigDict) -> dict:
   """A JSON-safe plain dict (tuples become lists)."""
+  from kmnist_jax.io import jsonable
   return jsonable(cfg.to_dict())
-
-
-def jsonable(x):
-  if isinstance(x, dict):
-    return {k: jsonable(v) for k, v in x.items()}
-  if isinstance(x, (list, tuple)):
-    return [jsonable(v) for v in x]
-  return x
 
 
 def from_dict(d: dict) -> ml_collections.ConfigDict:

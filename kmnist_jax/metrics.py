@@ -22,6 +22,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from kmnist_jax.errors import UserError
+from kmnist_jax.io import jsonable  # noqa: F401  (re-exported: metrics.jsonable)
 
 __all__ = [
     "confusion_matrix", "normalize_rows", "per_class", "balanced_accuracy",
@@ -343,20 +344,3 @@ def summarize(labels, probs, *, num_classes: int | None = None, top_k: int = 10,
       "most_confused_symmetric": most_confused(conf, top_k, symmetric=True),
       "calibration": calibration(p, y, num_bins),
   }
-
-
-def jsonable(x):
-  """numpy -> plain Python, nan/inf -> None (strict JSON), recursively."""
-  if isinstance(x, dict):
-    return {str(k): jsonable(v) for k, v in x.items()}
-  if isinstance(x, (list, tuple)):
-    return [jsonable(v) for v in x]
-  if isinstance(x, np.ndarray):
-    return jsonable(x.tolist())
-  if isinstance(x, (np.integer,)):
-    return int(x)
-  if isinstance(x, (float, np.floating)):
-    return float(x) if math.isfinite(x) else None
-  if isinstance(x, np.bool_):
-    return bool(x)
-  return x

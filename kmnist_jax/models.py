@@ -36,7 +36,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from kmnist_jax import errors, ops
+from kmnist_jax import errors
+from kmnist_jax import convs as ops
 
 IMAGE_SHAPE = (28, 28, 1)
 NUM_PIXELS = 28 * 28
@@ -112,7 +113,7 @@ class Model(nnx.Module):
 
   def activations(self, x: jax.Array) -> dict[str, jax.Array]:
     """Named float32 activations ``{layer: [B, ...]}`` in eval mode, input to output,
-    ending with ``'features'`` (representation similarity, :mod:`kmnist_jax.similarity`).
+    ending with ``'features'`` (representation similarity, :mod:`kmnist_jax.transfer.cka`).
     Models without an override give ``'features'`` only."""
     return {"features": self.features(x, train=False)}
 
@@ -425,7 +426,7 @@ def create(name: str, *, num_classes: int, rngs: nnx.Rngs,
   with it must then be called with train=True only inside that pmap/vmap).
   ``dtype``: computation dtype of conv/dense layers (params stay float32,
   logits and features are float32).
-  ``conv_impl``: 'xla', 'im2col' or 'auto' (see :mod:`kmnist_jax.ops`); the
+  ``conv_impl``: 'xla', 'im2col' or 'auto' (see :mod:`kmnist_jax.convs`); the
   parameters are the same whichever is used.
   """
   ops.resolve_conv_impl(conv_impl)  # raises for an unknown name

@@ -28,9 +28,9 @@ from flax import nnx
 from kmnist_jax import checkpoint as ckpt_lib
 from kmnist_jax import config as config_lib
 from kmnist_jax import data as data_lib
-from kmnist_jax import models, optim, parallel
+from kmnist_jax import io, models, optim, parallel
 from kmnist_jax.errors import UserError
-from kmnist_jax.files import atomic_write
+from kmnist_jax.io import atomic_write
 
 # Streams folded into the root key: each use of randomness has its own. A step's key
 # is split into its dropout key and its augmentation key.
@@ -67,7 +67,7 @@ def resolved_config(cfg) -> dict:
   filled in, so that a later change of a model default cannot change what a
   checkpoint's config means."""
   d = config_lib.to_dict(cfg)
-  d["model_kwargs"] = config_lib.jsonable({**models.model_kwargs(cfg.model),
+  d["model_kwargs"] = io.jsonable({**models.model_kwargs(cfg.model),
                                             **d["model_kwargs"]})
   return d
 

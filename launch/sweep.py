@@ -57,7 +57,7 @@ from absl import app, flags  # noqa: E402
 
 from kmnist_jax import config as config_lib  # noqa: E402
 from kmnist_jax.errors import UserError  # noqa: E402
-from kmnist_jax.files import atomic_write  # noqa: E402
+from kmnist_jax.io import atomic_write  # noqa: E402
 
 SWEEP_KEYS = ("config", "fixed", "product")
 TRAIN = os.path.join(ROOT, "experiments", "train.py")

@@ -238,7 +238,7 @@ def test_train_key_required_iff_dropout(name, x):
 
 
 def test_conv_impls_agree(x, name='cnn'):
-  """Whole model, 'xla' vs the CPU formulations (tests/test_ops.py checks each conv
+  """Whole model, 'xla' vs the CPU formulations (tests/test_convs.py checks each conv
   configuration): same parameters, same outputs and gradients."""
   impls = ('xla', 'im2col', 'fwdconv')
   states = {impl: M.split(small(name, conv_impl=impl)) for impl in impls}

@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from kmnist_jax import data, models, similarity, train, transfer
+from kmnist_jax import data, models, train
+from kmnist_jax.transfer import cka as similarity
+from kmnist_jax.transfer import finetune as transfer
 from kmnist_jax.errors import UserError
 from tests.test_train import tiny
 

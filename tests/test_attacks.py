@@ -10,11 +10,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from kmnist_jax import adversarial as adv
+from kmnist_jax.robustness import attacks as adv
 from kmnist_jax import models, train
-from kmnist_jax import robustness as rob
+from kmnist_jax.robustness import mce as rob
 from kmnist_jax.errors import UserError
-from test_robustness import script, trained
+from test_mce import script, trained
 
 N = 400
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from jax import lax
 
-from kmnist_jax import ops
+from kmnist_jax import convs as ops
 from kmnist_jax.errors import UserError
 
 DN = ("NHWC", "HWIO", "NHWC")

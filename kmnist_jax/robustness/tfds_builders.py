@@ -1,7 +1,7 @@
 """TFDS builders for the corrupted test sets, in the style of tfds' ``mnist_corrupted``.
 
 Why: other code (and other people) load datasets with ``tfds.load``; these builders
-expose what :func:`kmnist_jax.corrupted.build` wrote, offline, with the manifest's
+expose what :func:`kmnist_jax.robustness.sets.build` wrote, offline, with the manifest's
 SHA-256 checked on every file read.
 
 Builders (import this module to register them)::
@@ -11,9 +11,9 @@ Builders (import this module to register them)::
                             the published one-severity set, downloaded from zenodo)
   fashion_mnist_corrupted   Fashion-MNIST-C
 
-Configs, for each of the 20 corruptions in :data:`kmnist_jax.corruptions.NAMES`:
+Configs, for each of the 20 corruptions in :data:`kmnist_jax.robustness.corruptions.NAMES`:
 ``<corruption>`` is the MNIST-C setting (severity
-:data:`~kmnist_jax.corruptions.MNIST_C_SEVERITY`, 3 for the 15 MNIST-C ones) and
+:data:`~kmnist_jax.robustness.corruptions.MNIST_C_SEVERITY`, 3 for the 15 MNIST-C ones) and
 ``<corruption>_<s>`` is severity s = 1..5 (so ``shot_noise`` and ``shot_noise_3`` hold
 the same images). The one split is the build's (``test``). Features: ``image``
 uint8 (28, 28, 1), ``label`` ClassLabel with the dataset's class names, ``index``
@@ -27,7 +27,7 @@ manual_dir=...)``, default ``<tfds data_dir>/downloads/manual``) and
 
   python experiments/make_corrupted.py --dataset=kmnist --out=corrupted/kmnist
   export KMNIST_JAX_CORRUPTED_DIR=corrupted/kmnist
-  python -c "import kmnist_jax.tfds_corrupted, tensorflow_datasets as tfds; \\
+  python -c "import kmnist_jax.robustness.tfds_builders, tensorflow_datasets as tfds; \\
              print(tfds.load('kmnist_corrupted/shot_noise', split='test'))"
 
 A config is prepared (PNG-encoded into TFRecords under the TFDS data dir) on its
@@ -42,7 +42,9 @@ import os
 import numpy as np
 import tensorflow_datasets as tfds
 
-from kmnist_jax import corrupted, corruptions, data
+from kmnist_jax import data
+from kmnist_jax.robustness import sets as corrupted
+from kmnist_jax.robustness import corruptions
 from kmnist_jax.errors import UserError
 
 DIR_ENV = "KMNIST_JAX_CORRUPTED_DIR"
@@ -117,7 +119,7 @@ class _CorruptedBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True)
         builder=self,
         description=(f"{self.DATASET} test images under 20 corruptions (the 15 of MNIST-C "
                      "plus gaussian_noise, contrast, pixelate, elastic, inverse) at 5 "
-                     "severities, made by kmnist_jax.corrupted.build."),
+                     "severities, made by kmnist_jax.robustness.sets.build."),
         features=tfds.features.FeaturesDict({
             "image": tfds.features.Image(shape=(28, 28, 1)),
             "label": tfds.features.ClassLabel(names=list(info.class_names)),

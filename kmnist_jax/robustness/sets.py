@@ -2,7 +2,7 @@
 
 Why files: a robustness evaluation must see exactly the same corrupted bytes every
 time, on any machine, and other tools (``tfds.load``, PyTorch) must be able to read
-them. :func:`build` applies :mod:`kmnist_jax.corruptions` to one split of a dataset
+them. :func:`build` applies :mod:`kmnist_jax.robustness.corruptions` to one split of a dataset
 and writes::
 
   <out_dir>/manifest.json                        what, from what, with which seed, sums
@@ -36,7 +36,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from kmnist_jax import corruptions, data
+from kmnist_jax import data, io
+from kmnist_jax.robustness import corruptions
 from kmnist_jax.errors import UserError, unknown
 
 MANIFEST = "manifest.json"
@@ -193,48 +194,6 @@ def _aside(out_dir: str, kind: str, pid: int | None = None) -> str:
   return os.path.join(parent, f".{base}.{kind}-{os.getpid() if pid is None else pid}")
 
 
-def _alive(pid: int) -> bool:
-  try:
-    os.kill(pid, 0)
-  except ProcessLookupError:
-    return False
-  except OSError:
-    return True
-  return True
-
-
-def _recover(out_dir: str) -> None:
-  """Cleans up after a build that was killed: deletes its temporary folder, and puts
-  back a complete old build if it was killed between the two renames of _swap_in."""
-  parent, base = os.path.split(out_dir)
-  if not os.path.isdir(parent):
-    return
-  for entry in sorted(os.listdir(parent)):
-    for kind in ("tmp", "old"):
-      prefix = f".{base}.{kind}-"
-      if not (entry.startswith(prefix) and entry[len(prefix):].isdigit()):
-        continue
-      pid, path = int(entry[len(prefix):]), os.path.join(parent, entry)
-      if pid != os.getpid() and _alive(pid):
-        continue  # another build is running
-      if kind == "old" and not os.path.exists(out_dir):
-        os.rename(path, out_dir)
-      else:
-        shutil.rmtree(path, ignore_errors=True)
-
-
-def _swap_in(tmp: str, out_dir: str) -> None:
-  """Renames the finished `tmp` to `out_dir`; an old build is moved aside first and
-  deleted only after the new one is in place."""
-  old = None
-  if os.path.exists(out_dir):
-    old = _aside(out_dir, "old")
-    os.rename(out_dir, old)
-  os.rename(tmp, out_dir)
-  if old:
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def build(dataset: str, out_dir: str, *, names: Sequence[str] | str = corruptions.NAMES,
           severities: Sequence[int] | str = corruptions.SEVERITIES, seed: int = 0,
           split: str = "test", data_dir: str | None = None, limit: int | None = None,
@@ -254,7 +213,7 @@ def build(dataset: str, out_dir: str, *, names: Sequence[str] | str = corruption
   if os.path.isfile(out_dir):
     raise UserError(f"--out {out_dir} is a file; give a folder (it is created)")
 
-  _recover(out_dir)
+  io.recover_dir(out_dir)
   ds = data.load(dataset, data_dir=data_dir, limit={split: int(limit)} if limit else None)
   images, labels = ds.splits[split].images, ds.splits[split].labels
   ident = {"dataset": dataset, "split": split, "seed": int(seed),
@@ -323,7 +282,7 @@ def build(dataset: str, out_dir: str, *, names: Sequence[str] | str = corruption
                 "files": dict(sorted(files.items()))}
     with open(os.path.join(tmp, MANIFEST), "w") as f:
       json.dump(manifest, f, indent=1)
-    _swap_in(tmp, out_dir)
+    io.swap_in(tmp, out_dir)
   except BaseException:
     shutil.rmtree(tmp, ignore_errors=True)
     raise
@@ -371,23 +330,11 @@ def grid(out_dir: str, path: str, *, examples: int = 3, title: str = "",
     for b, s in enumerate(sevs):
       if file_name(n, s) in manifest["files"]:
         put(r, b, load(out_dir, n, s)[0][idx].astype(np.float64))
-  scale = 0.022  # inches per mosaic pixel
-  fig = plots._figure(1.6 + mosaic.shape[1] * scale, 0.7 + mosaic.shape[0] * scale,
-                      layout=None)
-  fw, fh = fig.get_figwidth(), fig.get_figheight()
-  ax = fig.add_axes((1.5 / fw, 0.1 / fh, mosaic.shape[1] * scale / fw,
-                     mosaic.shape[0] * scale / fh))
-  ax.imshow(mosaic, cmap="gray", vmin=0, vmax=1, interpolation="nearest", aspect="equal")
-  ax.set_facecolor("white")
-  ax.set_xticks([b * block + width / 2 for b in range(len(sevs))],
-                [f"severity {s}" for s in sevs])
-  ax.xaxis.tick_top()
-  ax.set_yticks([r * (px + 4) + px / 2 for r in range(len(names) + 1)],
-                ["clean"] + list(names))
-  ax.tick_params(length=0)
-  for side in ax.spines.values():
-    side.set_visible(False)
-  fig.suptitle(title or (f"{manifest['dataset']}-C, {manifest['split']} split, seed "
-                         f"{manifest['seed']}: severity 3 is MNIST-C's setting"),
-               y=1 - 0.05 / fh, va="top", fontsize=10)
-  return plots._save(fig, path)
+  title = title or (f"{manifest['dataset']}-C, {manifest['split']} split, seed "
+                    f"{manifest['seed']}: severity 3 is MNIST-C's setting")
+  return plots.image_mosaic(
+      mosaic, path, title=title,
+      xticks=([b * block + width / 2 for b in range(len(sevs))],
+              [f"severity {s}" for s in sevs]),
+      yticks=([r * (px + 4) + px / 2 for r in range(len(names) + 1)],
+              ["clean"] + list(names)))

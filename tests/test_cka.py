@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from kmnist_jax import similarity
+from kmnist_jax.transfer import cka as similarity
 
 
 def _orthogonal(d, rng):

@@ -16,8 +16,9 @@ import tempfile
 import numpy as np
 import pytest
 
-from kmnist_jax import corruptions, metrics, train
-from kmnist_jax import robustness as rob
+from kmnist_jax import metrics, train
+from kmnist_jax.robustness import corruptions
+from kmnist_jax.robustness import mce as rob
 from kmnist_jax.errors import UserError
 from test_train import run as train_run
 from test_train import tiny

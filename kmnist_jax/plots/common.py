@@ -816,3 +816,23 @@ def cka_heatmaps(panels: Sequence[dict], path: str, *, title: str = "") -> str:
     if title:
       fig.suptitle(title)
     return _save(fig, path)
+
+
+def image_mosaic(mosaic, path: str, *, title: str, xticks: tuple, yticks: tuple) -> str:
+  """A grey-scale mosaic (values 0-1, ink white on black) at a fixed scale per pixel,
+  with labelled column blocks on top and rows on the left (the corruption grid)."""
+  scale = 0.022  # inches per mosaic pixel
+  fig = _figure(1.6 + mosaic.shape[1] * scale, 0.7 + mosaic.shape[0] * scale, layout=None)
+  fw, fh = fig.get_figwidth(), fig.get_figheight()
+  ax = fig.add_axes((1.5 / fw, 0.1 / fh, mosaic.shape[1] * scale / fw,
+                     mosaic.shape[0] * scale / fh))
+  ax.imshow(mosaic, cmap="gray", vmin=0, vmax=1, interpolation="nearest", aspect="equal")
+  ax.set_facecolor("white")
+  ax.set_xticks(*xticks)
+  ax.xaxis.tick_top()
+  ax.set_yticks(*yticks)
+  ax.tick_params(length=0)
+  for side in ax.spines.values():
+    side.set_visible(False)
+  fig.suptitle(title, y=1 - 0.05 / fh, va="top", fontsize=10)
+  return _save(fig, path)

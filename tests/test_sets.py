@@ -11,7 +11,9 @@ import sys
 import numpy as np
 import pytest
 
-from kmnist_jax import corrupted, corruptions, data
+from kmnist_jax import data
+from kmnist_jax.robustness import sets as corrupted
+from kmnist_jax.robustness import corruptions
 from kmnist_jax.errors import UserError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -169,7 +171,7 @@ def test_script_then_tfds_load(data_dir, tmp_path, monkeypatch):
   assert w > 400 and h > 150
 
   import tensorflow_datasets as tfds
-  from kmnist_jax import tfds_corrupted  # registers the builders
+  from kmnist_jax.robustness import tfds_builders as tfds_corrupted  # registers the builders
   assert tfds_corrupted.BUILDERS["kmnist"] == "kmnist_corrupted"
   monkeypatch.delenv(tfds_corrupted.DIR_ENV, raising=False)
   got = tfds.as_numpy(tfds.load("kmnist_corrupted/shot_noise", split="test",

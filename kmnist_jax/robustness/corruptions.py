@@ -20,7 +20,7 @@ not part of MNIST-C's published 15: they use the 5-level tables of MNIST-C's cod
 defaults to; pixelate's level 1 is 0.7 instead of 0.6 (a 16-pixel BOX round trip
 distorts more than a 14-pixel one), elastic is Simard et al.'s (MNIST-C's table is not
 monotone) and inverse is blended with the clean image below level 5.
-``python -m kmnist_jax.corruptions`` prints every definition and parameter table (the
+``python -m kmnist_jax.robustness.corruptions`` prints every definition and parameter table (the
 README shows it).
 
 Randomness. Everything comes from one seed: the key ``fold_in(fold_in(key(seed),
