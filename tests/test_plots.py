@@ -76,7 +76,7 @@ def test_last_resort_font_is_not_a_cjk_font():
                       "LastResortHE-Regular.ttf")
   if not os.path.exists(path):
     pytest.skip("this matplotlib has no LastResortHE")
-  assert not plots.common._covers(path, frozenset(map(ord, KMNIST.class_glyphs)))
+  assert not plots.covers(path, frozenset(map(ord, KMNIST.class_glyphs)))
   lab = plots.class_labels(KMNIST.class_names, KMNIST.class_glyphs, font=path)
   assert lab.font is None and lab.texts[0] == "o"
 
