@@ -14,8 +14,15 @@ give them as flags (or $JAX_COORDINATOR_ADDRESS, $JAX_NUM_PROCESSES, $JAX_PROCES
   python experiments/train.py --config ... --workdir ... \
       --coordinator_address=HOST0:1234 --num_processes=2 --process_id=0   # and =1
 Processes that disagree on the config or the data refuse to start (exit 2).
+
+One run per workdir: a second one is refused (exit 2) naming the first (host, pid).
+SIGTERM / SIGINT (preemption, `timeout`, Ctrl-C) stop the run at the next chunk
+boundary, save a checkpoint of that exact step and exit 75; the same command resumes
+bit-identically. A damaged checkpoint is reported and the newest intact one is used.
+Exit codes: 0 done, 2 a user error (one `error:` line), 75 preempted (resumable).
 """
 
+import errno
 import sys
 
 import _bootstrap  # noqa: F401  (puts the repo root on sys.path)
@@ -24,7 +31,10 @@ from ml_collections import config_flags
 
 from kmnist_jax import config as config_lib
 from kmnist_jax import parallel, train
-from kmnist_jax.errors import UserError
+from kmnist_jax.errors import EXIT_PREEMPTED, EXIT_USER_ERROR, Preempted, UserError
+
+# Failed writes that are the user's to fix (full disk, read-only or foreign folder).
+WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
@@ -52,14 +62,27 @@ def main(argv):
                                       FLAGS.process_id)
     train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
   except UserError as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+    fail(str(e))
+  except Preempted as e:
+    print(f"preempted: {e}", file=sys.stderr, flush=True)
+    sys.exit(EXIT_PREEMPTED)
+  except OSError as e:
+    if e.errno not in WRITE_ERRNOS:
+      raise
+    fail(f"cannot write {e.filename or FLAGS.workdir}: {e.strerror}"
+         + ("; free some space and run the same command again to resume"
+            if e.errno in (errno.ENOSPC, errno.EDQUOT) else
+            "; give a --workdir you can write to"))
+
+
+def fail(message: str):
+  print(f"error: {message}", file=sys.stderr, flush=True)
+  sys.exit(EXIT_USER_ERROR)
 
 
 if __name__ == "__main__":
   try:
     config_lib.check_override_flags(sys.argv)
   except UserError as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+    fail(str(e))
   app.run(main)

@@ -38,7 +38,7 @@ def base() -> ml_collections.ConfigDict:
   c.dataset = "kmnist"
   c.data_source = "auto"          # auto | files | tfds
   c.data_dir = ""                 # '' -> $KMNIST_JAX_DATA_DIR or ~/kmnist_jax_data
-  c.tfds_dir = ""                 # '' -> <data_dir>/tfds
+  c.tfds_dir = ""                 # '' -> $TFDS_DATA_DIR or ~/tensorflow_datasets
   c.val_size = 5000               # carved from train, deterministically from val_seed
   c.val_seed = 0
   c.train_limit = 0               # >0: first N train examples only (tests, smoke runs)
@@ -144,32 +144,110 @@ CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file
                           "experiments", "configs")
 
 
+def _config_names() -> list[str]:
+  return sorted(f[:-3] for f in os.listdir(CONFIG_DIR)
+                if f.endswith(".py") and not f.startswith("_"))
+
+
+def _exec_config(path: str, arg: str | None = None) -> ml_collections.ConfigDict:
+  """get_config([arg]) of the file at `path`; one-line UserError if it cannot run."""
+  try:
+    spec = importlib.util.spec_from_file_location(
+        f"_config_{os.path.basename(path)[:-3]}", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.get_config(arg) if arg is not None else mod.get_config()
+  except UserError:
+    raise
+  except Exception as e:  # noqa: BLE001 - a broken config file is the user's input
+    where = f" (line {e.lineno})" if isinstance(e, SyntaxError) and e.lineno else ""
+    raise UserError(f"config file {path!r} cannot be loaded{where}: "
+                    f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}; "
+                    "it must define get_config() returning a ConfigDict") from None
+
+
 def load_file(name: str) -> ml_collections.ConfigDict:
   """get_config() of experiments/configs/<name>.py (or of a path to a config file)."""
   path = name if name.endswith(".py") else os.path.join(CONFIG_DIR, f"{name}.py")
   if not os.path.exists(path):
-    names = sorted(f[:-3] for f in os.listdir(CONFIG_DIR)
-                   if f.endswith(".py") and not f.startswith("_"))
-    raise UserError(f"unknown config {name!r}; valid choices: {', '.join(names)}")
-  spec = importlib.util.spec_from_file_location(
-      f"_config_{os.path.basename(path)[:-3]}", path)
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  return mod.get_config()
+    raise UserError(f"unknown config {name!r}; valid choices: "
+                    f"{', '.join(_config_names())}")
+  return _exec_config(path)
+
+
+def _flag_value(argv: list[str], flag: str) -> str | None:
+  for i, arg in enumerate(argv[1:], 1):
+    if arg in (f"--{flag}", f"-{flag}") and i + 1 < len(argv):
+      return argv[i + 1]
+    for prefix in (f"--{flag}=", f"-{flag}="):
+      if arg.startswith(prefix):
+        return arg[len(prefix):]
+  return None
+
+
+def check_config_file(value: str, flag: str = "config") -> ml_collections.ConfigDict:
+  """The config that `--config=<file>[:arg]` names; one-line UserError if the file is
+  missing or does not load (instead of config_flags' chained tracebacks)."""
+  path, _, arg = value.partition(":")
+  if not os.path.isfile(path):
+    rel = os.path.relpath(CONFIG_DIR)
+    what = "is a folder, not a file" if os.path.isdir(path) else "does not exist"
+    raise UserError(f"--{flag} file {path!r} {what}; valid choices: "
+                    + ", ".join(f"{rel}/{n}.py" for n in _config_names()))
+  return _exec_config(path, arg or None)
+
+
+def _unknown_field(name: str, arg: str, fields, extra: str = "") -> UserError:
+  close = difflib.get_close_matches(name.rsplit(".", 1)[-1], list(fields), n=3)
+  hint = f" (did you mean {', '.join(close)}?)" if close else ""
+  where = f"config.{name.rsplit('.', 1)[0]}" if "." in name else "config"
+  return UserError(f"unknown config field {name!r} in {arg}{hint}; valid fields of "
+                   f"{where}: {', '.join(sorted(fields)) or '(none)'}{extra}")
 
 
 def check_override_flags(argv: list[str], flag: str = "config") -> None:
-  """Refuses `--config.<unknown>=...` before absl does, naming the valid fields."""
+  """Refuses bad `--config ...` flags before absl does: a config file that is missing or
+  does not load, and `--config.<field>[.<sub>...]=` naming an unknown field (nested
+  fields are checked against the loaded config file), each naming the valid choices."""
   fields = set(base().keys())
+  value = _flag_value(argv, flag)
+  cfg = check_config_file(value, flag) if value is not None else None
   prefix = f"--{flag}."
   for arg in argv[1:]:
-    if arg.startswith(prefix):
-      key = arg[len(prefix):].split("=", 1)[0].split(".", 1)[0]
-      if key not in fields:
-        close = difflib.get_close_matches(key, fields, n=3)
-        hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise UserError(f"unknown config field {key!r} in {arg.split('=', 1)[0]}{hint}; "
-                        f"valid fields: {', '.join(sorted(fields))}")
+    if not arg.startswith(prefix):
+      continue
+    name = arg[len(prefix):].split("=", 1)[0]
+    flag_name = arg.split("=", 1)[0]
+    parts = name.split(".")
+    if parts[0] not in fields:
+      raise _unknown_field(parts[0], flag_name, fields)
+    if cfg is None or len(parts) == 1:
+      continue
+    node = cfg
+    for i, part in enumerate(parts):
+      here = ".".join(parts[:i])
+      if not isinstance(node, ml_collections.ConfigDict):
+        raise UserError(f"config.{here} is not a group of fields (it holds {node!r}): "
+                        f"{flag_name} cannot set {part!r} inside it; use --{flag}.{here}=")
+      if part not in node:
+        extra = ""
+        if here == "model_kwargs":
+          extra = _model_kwargs_hint(argv, flag, cfg, part)
+        raise _unknown_field(".".join(parts[:i + 1]), flag_name, node.keys(), extra)
+      node = node[part]
+
+
+def _model_kwargs_hint(argv, flag: str, cfg, kwarg: str) -> str:
+  """Where a model_kwargs override can go: the model's own arguments."""
+  from kmnist_jax import models
+  model = _flag_value(argv, f"{flag}.model") or cfg.get("model", "")
+  if model not in models.MODELS:
+    return ""
+  accepted = sorted(models.model_kwargs(model))
+  if kwarg in accepted:
+    return (f" (model {model!r} accepts {kwarg!r}, but this config file does not set "
+            "it: add it to model_kwargs in the file)")
+  return f" (model {model!r} accepts: {', '.join(accepted)})"
 
 
 def to_dict(cfg: ml_collections.ConfigDict) -> dict:

@@ -14,6 +14,10 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
+import signal
+import sys
+import threading
 import time
 from typing import Any, Callable
 
@@ -28,8 +32,8 @@ from flax import nnx
 from kmnist_jax import checkpoint as ckpt_lib
 from kmnist_jax import config as config_lib
 from kmnist_jax import data as data_lib
-from kmnist_jax import io, models, optim, parallel
-from kmnist_jax.errors import UserError
+from kmnist_jax import io, lock, models, optim, parallel
+from kmnist_jax.errors import Preempted, UserError
 from kmnist_jax.io import atomic_write
 
 # Streams folded into the root key: each use of randomness has its own. A step's key
@@ -251,34 +255,48 @@ def _load_data(cfg) -> data_lib.Dataset:
 
 
 class _MetricLog:
-  """metrics.jsonl (rewritten from the checkpoint history on resume) + TensorBoard."""
+  """metrics.jsonl (rewritten from the checkpoint history on resume), config.json and
+  env.json (written at the start), and TensorBoard (:mod:`kmnist_jax.tensorboard`:
+  per-chunk loss, per-epoch metrics, config as hparams, validation confusion image)."""
 
-  def __init__(self, workdir: str, history: list[dict], tensorboard: bool):
+  def __init__(self, workdir: str, history: list[dict], tensorboard: bool,
+               config: dict | None = None):
     # Process 0 writes (multi-host); the whole file is rewritten each epoch, since
     # gs:// objects cannot be appended to.
     self.path = epath.Path(workdir) / "metrics.jsonl"
     self.lines = [json.dumps(h) + "\n" for h in history]
     self.primary = jax.process_index() == 0
+    self.config, self.env = config, io.run_meta()
     if self.primary:
       atomic_write(self.path, "".join(self.lines))
-    self.writer = None
+      if config is not None:
+        io.write_json(epath.Path(workdir) / "config.json", config)
+      io.write_json(epath.Path(workdir) / "env.json", self.env)
+    self.tb = None
     if tensorboard and self.primary:
       try:
-        from clu import metric_writers
-        self.writer = metric_writers.create_default_writer(
-            str(epath.Path(workdir) / "tensorboard"), asynchronous=False)
-      except ImportError as e:  # pragma: no cover - clu/TF are in requirements.txt
+        from kmnist_jax import tensorboard as tb_lib
+        self.tb = tb_lib.TrainLog(str(epath.Path(workdir) / "tensorboard"), config)
+      except (ImportError, OSError) as e:
         logging.warning("TensorBoard disabled: %s", e)
+
+  def chunk(self, step: int, loss: float, accuracy: float) -> None:
+    if self.tb is not None:
+      self.tb.chunk(step, loss, accuracy)
 
   def write(self, record: dict):
     self.lines.append(json.dumps(record) + "\n")
     if self.primary:
       atomic_write(self.path, "".join(self.lines))
-    if self.writer is not None:
-      scalars = {k: v for k, v in record.items()
-                 if isinstance(v, (int, float)) and k not in ("epoch", "step")}
-      self.writer.write_scalars(record["step"], scalars)
-      self.writer.flush()
+    if self.tb is not None:
+      self.tb.epoch(record)
+
+  def results(self, step: int, results: dict) -> dict:
+    """`results` with the run's config and env; the final test metrics to TensorBoard."""
+    if self.tb is not None:
+      self.tb.final(step, results)
+      self.tb.close()
+    return dict(results, config=self.config, env=self.env)
 
 
 # Fields that may differ between the processes of one multi-host run (where each host
@@ -299,14 +317,99 @@ def _check_processes_agree(cfg, workdir: str, ds: data_lib.Dataset) -> None:
   parallel.check_processes_agree(parts)
 
 
-def train_and_evaluate(cfg, workdir: str, *, log: Callable[[str], None] = print) -> dict:
-  """Trains `cfg` in `workdir` (resuming from its latest checkpoint) and returns the
-  final results (also written to ``<workdir>/results.json``)."""
+class _StopFlag:
+  """SIGTERM / SIGINT -> stop at the next chunk boundary (a second signal kills).
+
+  Installed only in the main thread (Python delivers signals there); the previous
+  handlers come back when the run ends. On multi-host every process must stop at the
+  same step: :meth:`agreed` gathers every process's flag at each chunk boundary (a
+  JAX collective), so all of them see the stop at the same chunk.
+  """
+
+  SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+  def __init__(self):
+    self.signame = None
+    self._old = {}
+
+  def _handle(self, signum, frame):
+    del frame
+    if self.signame is None:
+      self.signame = signal.Signals(signum).name
+      print(f"received {self.signame}: saving a checkpoint at the next chunk boundary "
+            "and stopping (send it again to exit at once, unsaved)",
+            file=sys.stderr, flush=True)
+      for sig in self.SIGNALS:   # a second signal: the default action (exit at once)
+        signal.signal(sig, signal.SIG_DFL)
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():
+      for sig in self.SIGNALS:
+        self._old[sig] = signal.signal(sig, self._handle)
+    return self
+
+  def __exit__(self, *exc):
+    for sig, old in self._old.items():
+      signal.signal(sig, old)
+    self._old = {}
+
+  def agreed(self) -> bool:
+    local = self.signame is not None
+    if jax.process_count() == 1:
+      return local
+    from jax.experimental import multihost_utils
+    flags = multihost_utils.process_allgather(np.int32(local))
+    if np.any(flags) and self.signame is None:
+      self.signame = "a stop on another process"
+    return bool(np.any(flags))
+
+
+def train_and_evaluate(cfg, workdir: str, *, log: Callable[[str], None] = print,
+                       on_chunk: Callable[[int], None] | None = None) -> dict:
+  """Trains `cfg` in `workdir` (resuming from its newest intact checkpoint) and returns
+  the final results (also written to ``<workdir>/results.json``).
+
+  Holds the workdir's lock (:mod:`kmnist_jax.lock`) throughout: a second run on the
+  same workdir is refused. SIGTERM / SIGINT stop the run at the next chunk boundary
+  after saving a checkpoint of that step: :class:`~kmnist_jax.errors.Preempted`.
+  `on_chunk(step)` is called after each compiled chunk with the global step reached.
+  """
   t_start = time.perf_counter()  # elapsed_s: data loading and compilation included
   config_lib.validate(cfg)
   if cfg.distributed:
     parallel.initialize_distributed()
-  epath.Path(workdir).mkdir(parents=True, exist_ok=True)
+  with lock.WorkdirLock(workdir), _StopFlag() as stop:
+    epath.Path(workdir).mkdir(parents=True, exist_ok=True)
+    return _train_and_evaluate(cfg, workdir, log, stop, t_start, on_chunk)
+
+
+def _restore(ckpts, state, cfg, saved_cfg, workdir: str, log):
+  """The newest intact checkpoint (damaged newer ones are set aside), or None."""
+  if ckpts.latest_step() is None:
+    return None
+
+  def check_config(old_cfg):
+    diffs = config_lib.differences(old_cfg, saved_cfg)
+    if diffs and not cfg.allow_config_mismatch:
+      raise UserError(
+          f"workdir {workdir} holds a checkpoint of a different config ("
+          + "; ".join(diffs) + "); use another --workdir, or "
+          "--config.allow_config_mismatch=True to resume anyway")
+
+  r = ckpts.restore_verified(jax.device_get(state), check_config=check_config)
+  if r.skipped:
+    moved = ckpts.set_aside([s for s, _ in r.skipped])
+    if moved:
+      print(f"warning: moved {len(moved)} damaged checkpoint(s) to "
+            f"{os.path.dirname(moved[0])}", file=sys.stderr)
+  where = (f"epoch {r.progress['epoch'] + 1}, step {r.progress['start']} of the epoch"
+           if r.progress else f"epoch {len(r.history)}")
+  log(f"Resuming from {ckpts.directory}/{r.step} ({where}).")
+  return r
+
+
+def _train_and_evaluate(cfg, workdir: str, log, stop: _StopFlag, t_start: float,
+                        on_chunk) -> dict:
   par = parallel.create(cfg.parallel)
   par.check_batch(cfg.batch_size)
   par.check_batch(cfg.eval_batch_size, "config.eval_batch_size")
@@ -326,19 +429,16 @@ def train_and_evaluate(cfg, workdir: str, *, log: Callable[[str], None] = print)
   saved_cfg = resolved_config(cfg)
   ckpts = ckpt_lib.Checkpoints(workdir, keep=cfg.keep_checkpoints)
   history: list[dict] = []
-  start_epoch = 0
-  if ckpts.latest_step() is not None:
-    _, old_cfg, _ = ckpts.restore_meta()
-    diffs = config_lib.differences(old_cfg, saved_cfg)
-    if diffs and not cfg.allow_config_mismatch:
-      raise UserError(
-          f"workdir {workdir} holds a checkpoint of a different config ("
-          + "; ".join(diffs) + "); use another --workdir, or "
-          "--config.allow_config_mismatch=True to resume anyway")
-    step, host_state, _, history = ckpts.restore(jax.device_get(state))
-    state = host_state
+  start_epoch, progress, last_saved = 0, None, None
+  restored = _restore(ckpts, state, cfg, saved_cfg, workdir, log)
+  if restored is not None:
+    state, history, last_saved = restored.state, restored.history, restored.step
     start_epoch = len(history)
-    log(f"Resuming from {ckpts.directory}/{step} (epoch {start_epoch}).")
+    progress = restored.progress
+    if progress is not None:
+      # Mid-epoch (preempted): the same chunking as the run that saved it, so the
+      # epoch's sums (train loss) are bit-identical to an uninterrupted run's.
+      chunk_steps = int(progress["chunk_steps"])
 
   state = par.replicate(state)
   train_arrays = par.replicate((train.images, train.labels))
@@ -355,7 +455,7 @@ def train_and_evaluate(cfg, workdir: str, *, log: Callable[[str], None] = print)
   evaluators = {name: _Evaluator(eval_fn, par, split, cfg.eval_batch_size)
                 for name, split in (("val", val), ("test", test)) if split is not None}
   lr_at = optim.schedule(cfg, steps_per_epoch)
-  mlog = _MetricLog(workdir, history, cfg.tensorboard)
+  mlog = _MetricLog(workdir, history, cfg.tensorboard, saved_cfg)
 
   end_epoch = cfg.num_epochs
   if cfg.num_epochs_stop:
@@ -367,12 +467,40 @@ def train_and_evaluate(cfg, workdir: str, *, log: Callable[[str], None] = print)
       f"{steps_per_epoch} steps/epoch, {par.describe()}, "
       f"{sum(np.size(x) for x in jax.tree.leaves(par.fetch(state.params))):,} params")
 
-  bar = _progress(cfg, total=(end_epoch - start_epoch) * steps_per_epoch)
+  def preempt(epoch: int, start: int, sums: tuple[float, float, float]):
+    """Saves this exact step (unless saved already) and raises Preempted."""
+    nonlocal last_saved
+    step = epoch * steps_per_epoch + start
+    if last_saved != step:
+      mid = None
+      if start:
+        mid = {"epoch": epoch, "start": start, "chunk_steps": chunk_steps,
+               "loss_sum": sums[0], "correct": sums[1], "train_time_s": sums[2]}
+      metrics = ({ckpt_lib.BEST_METRIC: history[-1]["val_accuracy"]}
+                 if not start and history and "val_accuracy" in history[-1] else None)
+      ckpts.save(step, par.fetch(state), saved_cfg, history, metrics, progress=mid)
+      last_saved = step
+    ckpts.close()
+    raise Preempted(
+        f"stopped by {stop.signame} at step {step} (epoch {epoch + 1}, step {start}/"
+        f"{steps_per_epoch} of the epoch); checkpoint {ckpts.directory}/{step}; run the "
+        "same command to resume", step=step)
+
+  first = progress["start"] if progress else 0
+  bar = _progress(cfg, total=(end_epoch - start_epoch) * steps_per_epoch - first)
   try:
     for epoch in range(start_epoch, end_epoch):
       t0 = time.perf_counter()
-      loss_sum = correct = 0.0
-      for start in range(0, steps_per_epoch, chunk_steps):
+      loss_sum = correct = time_before = 0.0
+      first = 0
+      if progress is not None and epoch == progress["epoch"]:
+        first = int(progress["start"])
+        loss_sum, correct = float(progress["loss_sum"]), float(progress["correct"])
+        time_before = float(progress["train_time_s"])
+      for start in range(first, steps_per_epoch, chunk_steps):
+        if stop.agreed():
+          preempt(epoch, start, (loss_sum, correct,
+                                 time_before + time.perf_counter() - t0))
         state, m = chunk_fn(state, *train_arrays, root, epoch, start)
         m = par.fetch(m)
         bad = int(m["first_bad_step"])
@@ -384,7 +512,12 @@ def train_and_evaluate(cfg, workdir: str, *, log: Callable[[str], None] = print)
                  else "No checkpoint was saved yet.")
               + " Lower config.learning_rate or set config.grad_clip.")
         loss_sum += float(m["loss_sum"])
+        mlog.chunk(epoch * steps_per_epoch + start + chunk_steps,
+                   float(m["loss_sum"]) / chunk_steps,
+                   float(m["correct"]) / (chunk_steps * cfg.batch_size))
         correct += float(m["correct"])
+        if on_chunk is not None:
+          on_chunk(epoch * steps_per_epoch + start + chunk_steps)
         if bar is not None:
           done = start + chunk_steps
           bar.update(chunk_steps)
@@ -392,7 +525,7 @@ def train_and_evaluate(cfg, workdir: str, *, log: Callable[[str], None] = print)
                           loss=f"{loss_sum / done:.4f}",
                           acc=f"{correct / (done * cfg.batch_size):.4f}")
       jax.block_until_ready(state)
-      train_time = time.perf_counter() - t0
+      train_time = time_before + time.perf_counter() - t0
       n_seen = steps_per_epoch * cfg.batch_size
       step = (epoch + 1) * steps_per_epoch
       record = {
@@ -433,6 +566,7 @@ def train_and_evaluate(cfg, workdir: str, *, log: Callable[[str], None] = print)
         metrics = ({ckpt_lib.BEST_METRIC: record["val_accuracy"]}
                    if "val_accuracy" in record else None)
         ckpts.save(step, par.fetch(state), saved_cfg, history, metrics)
+        last_saved = step
       if reached:
         break
   finally:
@@ -451,8 +585,9 @@ def train_and_evaluate(cfg, workdir: str, *, log: Callable[[str], None] = print)
                    train_img_per_s=float(np.median(
                        [h["train_img_per_s"] for h in history[start_epoch:]]))
                    if len(history) > start_epoch else None)
+  results = mlog.results(len(history) * steps_per_epoch, results)
   if jax.process_index() == 0:
-    atomic_write(epath.Path(workdir) / "results.json", json.dumps(results, indent=1))
+    io.write_json(epath.Path(workdir) / "results.json", results)
   ckpts.close()
   log(f"Test accuracy: {results['test_accuracy']:.4f} "
       f"(balanced {results['test_balanced_accuracy']:.4f}, loss "
@@ -475,8 +610,12 @@ class Restored:
   model: Any            # the nnx model, ready to call (model(x, train=False))
   config: Any           # ml_collections.ConfigDict the run was trained with
   history: list         # per-epoch metrics records
-  step: int
+  step: int             # the step restored (see `skipped` when it is not the asked one)
   state: TrainState     # host copy of the full training state
+  # False: a checkpoint saved before digests existed (restored unverified).
+  verified: bool = flax.struct.field(pytree_node=False, default=True)
+  # ((step, reason), ...): damaged checkpoints passed over to reach `step`.
+  skipped: tuple = flax.struct.field(pytree_node=False, default=())
 
 
 def best_step(workdir: str) -> int:
@@ -492,14 +631,22 @@ def best_step(workdir: str) -> int:
 def restore_model(workdir: str, step: int | str | None = None) -> Restored:
   """Rebuilds the model of any training workdir from its checkpoint alone.
 
-  `step`: an int, 'best' (highest validation accuracy), or None / 'latest'.
+  `step`: an int, 'best' (highest validation accuracy), or None / 'latest'. The
+  checkpoint is verified against its digest; for 'best' / 'latest' a damaged one is
+  reported on stderr and the newest intact one is used instead (`Restored.step`,
+  `Restored.skipped` say which). An explicit step is never replaced: UserError.
   """
   ckpts = ckpt_lib.Checkpoints(workdir, read_only=True)
+  order = None
   if step == "best":
-    step = best_step(workdir)
+    first = best_step(workdir)
+    order = [first] + sorted((s for s in ckpts.steps() if s != first), reverse=True)
+    step = first
   elif step in (None, "latest"):
     step = None
-  _, saved, _ = ckpts.restore_meta(step)
+  quiet = lambda _: None  # noqa: E731 - restore_verified below reports the damage
+  _, saved, _ = ckpts.restore_meta(step, fallback=order is not None or step is None,
+                                   warn=quiet)
   cfg = config_lib.from_dict(saved)
   if cfg.model not in models.MODELS:
     raise UserError(f"checkpoint in {workdir} is of model {cfg.model!r}, unknown to this "
@@ -514,7 +661,8 @@ def restore_model(workdir: str, step: int | str | None = None) -> Restored:
   graphdef, params, rest = models.split(model)
   target = TrainState(step=jax.ShapeDtypeStruct((), jnp.int32), params=params, rest=rest,
                       opt_state=jax.eval_shape(optim.create(cfg, 1).init, params))
-  step, state, _, history = ckpts.restore(target, step)
+  r = ckpts.restore_verified(target, step, order=order)
   ckpts.close()
-  model = nnx.merge(graphdef, state.params, state.rest)
-  return Restored(model=model, config=cfg, history=history, step=int(step), state=state)
+  model = nnx.merge(graphdef, r.state.params, r.state.rest)
+  return Restored(model=model, config=cfg, history=r.history, step=int(r.step),
+                  state=r.state, verified=r.verified, skipped=tuple(r.skipped))
