@@ -1,10 +1,15 @@
-"""Checkpoint restore from a workdir alone, and its bad inputs."""
+"""Checkpoint restore from a workdir alone, its verification, and its bad inputs."""
 
+import os
+import shutil
+
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from kmnist_jax import checkpoint as ckpt_lib
+from kmnist_jax import config as config_lib
 from kmnist_jax import data, models, train
 from kmnist_jax.errors import UserError
 from test_train import run, tiny
@@ -47,3 +52,131 @@ def test_workdir_without_checkpoint(tmp_path):
   (tmp_path / "checkpoints").mkdir()
   with pytest.raises(UserError, match="no checkpoint found"):
     train.restore_model(str(tmp_path))
+
+
+# ---- Damage: verified restore, fallback to the newest intact checkpoint ---------------
+
+def largest_array_file(step_dir) -> str:
+  """The biggest file of a checkpoint's state/ (where the parameters are)."""
+  files = [os.path.join(d, f) for d, _, fs in os.walk(os.path.join(step_dir, "state"))
+           for f in fs]
+  return max(files, key=os.path.getsize)
+
+
+def damage(step_dir, kind: str) -> None:
+  """Damages one checkpoint folder the ways a disk or a user does."""
+  step_dir = str(step_dir)
+  if kind == "bitflip":          # 4 KB inverted in the middle of the params file
+    path = largest_array_file(step_dir)
+    with open(path, "r+b") as f:
+      size = os.path.getsize(path)
+      f.seek(max(0, size // 2 - 2048))
+      block = f.read(4096)
+      f.seek(max(0, size // 2 - 2048))
+      f.write(bytes(b ^ 0xFF for b in block))
+  elif kind == "truncate":
+    path = largest_array_file(step_dir)
+    with open(path, "r+b") as f:
+      f.truncate(os.path.getsize(path) // 3)
+  elif kind == "no_history_metadata":
+    os.remove(os.path.join(step_dir, "history", "metadata"))
+  elif kind == "no_state":
+    shutil.rmtree(os.path.join(step_dir, "state"))
+  else:
+    raise ValueError(kind)
+
+
+@pytest.mark.parametrize("kind", ["bitflip", "truncate", "no_history_metadata",
+                                  "no_state"])
+def test_damaged_latest_falls_back_to_newest_intact(trained, tmp_path, kind, capfd):
+  wd, _ = trained
+  copy = tmp_path / "w"
+  shutil.copytree(wd, copy)
+  steps = ckpt_lib.Checkpoints(str(copy), read_only=True).steps()
+  latest, older = max(steps), sorted(steps)[-2]
+  damage(copy / "checkpoints" / str(latest), kind)
+  capfd.readouterr()
+  r = train.restore_model(str(copy), "latest")
+  assert r.step == older and r.verified
+  assert [s for s, _ in r.skipped] == [latest]
+  err = capfd.readouterr().err
+  lines = [line for line in err.splitlines() if line.startswith("warning: ")]
+  assert any(f"checkpoints/{latest} is damaged" in line for line in lines), err
+  assert any(f"using checkpoint {ckpt_lib.checkpoint_dir(str(copy))}/{older}" in line
+             for line in lines), err
+  assert "Traceback" not in err
+  reference = train.restore_model(str(wd), older)
+  np.testing.assert_array_equal(jax.tree.leaves(r.state)[3],
+                                jax.tree.leaves(reference.state)[3])
+  # An explicit step is never silently replaced.
+  with pytest.raises(UserError, match=f"no intact checkpoint .*step {latest}: "):
+    train.restore_model(str(copy), latest)
+
+
+def test_no_intact_checkpoint_is_one_line(trained, tmp_path):
+  wd, _ = trained
+  copy = tmp_path / "w"
+  shutil.copytree(wd, copy)
+  steps = ckpt_lib.Checkpoints(str(copy), read_only=True).steps()
+  for s in steps:
+    damage(copy / "checkpoints" / str(s), "bitflip")
+  with pytest.raises(UserError) as e:
+    train.restore_model(str(copy))
+  msg = str(e.value)
+  assert "\n" not in msg and "no intact checkpoint" in msg
+  assert all(f"step {s}: " in msg for s in steps)
+  assert "SHA-256" in msg or "cannot be read" in msg
+
+
+def test_old_checkpoint_without_digest_restores_unverified(trained, tmp_path, capfd):
+  wd, res = trained
+  copy = tmp_path / "w"
+  shutil.copytree(wd, copy)
+  for s in ckpt_lib.Checkpoints(str(copy), read_only=True).steps():
+    shutil.rmtree(copy / "checkpoints" / str(s) / "manifest")  # as written before
+  r = train.restore_model(str(copy))
+  assert not r.verified and r.step == train.restore_model(str(wd)).step
+  assert "has no digest" in capfd.readouterr().err
+
+
+def test_non_finite_state_is_refused(trained, tmp_path):
+  wd, _ = trained
+  r = train.restore_model(str(wd))
+  leaves, treedef = jax.tree.flatten(r.state)
+  leaves = [np.asarray(x) for x in leaves]
+  leaves[3] = leaves[3].copy()
+  leaves[3].flat[0] = np.nan
+  ck = ckpt_lib.Checkpoints(str(tmp_path))
+  ck.save(5, jax.tree.unflatten(treedef, leaves), config_lib.to_dict(r.config),
+          r.history)
+  ck.close()
+  digest = ckpt_lib.state_digest(jax.tree.unflatten(treedef, leaves))
+  assert not digest["finite"]
+  with pytest.raises(UserError, match="step 5: its arrays hold NaN/inf"):
+    ckpt_lib.Checkpoints(str(tmp_path), read_only=True).restore(r.state)
+
+
+def test_digest_covers_every_byte_in_leaf_order():
+  a = {"x": np.arange(4, dtype=np.float32), "y": np.zeros((2, 2), np.int32)}
+  d = ckpt_lib.state_digest(a)
+  assert d["finite"] and [leaf[1:] for leaf in d["leaves"]] == [[[4], "float32"],
+                                                                [[2, 2], "int32"]]
+  b = {"x": a["x"].copy(), "y": a["y"]}
+  b["x"][2] = np.nextafter(b["x"][2], np.float32(10))   # one ulp
+  assert ckpt_lib.state_digest(b)["sha256"] != d["sha256"]
+  c = {"x": a["x"].reshape(2, 2), "y": a["y"].reshape(4)}   # same bytes, other shapes
+  assert ckpt_lib.state_digest(c)["sha256"] != d["sha256"]
+
+
+def test_disk_full_is_one_line_and_leaves_nothing(trained, tmp_path, monkeypatch):
+  wd, _ = trained
+  r = train.restore_model(str(wd))
+  ck = ckpt_lib.Checkpoints(str(tmp_path))
+  usage = shutil.disk_usage(str(tmp_path))
+  monkeypatch.setattr(ckpt_lib.shutil, "disk_usage",
+                      lambda p: usage._replace(free=1000))
+  with pytest.raises(ckpt_lib.DiskFull) as e:
+    ck.save(5, r.state, config_lib.to_dict(r.config), r.history)
+  msg = str(e.value)
+  assert "disk full" in msg and ck.directory in msg and "MB" in msg and "\n" not in msg
+  assert os.listdir(ck.directory) == []

@@ -2,6 +2,9 @@
 
 import json
 import os
+import signal
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -9,8 +12,8 @@ import pytest
 
 from kmnist_jax import checkpoint as ckpt_lib
 from kmnist_jax import config as config_lib
-from kmnist_jax import train
-from kmnist_jax.errors import UserError
+from kmnist_jax import lock, train
+from kmnist_jax.errors import Preempted, UserError
 
 
 def tiny(data_dir, **overrides):
@@ -236,3 +239,73 @@ def test_stop_at_test_accuracy(data_dir, tmp_path):
   assert res["test_accuracy"] == pytest.approx(h["test_accuracy"])
   run(cfg, tmp_path)
   assert len(history(tmp_path)) == 1
+
+
+# ---- Preemption, damage, the workdir lock ---------------------------------------------
+
+def sigterm_at(step):
+  """on_chunk callback: SIGTERM to this process once training reaches `step`."""
+  def on_chunk(s):
+    if s == step:
+      os.kill(os.getpid(), signal.SIGTERM)
+  return on_chunk
+
+
+def test_sigterm_mid_epoch_saves_and_resumes_bit_identically(data_dir, tmp_path, capfd):
+  # 32 steps/epoch in chunks of 8: SIGTERM after step 40 = epoch 2, step 8 of 32.
+  kw = dict(num_epochs=2, model="mlp", model_kwargs={"hidden": 32, "dropout": 0.2},
+            progress_updates_per_epoch=4)
+  full = run(tiny(data_dir, **kw), tmp_path / "full")
+  with pytest.raises(Preempted) as e:
+    train.train_and_evaluate(tiny(data_dir, **kw), str(tmp_path / "w"),
+                             log=lambda *_: None, on_chunk=sigterm_at(40))
+  assert e.value.step == 40 and "SIGTERM" in str(e.value)
+  assert "epoch 2, step 8/32" in str(e.value) and "checkpoints/40" in str(e.value)
+  assert "received SIGTERM" in capfd.readouterr().err
+  assert len(history(tmp_path / "w")) == 1
+  assert 40 in ckpt_lib.Checkpoints(str(tmp_path / "w"), read_only=True).steps()
+  # The handler is gone after the run: default SIGTERM action again.
+  assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+  logs = []
+  resumed = train.train_and_evaluate(tiny(data_dir, **kw), str(tmp_path / "w"),
+                                     log=logs.append)
+  assert any("Resuming from" in m and "epoch 2, step 8 of the epoch" in m for m in logs)
+  assert resumed["test_loss"] == full["test_loss"]
+  assert resumed["test_accuracy"] == full["test_accuracy"]
+  assert history(tmp_path / "w")[-1]["train_loss"] == history(
+      tmp_path / "full")[-1]["train_loss"]
+  a = train.restore_model(str(tmp_path / "w")).state
+  b = train.restore_model(str(tmp_path / "full")).state
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_array_equal(x, y)
+
+
+def test_damaged_latest_checkpoint_resumes_from_previous(data_dir, tmp_path, capfd):
+  from test_checkpoint import damage
+  kw = dict(num_epochs=3, model="mlp", model_kwargs={"hidden": 32}, train_limit=1024)
+  full = run(tiny(data_dir, **kw), tmp_path / "full")
+  run(tiny(data_dir, **kw), tmp_path / "w")
+  latest = ckpt_lib.Checkpoints(str(tmp_path / "w"), read_only=True).latest_step()
+  damage(tmp_path / "w" / "checkpoints" / str(latest), "bitflip")
+  capfd.readouterr()
+  again = run(tiny(data_dir, **kw), tmp_path / "w")
+  err = capfd.readouterr().err
+  assert f"checkpoints/{latest} is damaged" in err and "moved 1 damaged" in err
+  assert (tmp_path / "w" / "damaged_checkpoints" / str(latest)).is_dir()
+  assert again["test_loss"] == full["test_loss"]
+  saved = json.load(open(tmp_path / "w" / "results.json"))
+  assert saved["test_accuracy"] == full["test_accuracy"]
+  assert train.restore_model(str(tmp_path / "w")).step == latest   # saved again
+
+
+def test_workdir_in_use_is_refused(data_dir, tmp_path):
+  with lock.WorkdirLock(tmp_path / "w"):
+    code = ("import sys; from kmnist_jax import lock\n"
+            "try:\n  lock.WorkdirLock(sys.argv[1]).acquire()\n"
+            "except lock.WorkdirLocked as e:\n  print(e)\n")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "w")],
+                         cwd=os.path.dirname(os.path.dirname(__file__)),
+                         capture_output=True, text=True).stdout
+    assert f"pid {os.getpid()}" in out and "in use by another run" in out
+    run(tiny(data_dir, num_epochs=1, model="logreg", model_kwargs={}), tmp_path / "w")
+  assert lock.holder(tmp_path / "w") is None
