@@ -22,6 +22,12 @@ IDX files are read with ``gzip`` + ``np.frombuffer`` after a header check (magic
 2051/2049, 28x28, exact byte length); ``.npz`` files with
 ``np.load(..., allow_pickle=False)`` (nothing is ever unpickled).
 
+Missing files download themselves (:mod:`kmnist_jax.download`): the ``files``
+source fetches the preferred layout (IDX for MNIST/Fashion-MNIST, .npz + classmap for
+KMNIST/K49) from the publishers' URLs into ``<data_dir>/<name>/``, each file verified
+by its published MD5 before it is kept. ``$KMNIST_JAX_DATA_URL`` points at a mirror
+instead; ``$KMNIST_JAX_DOWNLOAD=0`` turns downloading off.
+
 ``source='tfds'`` builds the TFDS builder (mnist, kmnist, fashion_mnist; K49 has
 none) into ``tfds_dir`` (default: TFDS' own, ``$TFDS_DATA_DIR`` or
 ``~/tensorflow_datasets``; never inside data_dir, which may be read-only), using ``<data_dir>/<name>`` as TFDS'
@@ -29,8 +35,8 @@ none) into ``tfds_dir`` (default: TFDS' own, ``$TFDS_DATA_DIR`` or
 SHA-256 against its own table), so it builds offline (about 15-25 s per dataset
 on 2 cores). Without them it downloads; when the download host cannot be
 reached we say so at once instead of waiting out TFDS' retries (minutes).
-``source='auto'`` uses the files when any of the dataset's files are in
-``<data_dir>/<name>``, else TFDS.
+``source='auto'`` uses the files (downloading them when missing); TFDS only when
+downloading is off or fails and tensorflow-datasets is installed.
 
 TFDS order. The TFDS writer stores examples sorted by ``md5(split_name +
 str(index))`` of their generator index (tfds/core/hashing.py, shuffle.py), not in
@@ -79,6 +85,7 @@ import csv
 import dataclasses
 import gzip
 import hashlib
+import importlib.util
 import io
 import os
 import socket
@@ -89,6 +96,7 @@ import zlib
 
 import numpy as np
 
+from kmnist_jax import download
 from kmnist_jax.errors import UserError, unknown
 
 DATA_DIR_ENV = "KMNIST_JAX_DATA_DIR"
@@ -431,11 +439,25 @@ def _missing_files_error(name: str, data_dir: str, folder: str,
       f"download them from {_DOWNLOAD_HINTS[name]}{tfds_hint}")
 
 
+def _download_files(name: str, data_dir: str) -> None:
+  """Fetches the missing files of ``name``'s preferred layout (and classmap)."""
+  _, files = _LAYOUTS[name][0]
+  wanted = [f for pair in files.values() for f in pair]
+  if name in _CLASSMAPS:
+    wanted.append(_CLASSMAPS[name])
+  download.fetch(name, data_dir, {f: _MD5[f"{name}/{f}"] for f in wanted})
+
+
 def _load_files(name: str, data_dir: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
   folder = os.path.join(data_dir, name)
   found = _present_layout(name, folder)
+  if found is None and download.enabled():
+    _download_files(name, data_dir)
+    found = _present_layout(name, folder)
   if found is None:
-    raise _missing_files_error(name, data_dir, folder)
+    err = _missing_files_error(name, data_dir, folder)
+    raise UserError(f"{err} (downloading is off: ${download.ENABLE_ENV}=0)"
+                    if not download.enabled() else str(err))
   fmt, files = found
   # Verify every file before parsing any of them.
   for pair in files.values():
@@ -689,10 +711,19 @@ def load(name: str, *, data_dir: str | None = None, source: str = "auto",
 
   folder = os.path.join(data_dir, name)
   if source == "auto":
-    use = "files" if (_any_file_present(name, folder) or info.tfds_name is None) else "tfds"
+    use = ("files" if (_any_file_present(name, folder) or info.tfds_name is None
+                       or download.enabled()) else "tfds")
   else:
     use = source
 
+  if use == "files" and source == "auto" and not _any_file_present(name, folder):
+    try:  # auto: download; TFDS only if that fails and TFDS is installed
+      _download_files(name, data_dir)
+    except download.DownloadError as e:
+      if info.tfds_name is None or importlib.util.find_spec("tensorflow_datasets") is None:
+        raise
+      warnings.warn(f"{e}; trying TFDS", stacklevel=2)
+      use = "tfds"
   _check_classmap(info, data_dir)
   if use == "files":
     arrays = {s: v + (True,) for s, v in _load_files(name, data_dir).items()}

@@ -9,6 +9,10 @@ os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # TFDS builds go to a temporary dir, never into the (read-only) data folder or ~.
 os.environ["TFDS_DATA_DIR"] = tempfile.mkdtemp(prefix="kmnist_jax_tfds_")
+# Missing data files are an error, never a download (tests reach no network; the download
+# tests turn it on against a loopback server).
+os.environ["KMNIST_JAX_DOWNLOAD"] = "0"
+os.environ.pop("KMNIST_JAX_DATA_URL", None)
 
 import pytest  # noqa: E402
 

@@ -1,0 +1,79 @@
+"""Console scripts: `kmnist-train ...` runs experiments/train.py with the same arguments.
+
+The scripts define their own absl flags; this module only finds the file and hands the
+process over to it (`os.execv`, so signals, exit codes and `--help` are the script's).
+experiments/ is found beside the package in a checkout (or an editable install), else
+inside the installed wheel (kmnist_jax/experiments/, see setup.py).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+SCRIPTS = {
+    "train": "train.py",
+    "evaluate": "evaluate.py",
+    "analyze": "analyze.py",
+    "embed": "embed.py",
+    "robustness": "robustness.py",
+    "make_corrupted": "make_corrupted.py",
+    "augmentation_study": "augmentation_study.py",
+    "transfer_study": "transfer_study.py",
+}
+
+_PKG = os.path.dirname(os.path.abspath(__file__))
+
+
+def experiments_dir() -> str:
+  """The folder holding the scripts and configs/: <checkout>/experiments, else the
+  copy installed with the package."""
+  for d in (os.path.join(os.path.dirname(_PKG), "experiments"),
+            os.path.join(_PKG, "experiments")):
+    if os.path.isfile(os.path.join(d, "_bootstrap.py")):
+      return d
+  raise FileNotFoundError(f"no experiments/ folder beside or inside {_PKG}")
+
+
+def script_path(name: str) -> str:
+  if name not in SCRIPTS:
+    raise KeyError(f"unknown script {name!r}; valid: {', '.join(sorted(SCRIPTS))}")
+  return os.path.join(experiments_dir(), SCRIPTS[name])
+
+
+def run(name: str, argv: list[str] | None = None) -> None:
+  """Replaces this process by `python experiments/<script>.py argv...`."""
+  argv = sys.argv[1:] if argv is None else argv
+  try:
+    path = script_path(name)
+  except (KeyError, FileNotFoundError) as e:
+    print(f"error: {e.args[0]}", file=sys.stderr)
+    sys.exit(2)
+  if not os.path.isfile(path):
+    print(f"error: {path} is missing from this installation", file=sys.stderr)
+    sys.exit(2)
+  cmd = [sys.executable, path, *argv]
+  sys.stdout.flush()
+  sys.stderr.flush()
+  if os.name == "posix":
+    os.execv(sys.executable, cmd)
+  sys.exit(subprocess.call(cmd))  # pragma: no cover - Windows
+
+
+def _entry(name: str):
+  def main() -> None:
+    run(name)
+  main.__name__ = name
+  main.__doc__ = f"kmnist-{name.replace('_', '-')}: experiments/{SCRIPTS[name]}"
+  return main
+
+
+train = _entry("train")
+evaluate = _entry("evaluate")
+analyze = _entry("analyze")
+embed = _entry("embed")
+robustness = _entry("robustness")
+make_corrupted = _entry("make_corrupted")
+augmentation_study = _entry("augmentation_study")
+transfer_study = _entry("transfer_study")
