@@ -1,0 +1,222 @@
+"""The study runner: the cache key is the full resolved config (sources included),
+finished runs are skipped, interrupted ones resume, a changed source setting redoes
+exactly the runs built on it, side by side gives the sequential records, SLURM dry
+runs, and bad study configs fail in one line before anything trains."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+
+import pytest
+
+from kmnist_jax import config as config_lib
+from kmnist_jax import io, train
+from kmnist_jax.errors import UserError
+from kmnist_jax.studies import runner, slurm
+from kmnist_jax.studies import transfer as transfer_study
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def logreg(data_dir, **kw):
+  c = config_lib.base()
+  c.update(dict(data_dir=data_dir, data_source="files", model="logreg", train_limit=512,
+                test_limit=300, val_size=0, batch_size=64, eval_batch_size=100,
+                num_epochs=1, progress=False, tensorboard=False, parallel="single"))
+  for k, v in kw.items():
+    c[k] = v
+  return c
+
+
+def train_plan(workdir, data_dir, seeds=(0, 1), **kw) -> runner.Plan:
+  runs = [runner.Run(name=f"logreg-s{s}", kind="train", seed=s,
+                     config=train.resolved_config(logreg(data_dir, seed=s, **kw)))
+          for s in seeds]
+  return runner.Plan("t", str(workdir), runs)
+
+
+def quiet(*_):
+  pass
+
+
+def test_key_is_the_full_resolved_config(tmp_path):
+  base = train.resolved_config(logreg("/data/a"))
+  run = lambda **kw: runner.Run("r", "train", {**base, **kw})  # noqa: E731
+  key = runner.Plan("t", str(tmp_path), [run()]).runs[0].key
+  assert key == runner.digest({"kind": "train", "config": runner.key_config(base),
+                               "deps": {}})
+  assert len(key) == 64
+  # Every computing field is in the key, model defaults included ...
+  for field, value in [("learning_rate", 0.01), ("seed", 1), ("val_seed", 3),
+                       ("eval_batch_size", 50), ("augment", "noise"),
+                       ("model_kwargs", {})]:
+    if value == base[field]:
+      continue
+    other = runner.Plan("t", str(tmp_path), [run(**{field: value})]).runs[0]
+    assert other.key != key, field
+    assert other.workdir.endswith(f"/runs/r-{other.key[:12]}")
+  # ... where the data is read from and how progress is shown are not.
+  for field, value in [("data_dir", "/elsewhere"), ("progress", True),
+                       ("checkpoint_every", 5)]:
+    assert runner.Plan("t", str(tmp_path), [run(**{field: value})]).runs[0].key == key
+  # A run built on another has that run's key in its own.
+  a = runner.Run("src", "train", base)
+  b = runner.Run("dst", "transfer", {"x": 1}, deps=("src",))
+  k1 = runner.Plan("t", str(tmp_path), [a, b]).runs[1].key
+  a2 = runner.Run("src", "train", {**base, "num_epochs": 2})
+  b2 = runner.Run("dst", "transfer", {"x": 1}, deps=("src",))
+  assert runner.Plan("t", str(tmp_path), [a2, b2]).runs[1].key != k1
+  with pytest.raises(UserError, match="not an earlier run"):
+    runner.Plan("t", str(tmp_path), [b, a])
+
+
+def test_skips_finished_and_resumes_interrupted(data_dir, tmp_path):
+  plan = train_plan(tmp_path / "s", data_dir, num_epochs=2)
+  # Interrupt seed 1 after its first epoch: a checkpoint, no record.
+  train.train_and_evaluate(logreg(data_dir, seed=1, num_epochs=2, num_epochs_stop=1),
+                           plan.runs[1].workdir, log=quiet)
+  assert runner.read_record(plan.runs[1]) is None
+  assert runner.execute(plan, parallel=1, log=quiet) == {}
+  recs = runner.records(plan)
+  assert [r["results"]["epochs"] for r in recs] == [2, 2]
+  assert "Resuming from" in open(os.path.join(plan.runs[1].workdir, "log.txt")).read()
+  assert "Resuming from" not in open(os.path.join(plan.runs[0].workdir, "log.txt")).read()
+  for r, rec in zip(plan.runs, recs):
+    assert rec["key"] == r.key and rec["config"] == r.config and rec["seed"] == r.seed
+    assert rec["meta"]["versions"]["jax"] and 0.1 < rec["results"]["test_accuracy"] <= 1
+  mtimes = [os.path.getmtime(runner.record_path(r)) for r in plan.runs]
+  lines = []
+  assert runner.execute(plan, parallel=1, log=lines.append) == {}
+  assert "2 finished before, 0 to run" in lines[0]
+  assert [os.path.getmtime(runner.record_path(r)) for r in plan.runs] == mtimes
+  # A finished record with another key (a stale folder) is not taken as finished.
+  rec = io.read_json(runner.record_path(plan.runs[0]))
+  io.write_json(runner.record_path(plan.runs[0]), {**rec, "key": "0" * 64})
+  assert not runner.is_finished(plan.runs[0]) and runner.is_finished(plan.runs[1])
+
+
+def test_side_by_side_gives_the_sequential_records(data_dir, tmp_path):
+  seq = train_plan(tmp_path / "seq", data_dir)
+  par = train_plan(tmp_path / "par", data_dir)
+  assert runner.execute(seq, parallel=1, log=quiet) == {}
+  lines = []
+  assert runner.execute(par, parallel=2, log=lines.append) == {}
+  assert "2 at a time" in lines[0] and "2/2 finished" in lines[-1]
+  for a, b in zip(runner.records(seq), runner.records(par)):
+    assert a["key"] == b["key"] and a["config"] == b["config"]
+    ra, rb = a["results"], b["results"]
+    # One core instead of two: the same program, sums maybe in another order.
+    assert abs(ra["test_accuracy"] - rb["test_accuracy"]) <= 2 / 300
+    assert ra["test_loss"] == pytest.approx(rb["test_loss"], rel=1e-3)
+  # Each worker got one of the two cores and one XLA host device.
+  env, cores = runner.worker_env(1, 2, par)
+  if runner.backend()[0] == "cpu" and len(os.sched_getaffinity(0)) >= 2:
+    assert len(cores) == len(os.sched_getaffinity(0)) // 2
+    assert f"device_count={len(cores)}" in env["XLA_FLAGS"]
+
+
+def tiny_transfer(data_dir):
+  cfg = config_lib.load_file("transfer_reduced")
+  cfg.update(dict(data_dir=data_dir, data_source="files", train_limit=512, num_epochs=1,
+                  batch_size=64, eval_batch_size=250, parallel="single"))
+  cfg.model = "mlp"                      # the cheapest model with features to compile
+  cfg.model_kwargs = {"hidden_sizes": (32,), "dropout": 0.0}
+  t = cfg.transfer
+  t.directions = ("mnist->kmnist",)
+  t.modes = ("linear_probe",)
+  t.shots = ("5",)
+  t.gain_shots = "5"
+  t.seeds = (0,)
+  t.steps = 20
+  t.batch_size = 32
+  t.test_limit = 300
+  t.cka_models = ()
+  return cfg
+
+
+def test_changed_source_setting_redoes_exactly_the_runs_built_on_it(data_dir, tmp_path):
+  cfg = tiny_transfer(data_dir)
+  plan = transfer_study.plan(cfg, str(tmp_path))
+  assert [r.name for r in plan.runs] == [
+      "source-mnist", "scratch-kmnist-k5-s0", "mnist_to_kmnist-linear_probe-k5-s0"]
+  assert runner.execute(plan, parallel=1, log=quiet) == {}
+  before = {r.name: (r.key, os.path.getmtime(runner.record_path(r))) for r in plan.runs}
+  # The source model's learning rate changes: the source and the transfer run on it
+  # are redone (new keys, new folders), the scratch baseline is not.
+  cfg.learning_rate = 1e-2
+  plan2 = transfer_study.plan(cfg, str(tmp_path))
+  lines = []
+  assert runner.execute(plan2, parallel=1, log=lines.append) == {}
+  assert "1 finished before, 2 to run" in lines[0]
+  redone = {r.name for r in plan2.runs
+            if (r.key, os.path.getmtime(runner.record_path(r))) != before[r.name]}
+  assert redone == {"source-mnist", "mnist_to_kmnist-linear_probe-k5-s0"}
+  src, _, tr = runner.records(plan2)
+  assert tr["deps"] == {"source-mnist": src["key"]} != {"source-mnist":
+                                                         before["source-mnist"][0]}
+  assert src["config"]["learning_rate"] == 1e-2
+  # A transfer setting alone: only the runs that use it (both cells), not the source.
+  cfg.transfer.steps = 25
+  plan3 = transfer_study.plan(cfg, str(tmp_path))
+  assert [runner.is_finished(r) for r in plan3.runs] == [True, False, False]
+
+
+def study_cli(script, *args, data_dir="/nonexistent"):
+  env = dict(os.environ, KMNIST_JAX_DATA_DIR=data_dir, XLA_FLAGS="", PYTHONPATH=REPO)
+  return subprocess.run([sys.executable, os.path.join("experiments", script), *args],
+                        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+
+
+TINY_T = ["--config.train_limit=512", "--config.transfer.directions=('mnist->kmnist',)",
+          "--config.transfer.seeds=(0,1)", "--config.transfer.shots=('5','all')",
+          "--config.transfer.gain_shots=5", "--config.transfer.cka_models=()"]
+
+
+def test_slurm_dry_run_prints_the_sbatch_commands(data_dir, tmp_path):
+  wd = tmp_path / "w"
+  p = study_cli("transfer_study.py", f"--workdir={wd}", "--slurm", "--dry_run",
+                "--slurm_args=--partition=gpu --time=0:30:00", *TINY_T,
+                data_dir=data_dir)
+  assert p.returncode == 0, p.stderr[-2000:]
+  lines = p.stdout.splitlines()
+  jobs = [line for line in lines if line.startswith("JOB")]
+  assert len(jobs) == 2, p.stdout
+  # 1 source + 2 seeds x 2 k x (scratch + 3 modes) = 17 runs: scratch does not
+  # wait for the source, so it goes in the first array.
+  first = shlex.split(jobs[0].split("=", 1)[1][2:-1])
+  second = shlex.split(jobs[1].split("=", 1)[1][2:-1])
+  assert first[:3] == ["sbatch", "--parsable", "--array=0-1,5,9,13"]
+  assert first[3:5] == ["--partition=gpu", "--time=0:30:00"]
+  assert first[-1] == second[-1] == str(wd / "slurm" / "transfer_study.sbatch")
+  assert second[2] == "--array=2-4,6-8,10-12,14-16"
+  assert second[3] == "--dependency=afterok:$JOB0"
+  script = p.stdout.split(f"# ---- {first[-1]}\n", 1)[1]
+  assert script.startswith("#!/bin/bash\n#SBATCH --job-name=transfer_study\n")
+  assert (f"-m kmnist_jax.studies.runner --plan={wd}/plan.json "
+          '--run_index="$SLURM_ARRAY_TASK_ID"') in script
+  assert not wd.exists()                         # a dry run writes nothing
+  assert slurm.ranges([0, 1, 2, 5, 7, 8]) == "0-2,5,7-8"
+
+
+@pytest.mark.parametrize("script,args,needle", [
+    ("augmentation_study.py", ["--config.study.policies=('none','afine')"],
+     "'afine'"),
+    ("augmentation_study.py", ["--config.study.datasets=('kmnist','cifar')"],
+     "unknown dataset 'cifar'"),
+    ("augmentation_study.py", ["--config.study.polices=('none',)"],
+     "unknown config key 'study.polices'"),
+    ("transfer_study.py", ["--config.transfer.modes=('linear_probe','probe')"],
+     "unknown transfer mode 'probe'"),
+    ("transfer_study.py", ["--config.transfer.directions=('mnist->kmnst',)"],
+     "unknown dataset 'kmnst'"),
+])
+def test_bad_study_config_one_line_before_any_training(tmp_path, script, args, needle):
+  p = study_cli(script, f"--workdir={tmp_path / 'w'}", *args)
+  assert p.returncode == 2, p.stderr[-2000:]
+  errors = [line for line in p.stderr.splitlines() if line.startswith("error:")]
+  assert len(errors) == 1 and needle in errors[0], p.stderr[-2000:]
+  assert "Traceback" not in p.stderr
+  assert not (tmp_path / "w").exists()
