@@ -1,15 +1,21 @@
-"""Lets `python experiments/<script>.py` import the library without installing it."""
+"""Imported first by every experiments/ script: XLA:CPU defaults before JAX starts, and
+the compilation-cache helper. The package itself comes from the installation
+(`pip install -e .`, see docs/install.md); nothing here touches sys.path."""
 
 import os
-import sys
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-  sys.path.insert(0, ROOT)
 
 # XLA:CPU defaults (AVX-512 code for fused loops where the CPU has it), before JAX
 # starts; the user's $XLA_FLAGS win.
-from kmnist_jax import xla_cpu  # noqa: E402
+try:
+  from kmnist_jax import xla_cpu
+except ModuleNotFoundError as e:  # run from a checkout that was never installed
+  if e.name != "kmnist_jax":
+    raise
+  import sys
+  print("error: the kmnist_jax package is not installed in this Python "
+        f"({sys.executable}); run `pip install -e .` in the repository (docs/install.md)",
+        file=sys.stderr)
+  sys.exit(2)
 
 xla_cpu.apply()
 

@@ -1,28 +1,35 @@
 #!/usr/bin/env bash
-# Local entry point: makes or reuses a virtualenv, installs requirements.txt, then runs
+# Local entry point: makes or reuses a virtualenv, installs this package into it
+# (editable, with the extras in $KMNIST_JAX_EXTRAS, exact versions from constraints.txt),
+# then runs
 #   bash launch/local.sh train [train.py flags]   # default: KMNIST CNN in ./workdirs/kmnist_cnn
 #   bash launch/local.sh test  [pytest args]      # the test suite
-#   bash launch/local.sh python SCRIPT [args]     # any script with the venv and repo on the path
-# Environment: KMNIST_JAX_DATA_DIR (datasets; default ~/kmnist_jax_data),
-#              KMNIST_JAX_VENV (virtualenv; default ./.venv), PYTHON (default python3).
+#   bash launch/local.sh python SCRIPT [args]     # any script with the venv's Python
+# Environment: KMNIST_JAX_DATA_DIR (datasets; default ~/kmnist_jax_data, downloaded
+#              there when missing), KMNIST_JAX_VENV (virtualenv; default ./.venv),
+#              KMNIST_JAX_EXTRAS (default dev,tfds,embed,notebook: everything the tests
+#              use; "dev" alone gives the light install without TensorFlow),
+#              PYTHON (default python3).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${KMNIST_JAX_VENV:-$ROOT/.venv}"
 PYTHON="${PYTHON:-python3}"
+EXTRAS="${KMNIST_JAX_EXTRAS:-dev,tfds,embed,notebook}"
 
 if [ ! -x "$VENV/bin/python" ]; then
   echo "Creating virtualenv $VENV" >&2
   "$PYTHON" -m venv "$VENV"
 fi
-STAMP="$VENV/.kmnist_jax_requirements"
-if ! cmp -s "$ROOT/requirements.txt" "$STAMP"; then
-  echo "Installing requirements.txt into $VENV" >&2
+# Reinstall when the dependencies, the lock or the extras change.
+STAMP="$VENV/.kmnist_jax_install"
+want="$(cat "$ROOT/pyproject.toml" "$ROOT/setup.py" "$ROOT/constraints.txt"; echo "$EXTRAS")"
+if [ "$want" != "$(cat "$STAMP" 2>/dev/null)" ]; then
+  echo "Installing kmnist-jax[$EXTRAS] (editable, constraints.txt) into $VENV" >&2
   "$VENV/bin/python" -m pip install -q --upgrade pip
-  "$VENV/bin/python" -m pip install -q -r "$ROOT/requirements.txt"
-  cp "$ROOT/requirements.txt" "$STAMP"
+  "$VENV/bin/python" -m pip install -q -e "$ROOT[$EXTRAS]" -c "$ROOT/constraints.txt"
+  printf '%s' "$want" > "$STAMP"
 fi
 
-export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
 cd "$ROOT"
 cmd="${1:-}"
