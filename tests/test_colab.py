@@ -12,7 +12,6 @@ import json
 import os
 import site
 import subprocess
-import sys
 import venv
 
 import nbformat
@@ -20,6 +19,7 @@ import pytest
 from nbclient import NotebookClient
 
 from tests.test_download import serve
+from tests.test_package import build_wheel
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOTEBOOK = os.path.join(REPO, "launch", "colab.ipynb")
@@ -40,12 +40,7 @@ def test_notebook_is_stored_clean():
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory):
-  out = tmp_path_factory.mktemp("wheel")
-  subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
-                  "--no-build-isolation", "--no-index", "-w", str(out), REPO],
-                 check=True, capture_output=True, timeout=300)
-  (whl,) = glob.glob(str(out / "kmnist_jax-*.whl"))
-  return whl
+  return build_wheel(tmp_path_factory.mktemp("wheel"))
 
 
 def _kernel_venv(root) -> str:

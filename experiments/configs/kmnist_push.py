@@ -14,7 +14,7 @@ For an accelerator: on the 2-core CPU one epoch of PreActResNet-18 takes 25-30 m
 this schedule would take about a day (estimate, not run).
 """
 
-from experiments.configs import kmnist_resnet18
+from kmnist_jax.experiments.configs import kmnist_resnet18
 
 
 def get_config():
