@@ -10,11 +10,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from kmnist_jax.robustness import attacks as adv
-from kmnist_jax import models, train
-from kmnist_jax.robustness import mce as rob
+from test_mce import kmnist_test, trained
+
+from kmnist_jax import inference, models, train
 from kmnist_jax.errors import UserError
-from test_mce import script, trained
+from kmnist_jax.robustness import attacks as adv
 
 N = 400
 
@@ -22,10 +22,9 @@ N = 400
 @pytest.fixture(scope="module")
 def setup(data_dir):
   restored = train.restore_model(trained(data_dir), "latest")
-  images, labels = script.analyze.load_split("kmnist", "test", data_dir=data_dir,
-                                             source="files", limit=N)
-  clean = rob.predict(restored.model, images)
-  return restored.model, images, labels, clean
+  images, labels = kmnist_test(data_dir, N)
+  clean = inference.predict(restored, images)
+  return restored, images, labels, clean
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +65,7 @@ def test_pgd_below_clean_and_non_increasing(setup, pgd_preds):
 
 def test_pgd_stays_in_ball_and_is_reproducible(setup):
   model, images, labels, _ = setup
-  graphdef, params, rest = models.split(model)
+  graphdef, params, rest = models.split(model.model)
   x = models.preprocess(images[:64])
   y = jnp.asarray(labels[:64], jnp.int32)
   key = jax.random.key(3)

@@ -1,11 +1,12 @@
 """Corruption robustness: the identity corruption reproduces the clean accuracy of a real
 trained model, the CE / mCE arithmetic against a hand-computed example, per-class
-accuracy against the confusion matrix, experiments/robustness.py end to end, and one
-clear line for each bad input."""
+accuracy against the confusion matrix, the robustness report (kmnist_jax.robustness.study,
+what experiments/robustness.py runs) end to end, and one clear line for each bad input."""
 
 from __future__ import annotations
 
 import atexit
+import csv
 import json
 import os
 import shutil
@@ -16,20 +17,27 @@ import tempfile
 import numpy as np
 import pytest
 
-from kmnist_jax import metrics, train
-from kmnist_jax.robustness import corruptions
-from kmnist_jax.robustness import mce as rob
-from kmnist_jax.errors import UserError
 from test_train import run as train_run
 from test_train import tiny
 
+from kmnist_jax import data, inference, metrics, train
+from kmnist_jax.errors import UserError
+from kmnist_jax.evaluators import attack as attack_eval
+from kmnist_jax.evaluators import corruption as corruption_eval
+from kmnist_jax.robustness import corruptions, sets, study
+from kmnist_jax.robustness import mce as rob
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.append(os.path.join(REPO, "experiments"))
-import robustness as script  # noqa: E402  (experiments/robustness.py)
 
 LIMIT = 1000  # == tiny()'s test_limit
 
 _TRAINED: dict = {}
+
+
+def kmnist_test(data_dir: str, n: int):
+  """(images uint8 [n,28,28], labels int64 [n]): the first n KMNIST test examples."""
+  s = data.load("kmnist", data_dir=data_dir, limit={"test": n}).splits["test"]
+  return s.images, s.labels.astype(np.int64)
 
 
 def trained(data_dir: str, kind: str = "cnn") -> str:
@@ -53,8 +61,7 @@ def trained(data_dir: str, kind: str = "cnn") -> str:
 def model_and_data(data_dir):
   wd = trained(data_dir)
   restored = train.restore_model(wd, "latest")
-  images, labels = script.analyze.load_split("kmnist", "test", data_dir=data_dir,
-                                             source="files", limit=LIMIT)
+  images, labels = kmnist_test(data_dir, LIMIT)
   with open(os.path.join(wd, "results.json")) as f:
     results = json.load(f)
   return restored, images, labels, results
@@ -105,7 +112,7 @@ def test_table_mismatch_is_one_line():
 
 def test_identity_corruption_gives_clean_accuracy(model_and_data):
   restored, images, labels, results = model_and_data
-  ev = rob.evaluate(restored.model, labels,
+  ev = rob.evaluate(restored, labels,
                     lambda n, s: corruptions.apply(n, images, s, 0),
                     names=["identity"], severities=[1, 3, 5], clean=images,
                     progress=False)
@@ -120,7 +127,7 @@ def test_identity_corruption_gives_clean_accuracy(model_and_data):
 
 def test_corruption_changes_predictions_and_per_class(model_and_data):
   restored, images, labels, _ = model_and_data
-  ev = rob.evaluate(restored.model, labels,
+  ev = rob.evaluate(restored, labels,
                     lambda n, s: corruptions.apply(n, images, s, 0),
                     names=["inverse"], severities=[1], clean=images, progress=False)
   clean, table = rob.error_table(ev, labels)
@@ -139,20 +146,30 @@ def test_corruption_changes_predictions_and_per_class(model_and_data):
 
 def test_bad_inputs_one_line():
   with pytest.raises(UserError, match=r"unknown corruption 'nope'; valid choices: .*fog"):
-    script.parse_corruptions("fog,nope")
+    sets.parse_corruptions("fog,nope")
   with pytest.raises(UserError, match="severity 6 is out of range; valid choices: 1, 2"):
-    script.parse_severities("1,6")
+    sets.parse_severities("1,6")
   with pytest.raises(UserError, match="severity 0 is out of range"):
-    script.parse_severities("0")
+    sets.parse_severities("0")
   with pytest.raises(UserError, match="must be comma-separated integers"):
-    script.parse_severities("1,x")
+    sets.parse_severities("1,x")
   with pytest.raises(UserError, match="identity' is the clean column"):
-    script.parse_corruptions("identity")
+    sets.parse_corruptions("identity")
+  assert sets.parse_corruptions("identity,fog", allow_identity=True) == ("identity", "fog")
   with pytest.raises(UserError, match="unknown attack 'cw'"):
-    script.parse_attacks("fgsm,cw")
+    attack_eval.parse_attacks("fgsm,cw")
   with pytest.raises(UserError, match="unknown dataset 'kmnsit'"):
-    script.split_dataset_prefix("kmnsit:/x", "--baseline")
-  assert script.parse_attacks("none") == () and script.parse_severities("3,1") == (1, 3)
+    corruption_eval.parse_dataset_dirs("kmnsit=/x", "--baseline")
+  with pytest.raises(UserError, match="names two entries for kmnist"):
+    corruption_eval.parse_dataset_dirs("kmnist=/a,kmnist:/b", "--baseline")
+  with pytest.raises(UserError, match="entry '/a' names no dataset; write DATASET=DIR"):
+    corruption_eval.parse_dataset_dirs(["/a"], "--baseline")
+  # One syntax, DATASET=DIR; the older DATASET:DIR reads the same; a bare DIR is inferred.
+  assert corruption_eval.parse_dataset_dirs("kmnist=/a,mnist:/b") == {
+      "kmnist": "/a", "mnist": "/b"}
+  assert corruption_eval.parse_dataset_dirs(["/x/w"], infer=lambda p: "mnist") == {
+      "mnist": "/x/w"}
+  assert attack_eval.parse_attacks("none") == () and sets.parse_severities("3,1") == (1, 3)
 
 
 def test_baseline_for_another_dataset_refused(data_dir, tmp_path):
@@ -160,10 +177,10 @@ def test_baseline_for_another_dataset_refused(data_dir, tmp_path):
   kw = dict(out=str(tmp_path / "o"), data_dir=data_dir, log=lambda *_: None)
   with pytest.raises(UserError, match=r"baseline .*tiny_mnist_logreg was trained on mnist, "
                                       r"not kmnist"):
-    script.run([cnn], baseline=[f"kmnist:{mnist_base}"], **kw)
+    study.run([cnn], baseline=[f"kmnist={mnist_base}"], **kw)
   with pytest.raises(UserError, match=r"^baseline .*tiny_mnist_logreg is for mnist but the "
                                       r"models are evaluated on kmnist"):
-    script.run([cnn], baseline=[mnist_base], **kw)
+    study.run([cnn], baseline=[mnist_base], **kw)
   assert not os.path.exists(tmp_path / "o")
 
 
@@ -179,50 +196,55 @@ def test_script_bad_flag_is_one_line(tmp_path):
 
 
 def test_script_end_to_end(data_dir, tmp_path):
+  """The library call experiments/robustness.py makes, on a tiny subset."""
   cnn, base = trained(data_dir), trained(data_dir, "logreg")
   out = tmp_path / "rob"
-  res = script.run([cnn], baseline=[f"kmnist:{base}"], out=str(out), data_dir=data_dir,
-                   corruption_names="fog,inverse", severities="1,5", limit=300,
-                   adv_limit=100, epsilons="0,0.1", pgd_steps=3, cjk_font=None,
-                   step="latest", progress=False, log=lambda *_: None)
+  res = study.run([cnn], baseline=[f"kmnist:{base}"], out=str(out), data_dir=data_dir,
+                  corruption_names="fog,inverse", severities="1,5", limit=300,
+                  adv_limit=100, epsilons="0,0.1", pgd_steps=3, cjk_font=None,
+                  step="latest", progress=False, log=lambda *_: None)
   assert res["out"] == str(out)
   m = json.load(open(out / "metrics.json"))
   files = set(os.listdir(out))
-  assert {"report.md", "metrics.json", "table.csv", "table.md", "corrupted",
+  assert {"report.md", "metrics.json", "table.csv", "table.md", "table.json",
+          "attack.csv", "attack.md", "attack.json", "corrupted",
           "corruption_grid_kmnist.png", "error_vs_severity_kmnist.png",
-          "per_class_corruption_tiny_cnn.png", "per_class_corruption_tiny_logreg__baseline_.png",
+          "per_class_corruption_tiny_cnn.png",
+          "per_class_corruption_tiny_logreg__baseline_.png",
           "accuracy_vs_epsilon.png", "robust_per_class_tiny_cnn.png"} == files, files
   for f in files:
     if f.endswith(".png"):
       assert os.path.getsize(out / f) > 2000
-  cnn_rec, base_rec = m["models"]
-  assert (cnn_rec["baseline"], base_rec["baseline"]) == (False, True)
-  assert m["datasets"]["kmnist"]["examples"] == 300
-  # The baseline normalised by itself: mCE = relative mCE = 100%.
-  assert base_rec["mce"] == pytest.approx(1.0) and base_rec["relative_mce"] == pytest.approx(1.0)
-  # The script's numbers are the library's arithmetic on its own error table.
-  assert cnn_rec["mce"] == pytest.approx(rob.mce(cnn_rec["errors"], base_rec["errors"]))
+      assert f"![{f[:-4]}]({f})" in open(out / "report.md").read()
+  assert m["meta"]["git"]["commit"] and m["datasets"]["kmnist"]["examples"] == 300
+  (model,) = m["models"]
+  cnn_rec, base_rec = model["corruption"], model["corruption"]["baseline"]
+  assert base_rec["workdir"] == os.path.abspath(base)
+  # The report's numbers are the library's arithmetic on its own error tables.
+  assert cnn_rec["mce"] == pytest.approx(rob.mce(
+      {k: v for k, v in cnn_rec["errors"].items()}, base_rec["errors"]))
   assert cnn_rec["relative_mce"] == pytest.approx(rob.relative_mce(
       cnn_rec["errors"], cnn_rec["clean_error"], base_rec["errors"],
       base_rec["clean_error"]))
   # The clean error equals an independent evaluation of the first 300 test images.
   restored = train.restore_model(cnn, "latest")
-  images, labels = script.analyze.load_split("kmnist", "test", data_dir=data_dir,
-                                             source="files", limit=300)
+  images, labels = kmnist_test(data_dir, 300)
   assert cnn_rec["clean_error"] == pytest.approx(
-      rob.error_rate(rob.predict(restored.model, images), labels))
-  adv = cnn_rec["adversarial"]
+      rob.error_rate(inference.predict(restored, images), labels))
+  adv = model["attack"]["attacks"]
   for a in ("fgsm", "pgd"):
     acc = adv[a]["accuracy"]
-    assert acc[0] == pytest.approx(1 - rob.error_rate(rob.predict(restored.model,
-                                                                  images[:100]),
-                                                      labels[:100]))
+    assert acc[0] == pytest.approx(1 - rob.error_rate(
+        inference.predict(restored, images[:100]), labels[:100]))
     assert acc[1] <= acc[0]
-  rows = open(out / "table.csv").read().splitlines()
-  assert rows[0] == ("model,dataset,clean error,fog,inverse,mean corruption error,mCE,"
-                     "relative mCE")
-  assert rows[1].split(",")[:3] == ["tiny_cnn", "kmnist", f"{cnn_rec['clean_error']:.4f}"]
-  assert rows[2].split(",")[-2:] == ["1.0000", "1.0000"]
+  rows = list(csv.reader(open(out / "table.csv")))
+  assert rows[0] == ["model", "dataset", "clean error", "fog", "inverse",
+                     "mean corruption error", "mCE", "relative mCE"]
+  assert rows[1][:2] == ["tiny_cnn", "kmnist"]
+  assert float(rows[1][2]) == pytest.approx(cnn_rec["clean_error"])
+  assert rows[2][0] == "tiny_logreg (baseline)"
+  assert [float(v) for v in rows[2][-2:]] == [1.0, 1.0]  # the baseline against itself
+  assert float(rows[1][-2]) == pytest.approx(cnn_rec["mce"])
   assert not [f for f in os.listdir(tmp_path) if f.startswith(".")]  # no temp folders
   # Re-running reuses the corrupted sets kept in the output folder.
   built = json.load(open(out / "corrupted" / "kmnist-test-seed0-limit300" /
@@ -233,9 +255,10 @@ def test_script_end_to_end(data_dir, tmp_path):
   kw = dict(baseline=[base], out=str(tmp_path / "rob2"), data_dir=data_dir, limit=300,
             severities="1,5", attacks="none", step="latest", progress=False,
             corrupted_dir=[pre], log=lambda *_: None)
-  again = script.run([cnn], corruption_names="inverse,fog", **kw)["models"][0]
+  again = study.run([cnn], corruption_names="inverse,fog", **kw)
+  again = again["models"][0]["corruption"]
   assert list(again["errors"]) == ["inverse", "fog"]
   for k in ("inverse", "fog"):
     np.testing.assert_allclose(again["errors"][k], cnn_rec["errors"][k])
   with pytest.raises(UserError, match=r"lacks 2 of the requested sets \(rotate 1, rotate 5\)"):
-    script.run([cnn], corruption_names="fog,rotate", **kw)
+    study.run([cnn], corruption_names="fog,rotate", **kw)

@@ -20,7 +20,8 @@ each iterate (the "best adversarial so far", as in AutoAttack), or the last poin
 none was misclassified. So robust accuracy never exceeds clean accuracy, and eps = 0
 reproduces the clean predictions exactly (the perturbation is identically zero).
 
-Batching: the images are padded to whole batches and one ``jit`` call runs
+Batching: the images are padded to whole batches (``inference.pad_to_multiple``, the
+batch from ``inference.batch_shape``) and one ``jit`` call runs
 ``lax.map`` over the batches (the PGD loop is a ``lax.fori_loop`` inside), with
 ``eps`` a traced argument, so an epsilon sweep compiles once per (model, attack,
 shape). Randomness: the key of batch ``b`` is ``fold_in(key, b)``.
@@ -36,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from kmnist_jax import models
+from kmnist_jax import inference, metrics, models
 from kmnist_jax.errors import UserError, unknown
 
 ATTACKS = ("fgsm", "pgd")
@@ -171,16 +172,20 @@ def _compiled(graphdef, attack: str, steps: int, step_size: float | None, dtype:
   return run
 
 
-def attack_predictions(model, images: np.ndarray, labels: np.ndarray, *, attack: str,
+def attack_predictions(restored, images: np.ndarray, labels: np.ndarray, *, attack: str,
                        epsilons: Sequence[float] = DEFAULT_EPSILONS, key=None,
                        steps: int = 10, step_size: float | None = None,
-                       batch_size: int = 500, dtype: str = "float32",
+                       batch_size: int = 500, dtype: str | None = None,
                        progress: bool = True, desc: str = "") -> np.ndarray:
-  """Predictions int32 [len(epsilons), N] of `model` under `attack` at each epsilon.
+  """Predictions int32 [len(epsilons), N] of `restored` (a train.Restored or a model)
+  under `attack` at each epsilon.
 
-  `images` uint8 [N,28,28]; `key` a jax key (PGD's random start; default key(0)).
-  Accuracy at eps is ``(preds[i] == labels).mean()``; per-class robust accuracy
-  follows from the same array.
+  The model comes through :func:`kmnist_jax.inference.prepare` (the same restored-model
+  path as every prediction) with its training conv formulation kept (the fast one for
+  gradients), its dtype from the checkpoint unless `dtype` is given; the images are
+  padded by :func:`kmnist_jax.inference.pad_to_multiple`. `images` uint8 [N,28,28];
+  `key` a jax key (PGD's random start; default key(0)). Accuracy at eps is
+  ``(preds[i] == labels).mean()``; per-class robust accuracy follows from the same array.
   """
   check_attack(attack)
   epsilons = check_epsilons(epsilons)
@@ -196,14 +201,13 @@ def attack_predictions(model, images: np.ndarray, labels: np.ndarray, *, attack:
   if n == 0:
     return np.zeros((len(epsilons), 0), np.int32)
   key = jax.random.key(0) if key is None else key
-  b = max(1, min(int(batch_size), n))
-  nb = -(-n // b)
-  pad = nb * b - n
-  xs = np.concatenate([images, np.zeros((pad, 28, 28), np.uint8)]).reshape(nb, b, 28, 28)
-  ys = np.concatenate([labels.astype(np.int32), np.zeros(pad, np.int32)]).reshape(nb, b)
-  graphdef, params, rest = models.split(model)
+  b = inference.batch_shape(n, int(batch_size))
+  xs, ys = inference.pad_to_multiple(b, images, labels.astype(np.int32))
+  nb = len(xs) // b
+  xs, ys = xs.reshape(nb, b, 28, 28), ys.reshape(nb, b)
+  graphdef, params, rest, dt = inference.prepare(restored, dtype=dtype, conv_impl="keep")
   fn = _compiled(graphdef, attack, int(steps) if attack == "pgd" else 0,
-                 None if step_size is None else float(step_size), dtype)
+                 None if step_size is None else float(step_size), dt)
   it = list(enumerate(epsilons))
   if progress:
     from tqdm.auto import tqdm
@@ -223,11 +227,6 @@ def accuracy_curve(preds: np.ndarray, labels: np.ndarray) -> np.ndarray:
 def per_class_accuracy(preds: np.ndarray, labels: np.ndarray,
                        num_classes: int) -> np.ndarray:
   """Robust accuracy per class [E, C] (NaN for a class absent from `labels`)."""
-  preds, labels = np.atleast_2d(preds), np.asarray(labels)
-  counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
-  out = np.full((len(preds), num_classes), np.nan)
-  for i, p in enumerate(preds):
-    correct = np.bincount(labels[p == labels], minlength=num_classes)
-    out[i] = np.divide(correct, counts, out=np.full(num_classes, np.nan),
-                       where=counts > 0)
-  return out
+  labels = np.asarray(labels)
+  return np.stack([metrics.per_class(metrics.confusion_matrix(labels, p, num_classes))
+                   ["accuracy"] for p in np.atleast_2d(preds)])

@@ -4,7 +4,8 @@ Why a module of its own: the arithmetic of the ImageNet-C metrics (Hendrycks &
 Dietterich 2019, "Benchmarking Neural Network Robustness to Common Corruptions and
 Perturbations") is easy to get subtly wrong (which errors are summed, which are
 averaged, what is subtracted), so it lives here as small pure functions, tested against
-a hand-computed example, and the script only orchestrates. No plotting here.
+a hand-computed example, and the evaluator (kmnist_jax/evaluators/corruption.py) only
+orchestrates. No plotting here; predictions come from kmnist_jax.inference.
 
 Definitions (E = top-1 error rate in [0, 1]; f the model, b the baseline; c a
 corruption, s = 1..5 its severities; E_clean the error on the uncorrupted test set):
@@ -27,14 +28,11 @@ entries are left out of the means and counted in the returned record.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Mapping, Sequence
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-from kmnist_jax import models
+from kmnist_jax import inference, metrics
 from kmnist_jax.errors import UserError
 
 # An error table: corruption name -> errors at each severity (same severities for all).
@@ -43,64 +41,11 @@ ErrorTable = Mapping[str, Sequence[float]]
 
 # ---- Predictions -----------------------------------------------------------------------
 
-def with_conv_impl(restored, impl: str = "xla"):
-  """The restored model rebuilt with another convolution formulation (same parameters,
-  same function: kmnist_jax/ops.py). For evaluation on CPU use 'xla': a forward pass
-  with ``lax.conv`` is ~2.5x faster than im2col (measured: 5,000 KMNIST images 4.3 s vs
-  11.9 s, default CNN, 2-core CPU); im2col only pays off for gradients inside a loop
-  (training, PGD)."""
-  from flax import nnx
-
-  from kmnist_jax import config as config_lib
-  from kmnist_jax import data as data_lib
-  from kmnist_jax import train
-  cfg = config_lib.from_dict(config_lib.to_dict(restored.config))
-  cfg.conv_impl = impl
-  shape = nnx.eval_shape(lambda: train.init_model(
-      cfg, data_lib.get_info(cfg.dataset).num_classes))
-  graphdef, _, _ = models.split(shape)
-  return nnx.merge(graphdef, restored.state.params, restored.state.rest)
-
-
-@functools.lru_cache(maxsize=16)
-def _compiled_predict(graphdef, dtype: str):
-  dt = jnp.bfloat16 if dtype == "bfloat16" else jnp.float32
-
-  @jax.jit
-  def run(params, rest, images):  # images uint8 [nb, B, 28, 28]
-    def one(xb):
-      logits, _ = models.apply(graphdef, params, rest, models.preprocess(xb, dt),
-                               train=False)
-      return jnp.argmax(logits, -1).astype(jnp.int32)
-    return jax.lax.map(one, images)
-
-  return run
-
-
-def predict(model, images: np.ndarray, *, dtype: str = "float32",
-            batch_size: int = 1000) -> np.ndarray:
-  """Top-1 predictions int32 [N] of `model` (eval mode) on uint8 `images` [N,28,28]:
-  one jit call, ``lax.map`` over padded batches."""
-  images = np.asarray(images)
-  if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (28, 28):
-    raise UserError(f"images must be uint8 [N, 28, 28], got {images.dtype}"
-                    f"{list(images.shape)}")
-  n = len(images)
-  if n == 0:
-    return np.zeros(0, np.int32)
-  b = max(1, min(int(batch_size), n))
-  nb = -(-n // b)
-  xs = np.concatenate([images, np.zeros((nb * b - n, 28, 28), np.uint8)])
-  graphdef, params, rest = models.split(model)
-  out = _compiled_predict(graphdef, dtype)(params, rest, xs.reshape(nb, b, 28, 28))
-  return np.asarray(out).reshape(-1)[:n]
-
-
-def evaluate(model, labels: np.ndarray, get_set: Callable[[str, int], np.ndarray], *,
+def evaluate(restored, labels: np.ndarray, get_set: Callable[[str, int], np.ndarray], *,
              names: Sequence[str], severities: Sequence[int], clean: np.ndarray,
-             dtype: str = "float32", batch_size: int = 1000,
-             progress: bool = True, desc: str = "") -> dict:
-  """Predictions of `model` on the clean images and on every (corruption, severity).
+             batch_size: int = 1000, progress: bool = True, desc: str = "") -> dict:
+  """Predictions of `restored` (a train.Restored or a model) on the clean images and on
+  every (corruption, severity), through :func:`kmnist_jax.inference.predict`.
 
   `get_set(name, severity)` returns the corrupted images (uint8 [N,28,28], the same
   examples in the same order as `clean`, whose labels are `labels`). Returns
@@ -109,7 +54,7 @@ def evaluate(model, labels: np.ndarray, get_set: Callable[[str, int], np.ndarray
   labels = np.asarray(labels)
   if len(clean) != len(labels):
     raise UserError(f"{len(clean)} clean images but {len(labels)} labels")
-  out = {"clean": predict(model, clean, dtype=dtype, batch_size=batch_size),
+  out = {"clean": inference.predict(restored, clean, batch_size=batch_size),
          "corrupted": {}}
   pairs = [(n, s) for n in names for s in severities]
   it = pairs
@@ -122,7 +67,7 @@ def evaluate(model, labels: np.ndarray, get_set: Callable[[str, int], np.ndarray
     if len(images) != len(labels):
       raise UserError(f"corrupted set {n} severity {s} has {len(images)} images; the "
                       f"clean set has {len(labels)} (built from another split or limit?)")
-    preds[n].append(predict(model, images, dtype=dtype, batch_size=batch_size))
+    preds[n].append(inference.predict(restored, images, batch_size=batch_size))
   out["corrupted"] = {n: np.stack(p) for n, p in preds.items()}
   return out
 
@@ -238,22 +183,22 @@ def summary(table: ErrorTable, clean: float, base: ErrorTable | None = None,
 
 # ---- Per class -------------------------------------------------------------------------
 
+def pooled_per_class(preds, labels, num_classes: int) -> np.ndarray:
+  """Accuracy per class [C] of the predictions [N] or [S, N] (pooled over the rows),
+  from their summed confusion matrix (NaN for a class absent from `labels`)."""
+  preds, labels = np.atleast_2d(preds), np.asarray(labels)
+  conf = sum(metrics.confusion_matrix(labels, p, num_classes) for p in preds)
+  return metrics.per_class(conf)["accuracy"]
+
+
 def per_class_accuracy(evaluated: dict, labels, num_classes: int) -> dict:
   """Accuracy per class on clean images and per corruption (pooled over severities).
 
   Returns ``{'columns': ['clean', name, ...], 'accuracy': [C, 1 + K]}`` (NaN for a
   class absent from `labels`).
   """
-  labels = np.asarray(labels)
-  counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
-
-  def acc(preds):
-    preds = np.atleast_2d(preds)
-    correct = sum(np.bincount(labels[p == labels], minlength=num_classes) for p in preds)
-    return np.divide(correct, counts * len(preds), out=np.full(num_classes, np.nan),
-                     where=counts > 0)
-
   cols = ["clean"] + list(evaluated["corrupted"])
-  mat = np.stack([acc(evaluated["clean"])]
-                 + [acc(p) for p in evaluated["corrupted"].values()], 1)
+  mat = np.stack([pooled_per_class(evaluated["clean"], labels, num_classes)]
+                 + [pooled_per_class(p, labels, num_classes)
+                    for p in evaluated["corrupted"].values()], 1)
   return {"columns": cols, "accuracy": mat}

@@ -71,39 +71,49 @@ def source_sha256(images: np.ndarray, labels: np.ndarray) -> str:
   return h.hexdigest()
 
 
-def _names(names) -> tuple[str, ...]:
-  if isinstance(names, str):
-    names = corruptions.NAMES if names == "all" else tuple(
-        n.strip() for n in names.split(",") if n.strip())
-  names = tuple(names)
+def parse_corruptions(spec, *, allow_identity: bool = False) -> tuple[str, ...]:
+  """Corruption names from 'all', 'fog,rotate' or a sequence, checked: one-line errors
+  naming the valid choices. 'identity' (a copy: the clean images) only with
+  `allow_identity` (an evaluator's sanity column; never built into a set)."""
+  if isinstance(spec, str):
+    spec = corruptions.NAMES if spec.strip() == "all" else [
+        s.strip() for s in spec.split(",") if s.strip()]
+  names = tuple(spec)
+  valid = "all, or a comma-separated list of " + ", ".join(corruptions.NAMES)
   if not names:
-    raise UserError(f"no corruptions given; valid choices: all, or a comma-separated "
-                    f"list of {', '.join(corruptions.NAMES)}")
+    raise UserError(f"no corruptions given (--corruptions is empty); valid choices: "
+                    f"{valid}")
   for n in names:
-    if n not in corruptions.NAMES:
+    if n == corruptions.IDENTITY and not allow_identity:
+      raise UserError("--corruptions: 'identity' is the clean column (always reported); "
+                      f"valid choices: {valid}")
+    if n not in corruptions.NAMES and n != corruptions.IDENTITY:
       raise unknown("corruption", n, corruptions.NAMES)
   if len(set(names)) != len(names):
-    raise UserError(f"corruption list {','.join(names)} names one twice")
+    raise UserError(f"--corruptions={','.join(names)} names one twice")
   return names
 
 
-def _severities(severities) -> tuple[int, ...]:
-  if isinstance(severities, str):
+def parse_severities(spec) -> tuple[int, ...]:
+  """Sorted severities from '1,3,5' or a sequence, checked (one-line errors)."""
+  valid = ", ".join(map(str, corruptions.SEVERITIES))
+  if isinstance(spec, str):
+    parts = [s.strip() for s in spec.split(",") if s.strip()]
     try:
-      severities = tuple(int(s) for s in severities.split(",") if s.strip())
+      spec = [int(p) for p in parts]
     except ValueError:
-      raise UserError(f"severities {severities!r} must be comma-separated integers from "
-                      f"{', '.join(map(str, corruptions.SEVERITIES))}") from None
-  severities = tuple(severities)
-  if not severities:
-    raise UserError("no severities given; valid choices: "
-                    f"{', '.join(map(str, corruptions.SEVERITIES))}")
-  for s in severities:
+      raise UserError(f"--severities={spec!r} must be comma-separated integers; valid "
+                      f"choices: {valid}") from None
+  sev = tuple(spec)
+  if not sev:
+    raise UserError(f"no severities given (--severities is empty); valid choices: "
+                    f"{valid}")
+  for s in sev:
     corruptions.check_severity(s)
-  severities = tuple(int(s) for s in severities)
-  if len(set(severities)) != len(severities):
-    raise UserError(f"severity list {severities} names one twice")
-  return tuple(sorted(severities))
+  sev = tuple(int(s) for s in sev)
+  if len(set(sev)) != len(sev):
+    raise UserError(f"--severities={','.join(map(str, sev))} names one twice")
+  return tuple(sorted(sev))
 
 
 def read_manifest(out_dir: str) -> dict:
@@ -203,7 +213,7 @@ def build(dataset: str, out_dir: str, *, names: Sequence[str] | str = corruption
   data.get_info(dataset)  # UserError for an unknown dataset
   if split not in SPLITS:
     raise unknown("split", split, SPLITS)
-  names, severities = _names(names), _severities(severities)
+  names, severities = parse_corruptions(names), parse_severities(severities)
   if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
     raise UserError(f"seed must be a non-negative int, got {seed!r}")
   if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, np.integer))
@@ -338,3 +348,115 @@ def grid(out_dir: str, path: str, *, examples: int = 3, title: str = "",
               [f"severity {s}" for s in sevs]),
       yticks=([r * (px + 4) + px / 2 for r in range(len(names) + 1)],
               ["clean"] + list(names)))
+
+
+# ---- A verified suite in memory ------------------------------------------------------------
+
+def default_cache_dir() -> str:
+  """Where evaluators build corrupted sets when given no folder:
+  ``$KMNIST_JAX_CACHE_DIR/corrupted``, else ``~/.cache/kmnist_jax/corrupted``."""
+  root = os.environ.get("KMNIST_JAX_CACHE_DIR") or "~/.cache/kmnist_jax"
+  return os.path.join(os.path.expanduser(root), "corrupted")
+
+
+def cache_folder(root: str, dataset: str, seed: int, limit: int | None) -> str:
+  """The build folder of (dataset, seed, limit) inside a cache root."""
+  return os.path.join(root, f"{dataset}-test-seed{seed}" + (f"-limit{limit}" if limit
+                                                             else ""))
+
+
+class Suite:
+  """The first `limit` clean test images of a dataset and their corrupted versions,
+  verified: from a prebuilt folder (`prebuilt`, e.g. a full build) or built once into
+  ``cache_folder(cache_dir, ...)`` under a lock (side-by-side runs build it once).
+  ``get(name, severity)`` returns uint8 [n, 28, 28]; 'identity' is the clean images."""
+
+  def __init__(self, dataset: str, *, names: Sequence[str], severities: Sequence[int],
+               limit: int = 0, seed: int = 0, data_dir: str | None = None,
+               prebuilt: str | None = None, cache_dir: str | None = None,
+               progress: bool = False):
+    from kmnist_jax import lock
+    self.dataset = dataset
+    real = [n for n in names if n != corruptions.IDENTITY]
+    if prebuilt:
+      folder = os.path.abspath(prebuilt)
+      manifest = read_manifest(folder)
+      if manifest["dataset"] != dataset:
+        raise UserError(f"--corrupted_dir {folder} holds {manifest['dataset']} sets, "
+                        f"not {dataset}; give DATASET=DIR for each dataset")
+      missing = [f"{n} {v}" for n in real for v in severities
+                 if file_name(n, v) not in manifest["files"]]
+      if missing:
+        more = ", ..." if len(missing) > 4 else ""
+        raise UserError(f"--corrupted_dir {folder} lacks {len(missing)} of the requested "
+                        f"sets ({', '.join(missing[:4])}{more}); add them with "
+                        "experiments/make_corrupted.py or drop --corrupted_dir to build "
+                        "them here")
+    else:
+      root = os.path.abspath(cache_dir or default_cache_dir())
+      folder = cache_folder(root, dataset, seed, limit or None)
+      os.makedirs(root, exist_ok=True)
+      with lock.WorkdirLock(root, wait_s=3600):
+        manifest = build(dataset, folder, names=real, severities=severities,
+                         seed=seed, split="test", data_dir=data_dir,
+                         limit=limit or None, progress=progress) if real else None
+    self.folder, self.manifest = folder, manifest
+    count = int(manifest["count"]) if manifest else None
+    n = min(count, limit) if (count and limit) else (limit or count or 0)
+    ds = data.load(dataset, data_dir=data_dir, limit={"test": n} if n else None)
+    self.images, labels = ds.splits["test"].images, ds.splits["test"].labels
+    self.labels = labels.astype(np.int64)
+    self.n = len(self.labels)
+    if manifest and self.n == count and source_sha256(self.images, labels) != \
+        manifest["source_sha256"]:
+      raise UserError(f"the corrupted sets in {folder} were built from other {dataset} "
+                      "test images (source SHA-256 differs); rebuild them")
+
+  def get(self, name: str, severity: int) -> np.ndarray:
+    if name == corruptions.IDENTITY:
+      return corruptions.apply(name, self.images, severity, 0)
+    images, labels = load(self.folder, name, severity)
+    if len(images) < self.n or not np.array_equal(labels[:self.n], self.labels):
+      raise UserError(f"{self.folder}: {name} severity {severity} does not hold the "
+                      f"first {self.n} {self.dataset} test examples; rebuild it")
+    return images[:self.n]
+
+
+# ---- What experiments/make_corrupted.py runs -----------------------------------------------
+
+def make(*, dataset: str, out: str, names="all", severities="1,2,3,4,5", seed: int = 0,
+         split: str = "test", limit: int = 0, data_dir: str = "", tfds: bool = False,
+         tfds_dir: str = "", grid_path: str = "", progress: bool = True,
+         log=print) -> dict:
+  """:func:`build`, then optionally the TFDS configs at the MNIST-C setting of every
+  corruption built and a PNG grid; returns the manifest."""
+  if dataset not in data.DATASETS:
+    raise unknown("dataset", dataset, data.DATASETS)
+  if not out:
+    raise UserError("--out is empty; give the folder to write the corrupted set to")
+  if limit < 0:
+    raise UserError(f"--limit must be >= 0 (0: the whole split), got {limit}")
+  if tfds:  # before the (long) build: fail fast on a dataset without a builder
+    from kmnist_jax.robustness import tfds_builders
+    if dataset not in tfds_builders.BUILDERS:
+      raise UserError(f"--tfds: no TFDS builder for {dataset!r}; valid choices: "
+                      f"{', '.join(sorted(tfds_builders.BUILDERS))}")
+  t0 = time.perf_counter()
+  manifest = build(dataset, out, names=names, severities=severities, seed=seed,
+                   split=split, data_dir=data_dir or None, limit=limit or None,
+                   progress=progress)
+  size = sum(os.path.getsize(os.path.join(out, f)) for f in manifest["files"])
+  log(f"{dataset}-C {split}: {len(manifest['files'])} files, {manifest['count']} images "
+      f"each, {size / 1e6:.0f} MB in {out} ({time.perf_counter() - t0:.0f} s; seed {seed})")
+  if tfds:
+    built = [n for n in manifest["corruptions"] if file_name(
+        n, corruptions.MNIST_C_SEVERITY[n]) in manifest["files"]]
+    done = tfds_builders.prepare(dataset, out, built, tfds_dir=tfds_dir or None,
+                                 progress=progress)
+    example = done[0] if done else tfds_builders.BUILDERS[dataset]
+    log(f"TFDS: prepared {len(done)} configs in {data.default_tfds_dir(tfds_dir or None)}"
+        f" (e.g. tfds.load('{example}'))")
+  if grid_path:
+    grid(out, grid_path, data_dir=data_dir or None)
+    log(f"grid: {grid_path}")
+  return manifest

@@ -1,0 +1,420 @@
+"""Corruption evaluator: MNIST-C / KMNIST-C errors per corruption and severity, CE /
+mCE / relative mCE against a baseline, per-class accuracy x corruption.
+
+  config.evals.corruption = dict(
+      type="corruption",
+      corruptions="all",            # or "fog,rotate" / a tuple; "identity" = clean copy
+      severities=(1, 2, 3, 4, 5),
+      limit=1000,                   # first N test images (0: all 10,000)
+      seed=0,                       # of the corruptions
+      baseline={"kmnist": "workdirs/kmnist_logreg", "mnist": "workdirs/mnist_logreg"},
+      cache_dir="",                 # sets built here (default: sets.default_cache_dir())
+      corrupted_dir={},             # prebuilt sets per dataset (make_corrupted.py)
+  )
+
+`baseline` maps a dataset to a logistic-regression workdir (evaluated on the same sets,
+once per process and step), to a JSON file holding an earlier record of this
+evaluator, or to precomputed errors ``{"clean_error": e, "errors": {name: [S]}}``. The
+corrupted sets are built once with :func:`kmnist_jax.robustness.sets.build` (verified
+by SHA-256, reused across runs) and read through
+:class:`kmnist_jax.robustness.sets.Suite`.
+The metrics are :mod:`kmnist_jax.robustness.mce`'s (definitions there). Predictions come
+from :func:`kmnist_jax.inference.predict` (the fast conv formulation).
+
+Cost, measured on the 2-core AMD EPYC CPU: see experiments/configs/evals/robustness.py.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from kmnist_jax import data as data_lib
+from kmnist_jax import io, metrics
+from kmnist_jax.errors import UserError, unknown
+from kmnist_jax.robustness import mce, sets
+from kmnist_jax.robustness.corruptions import IDENTITY
+
+DEFAULTS = {"dataset": "", "corruptions": "all", "severities": (1, 2, 3, 4, 5),
+            "limit": 0, "seed": 0, "baseline": None, "baseline_step": "best",
+            "cache_dir": "", "corrupted_dir": None, "batch_size": 1000,
+            "progress": False}
+
+
+# ---- Settings --------------------------------------------------------------------------
+
+def parse_dataset_dirs(spec, what: str = "--baseline", *, infer=None) -> dict[str, str]:
+  """{dataset: DIR} from 'kmnist=DIR,mnist=DIR', a list of 'DATASET=DIR' entries or a
+  dict. The older 'DATASET:DIR' form is read the same way; a bare 'DIR' needs `infer`
+  (DIR -> dataset, e.g. the dataset a checkpoint was trained on)."""
+  if not spec:
+    return {}
+  if isinstance(spec, Mapping):
+    items = [(str(k), v) for k, v in spec.items()]
+  else:
+    entries = spec.split(",") if isinstance(spec, str) else list(spec)
+    items = []
+    for e in (str(x).strip() for x in entries):
+      if not e:
+        continue
+      head, sep, tail = e.partition("=")
+      if not sep:
+        head, sep, tail = e.partition(":")
+        if sep and ("/" in head or os.path.exists(e)):
+          sep = ""
+      if not sep:
+        if infer is None:
+          raise UserError(f"{what} entry {e!r} names no dataset; write DATASET=DIR "
+                          f"(datasets: {', '.join(sorted(data_lib.DATASETS))})")
+        head, tail = infer(e), e
+      items.append((head.strip(), tail.strip() if isinstance(tail, str) else tail))
+  out: dict[str, str] = {}
+  for ds, path in items:
+    if ds not in data_lib.DATASETS:
+      raise UserError(f"{what} {ds}={path}: unknown dataset {ds!r}; valid choices: "
+                      f"{', '.join(sorted(data_lib.DATASETS))} (write DATASET=DIR)")
+    if ds in out:
+      raise UserError(f"{what} names two entries for {ds}: {out[ds]} and {path}; give "
+                      "one per dataset")
+    out[ds] = path
+  return out
+
+
+def _count(v, name: str, *, positive: bool = False) -> int:
+  if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < int(positive):
+    kind = "a positive integer" if positive else "a non-negative integer (0: all)"
+    raise UserError(f"corruption evaluator: {name}={v!r} must be {kind}")
+  return int(v)
+
+
+def check_config(**cfg) -> dict:
+  """The settings with defaults filled in and every value checked (one-line errors), so
+  a study can refuse a bad config before anything loads."""
+  bad = sorted(set(cfg) - set(DEFAULTS))
+  if bad:
+    raise unknown("corruption evaluator setting", bad[0], DEFAULTS)
+  c = {**DEFAULTS, **cfg}
+  c["corruptions"] = sets.parse_corruptions(c["corruptions"], allow_identity=True)
+  if set(c["corruptions"]) == {IDENTITY}:
+    raise UserError("corruption evaluator: give at least one corruption besides "
+                    "'identity' (the clean images again, a sanity column)")
+  c["severities"] = sets.parse_severities(c["severities"])
+  for k in ("limit", "seed"):
+    c[k] = _count(c[k], k)
+  c["batch_size"] = _count(c["batch_size"], "batch_size", positive=True)
+  if c["dataset"] and c["dataset"] not in data_lib.DATASETS:
+    raise unknown("dataset", c["dataset"], data_lib.DATASETS)
+  base = c["baseline"]
+  if isinstance(base, Mapping) and all(isinstance(v, Mapping) for v in base.values()):
+    c["baseline"] = {str(k): v for k, v in base.items()}
+    for ds in c["baseline"]:
+      if ds not in data_lib.DATASETS:
+        raise unknown("baseline dataset", ds, data_lib.DATASETS)
+  else:
+    c["baseline"] = parse_dataset_dirs(base, "baseline")
+  c["corrupted_dir"] = parse_dataset_dirs(c["corrupted_dir"], "corrupted_dir")
+  return c
+
+
+# ---- Running ---------------------------------------------------------------------------
+
+def _metrics(table: dict, clean: float, base: dict | None = None) -> dict:
+  """mce.summary over the real corruptions; 'identity' (a sanity column: the clean
+  images again) is reported beside them but kept out of every mean and CE."""
+  real = {n: v for n, v in table.items() if n != IDENTITY}
+  if not real:
+    raise UserError("corruption evaluator: give at least one corruption besides "
+                    "'identity'")
+  out = mce.summary(real, clean, None if base is None else
+                    {n: v for n, v in base["errors"].items() if n != IDENTITY},
+                    None if base is None else base["clean_error"])
+  if IDENTITY in table:
+    ident = [float(x) for x in np.atleast_1d(table[IDENTITY])]
+    out["errors"] = {IDENTITY: ident, **out["errors"]}
+    out["corruption_errors"] = {IDENTITY: float(np.mean(ident)),
+                                **out["corruption_errors"]}
+  return out
+
+
+def _summary(evaluated: dict, labels, num_classes: int) -> dict:
+  clean, table = mce.error_table(evaluated, labels)
+  out = _metrics(table, clean)
+  out["per_class"] = mce.per_class_accuracy(evaluated, labels, num_classes)
+  return out
+
+
+def _with_baseline(rec: dict, base: dict | None) -> dict:
+  if base is None:
+    return {**rec, "baseline": None}
+  full = _metrics(rec["errors"], rec["clean_error"], base)
+  return {**rec, **full, "per_class": rec["per_class"], "baseline": base}
+
+
+@functools.lru_cache(maxsize=8)
+def _baseline_record(path: str, step, dataset: str, data_dir, c_items: tuple):
+  """A baseline workdir evaluated on a suite (cached per process: every seed of a
+  study uses it)."""
+  from kmnist_jax.evaluators import common
+  restored = common.restore(path, step)
+  trained = restored.config.dataset
+  if trained != dataset:
+    raise UserError(f"baseline {path} was trained on {trained}, not {dataset}; give a "
+                    f"{dataset} logreg checkpoint as baseline {dataset}=DIR")
+  c = dict(c_items)
+  c["corrupted_dir"] = dict(c["corrupted_dir"])
+  suite = _suite(dataset, c, data_dir)
+  ev = mce.evaluate(restored, suite.labels, suite.get, names=c["corruptions"],
+                    severities=c["severities"], clean=suite.images,
+                    batch_size=c["batch_size"], progress=c["progress"],
+                    desc=f"baseline on {dataset}-C")
+  rec = _summary(ev, suite.labels, data_lib.get_info(dataset).num_classes)
+  return {"workdir": restored.workdir, "step": int(restored.step),
+          "model": restored.config.model, **rec}
+
+
+def _suite(dataset: str, c: dict, data_dir) -> sets.Suite:
+  return sets.Suite(dataset, names=c["corruptions"], severities=c["severities"],
+                    limit=c["limit"], seed=c["seed"], data_dir=data_dir or None,
+                    prebuilt=c["corrupted_dir"].get(dataset),
+                    cache_dir=c["cache_dir"] or None, progress=c["progress"])
+
+
+def _given_baseline(entry, dataset: str, c: dict) -> dict:
+  if isinstance(entry, str) and entry.endswith(".json"):
+    if not os.path.isfile(entry):
+      raise UserError(f"baseline {dataset}={entry}: no such file")
+    entry = io.read_json(entry)
+  if not (isinstance(entry, Mapping) and "errors" in entry and "clean_error" in entry):
+    raise UserError(f"baseline for {dataset} must be a workdir, a JSON record of this "
+                    "evaluator or {'clean_error': e, 'errors': {corruption: [S]}}")
+  for k in ("examples", "seed"):
+    want = c["limit"] if k == "examples" else c["seed"]
+    if k in entry and entry[k] is not None and want and entry[k] != want:
+      raise UserError(f"the given {dataset} baseline was measured with {k}={entry[k]}, "
+                      f"this evaluation uses {want}; use the same settings")
+  errors = {n: list(v) for n, v in entry["errors"].items()}
+  if entry.get("severities") is not None:
+    have = list(entry["severities"])
+    lacking = [s for s in c["severities"] if s not in have]
+    if lacking:
+      raise UserError(f"the given {dataset} baseline has no errors at severity "
+                      f"{lacking[0]}; it has {have}")
+    errors = {n: [v[have.index(s)] for s in c["severities"]] for n, v in errors.items()}
+  return {**{k: v for k, v in entry.items() if k != "errors"}, "errors": errors}
+
+
+def run(restored, *, data_dir=None, **cfg) -> dict:
+  """The record of one restored checkpoint: settings, clean error, errors [S] per
+  corruption, E_c, mean corruption error, per-class accuracy x corruption, and with a
+  baseline for the dataset CE_c, relative CE_c, mCE, relative mCE and the baseline's
+  own numbers."""
+  c = check_config(**cfg)
+  ds = c["dataset"] or restored.config.dataset
+  info = data_lib.get_info(ds)
+  suite = _suite(ds, c, data_dir)
+  ev = mce.evaluate(restored, suite.labels, suite.get, names=c["corruptions"],
+                    severities=c["severities"], clean=suite.images,
+                    batch_size=c["batch_size"], progress=c["progress"],
+                    desc=f"{restored.config.model} on {ds}-C")
+  rec = {"dataset": ds, "examples": suite.n, "corruptions": list(c["corruptions"]),
+         "severities": list(c["severities"]), "seed": c["seed"],
+         "corrupted_dir": suite.folder, "step": int(restored.step),
+         "model": restored.config.model, "trained_on": restored.config.dataset,
+         "workdir": getattr(restored, "workdir", None),
+         **_summary(ev, suite.labels, info.num_classes)}
+  rec["clean_accuracy"] = 1.0 - rec["clean_error"]
+  entry = c["baseline"].get(ds)
+  base = None
+  if isinstance(entry, str) and not entry.endswith(".json"):
+    items = tuple(sorted((k, v) for k, v in c.items()
+                         if k not in ("baseline", "corrupted_dir")))
+    items += (("corrupted_dir", tuple(sorted(c["corrupted_dir"].items()))),)
+    base = _baseline_record(entry, c["baseline_step"], ds, data_dir, items)
+  elif entry is not None:
+    base = _given_baseline(entry, ds, c)
+  return io.jsonable(_with_baseline(rec, base))
+
+
+# ---- Across seeds ----------------------------------------------------------------------
+
+def _ms(values) -> dict:
+  v = np.asarray([np.nan if x is None else x for x in values], np.float64)
+  mean, std = metrics.mean_std(v)
+  return {"mean": mean.tolist() if mean.ndim else float(mean),
+          "std": std.tolist() if std.ndim else float(std)}
+
+
+SCALARS = ("clean_error", "clean_accuracy", "mean_corruption_error", "mce",
+           "relative_mce")
+
+
+def summarize(records: Sequence[dict]) -> dict:
+  """Mean and std (ddof=1) across `records` (seeds of one setting): the scalars, E_c,
+  CE_c, errors per severity and per-class accuracy; the per-seed values are kept (for
+  paired differences), the baseline is the first record's."""
+  if not records:
+    raise UserError("corruption.summarize: no records")
+  r0 = records[0]
+  for r in records[1:]:
+    for k in ("dataset", "corruptions", "severities", "examples"):
+      if r[k] != r0[k]:
+        raise UserError(f"corruption records differ in {k} ({r0[k]} vs {r[k]}); "
+                        "summarize one setting at a time")
+    if (r.get("mce") is None) != (r0.get("mce") is None):
+      raise UserError("corruption records differ in baseline (some were evaluated "
+                      "without one); summarize one setting at a time")
+  names = r0["corruptions"]
+  out = {"runs": len(records), **{k: r0.get(k) for k in ("dataset", "corruptions",
+                                                         "severities", "examples",
+                                                         "model", "workdir")},
+         "per_seed": {k: [r.get(k) for r in records] for k in SCALARS}}
+  for k in SCALARS:
+    out[k] = _ms(out["per_seed"][k])
+  out["errors"] = {n: _ms([r["errors"][n] for r in records]) for n in names}
+  out["corruption_errors"] = {n: _ms([r["corruption_errors"][n] for r in records])
+                              for n in names}
+  if r0.get("mce") is not None:
+    real = [n for n in names if n != IDENTITY]
+    out["ce"] = {n: _ms([r["ce"][n] for r in records]) for n in real}
+    out["relative_ce"] = {n: _ms([r["relative_ce"][n] for r in records]) for n in real}
+  pc = [np.asarray(r["per_class"]["accuracy"], np.float64) for r in records]
+  out["per_class"] = {"columns": r0["per_class"]["columns"], **_ms(pc)}
+  out["baseline"] = r0.get("baseline")
+  return io.jsonable(out)
+
+
+# ---- Rendering -------------------------------------------------------------------------
+
+def _pm(d, digits: int = 1) -> str:
+  if d is None or d.get("mean") is None:
+    return "-"
+  m = f"{100 * d['mean']:.{digits}f}"
+  return m if not d.get("std") else f"{m} ± {100 * d['std']:.{digits}f}"
+
+
+def _safe(name: str) -> str:
+  return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
+
+
+def model_rows(named: Sequence[tuple[str, dict]]) -> tuple[list[str], list[list]]:
+  """The models table (the robustness script's table.csv): one row per (name, summary)
+  and per baseline, errors as fractions (means over seeds)."""
+  names = named[0][1]["corruptions"] if named else []
+  head = (["model", "dataset", "clean error"] + list(names)
+          + ["mean corruption error", "mCE", "relative mCE"])
+  rows, seen = [], set()
+
+  def mean(d):
+    return None if d is None else (d["mean"] if isinstance(d, dict) else d)
+
+  for name, s in named:
+    rows.append([name, s["dataset"], mean(s["clean_error"])]
+                + [mean(s["corruption_errors"][n]) for n in names]
+                + [mean(s["mean_corruption_error"]), mean(s.get("mce")),
+                   mean(s.get("relative_mce"))])
+    b = s.get("baseline")
+    if b and b.get("workdir") and b["workdir"] not in seen:
+      seen.add(b["workdir"])
+      own = _metrics(b["errors"], b["clean_error"], b)  # against itself: 100% each
+      rows.append([f"{os.path.basename(os.path.normpath(b['workdir']))} (baseline)",
+                   s["dataset"], b["clean_error"]]
+                  + [b["corruption_errors"][n] for n in names]
+                  + [own["mean_corruption_error"], own["mce"], own["relative_mce"]])
+  return head, rows
+
+
+def figures(named: Sequence[tuple[str, dict]], report, *, cjk_font="auto") -> list[str]:
+  """error_vs_severity_<dataset>.png per dataset and per_class_corruption_<name>.png per
+  model and baseline (the robustness script's names), into `report`."""
+  from kmnist_jax import plots
+  files, seen = [], set()
+  for ds in dict.fromkeys(s["dataset"] for _, s in named):
+    series = []
+    for name, s in named:
+      if s["dataset"] != ds:
+        continue
+      series.append({"name": name, "clean": s["clean_error"]["mean"],
+                     "errors": {n: v["mean"] for n, v in s["errors"].items()}})
+      b = s.get("baseline")
+      if b and b.get("workdir") and b["workdir"] not in seen:
+        seen.add(b["workdir"])
+        series.append({"name": f"{os.path.basename(os.path.normpath(b['workdir']))} "
+                               "(baseline)", "clean": b["clean_error"],
+                       "errors": b["errors"], "_per_class": b["per_class"]})
+    sevs = named[0][1]["severities"]
+    files.append(plots.error_vs_severity(
+        [{k: v for k, v in x.items() if k != "_per_class"} for x in series], sevs,
+        report.figure(f"error_vs_severity_{ds}"),
+        title=f"{ds}-C: error (%) vs severity"))
+    info = data_lib.get_info(ds)
+    lab = plots.class_labels(info.class_names, info.class_glyphs, font=cjk_font)
+    for x in series:
+      pc = x.get("_per_class")
+      runs = ""
+      if pc is None:
+        s = dict(named)[x["name"]]
+        pc = {"columns": s["per_class"]["columns"], "accuracy": s["per_class"]["mean"]}
+        runs = f", mean of {s['runs']} runs" if s["runs"] > 1 else ""
+      acc = np.asarray([[np.nan if v is None else v for v in row]
+                        for row in pc["accuracy"]], np.float64)
+      files.append(plots.corruption_heatmap(
+          acc, lab, pc["columns"],
+          report.figure(f"per_class_corruption_{_safe(x['name'])}"),
+          title=f"{x['name']} on {ds}-C: per-class accuracy (%), severities pooled"
+                f"{runs}"))
+  return files
+
+
+def ce_markdown(named: Sequence[tuple[str, dict]]) -> str:
+  """Rows corruptions; per model E_c and (with a baseline) CE_c / relative CE_c, %."""
+  names = named[0][1]["corruptions"] if named else []
+  head = ["corruption"] + [f"{n} E / CE / rel. CE" for n, _ in named]
+  lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+  for c in names:
+    cells = [c.replace("_", " ")]
+    for _, s in named:
+      cell = _pm(s["corruption_errors"][c])
+      if s.get("ce") and c in s["ce"]:
+        cell += f" / {_pm(s['ce'][c], 0)} / {_pm(s['relative_ce'][c], 0)}"
+      cells.append(cell)
+    lines.append("| " + " | ".join(cells) + " |")
+  return "\n".join(lines) + "\n"
+
+
+DEFINITIONS = (
+    "Definitions (E: top-1 error; s: severity; b: baseline): E_c = mean_s E_s,c; "
+    "CE_c = sum_s E_s,c / sum_s E^b_s,c; mCE = mean_c CE_c; relative CE_c = "
+    "sum_s (E_s,c - E_clean) / sum_s (E^b_s,c - E^b_clean); relative mCE = mean_c "
+    "relative CE_c (kmnist_jax/robustness/mce.py).")
+
+
+def render_many(named: Sequence[tuple[str, dict]], report, *, cjk_font="auto",
+                table: str = "corruption") -> dict:
+  """Tables and figures of several (name, summary) pairs into `report`: the table
+  `table` (models x corruptions, errors as fractions), the CE section and
+  :func:`figures`. Returns {'head', 'rows', 'figures'}."""
+  from kmnist_jax.report import pct
+  head, rows = model_rows(named)
+  report.table(table, [dict(zip(head, r)) for r in rows], columns=head,
+               formats={h: functools.partial(pct, digits=1) for h in head[2:]},
+               caption="Errors (%), mean over severities (and over runs); mCE and "
+                       "relative mCE normalised by the dataset's baseline (100% = the "
+                       "baseline), '-' without one.")
+  report.section("Corruption errors: E_c (%) / CE_c (%) / relative CE_c (%), mean ± std "
+                 "over runs", ce_markdown(named) + "\n" + DEFINITIONS)
+  files = figures(named, report, cjk_font=cjk_font)
+  return {"head": head, "rows": rows, "figures": files}
+
+
+def default_name(summary: dict) -> str:
+  w = summary.get("workdir")
+  return os.path.basename(os.path.normpath(w)) if w else summary.get("model") or "model"
+
+
+def render(summary: dict, report, *, name: str | None = None, cjk_font="auto") -> dict:
+  """:func:`render_many` of one summary."""
+  return render_many([(name or default_name(summary), summary)], report,
+                     cjk_font=cjk_font)
