@@ -1,0 +1,76 @@
+"""Evaluators: one file per measurement, chosen by name from a config.
+
+A config names its evaluators (big_vision's ``config.evals``)::
+
+    config.evals = dict(
+        classification=dict(type="classification", split="test"),
+        corruption=dict(type="corruption", corruptions="fog,rotate", limit=1000),
+    )
+
+and :func:`from_config` turns that into ``[(name, module, settings)]`` through the
+plain-dict :data:`REGISTRY`. Every evaluator module has:
+
+* ``DEFAULTS``: its settings and their defaults; ``check_config(**settings)`` fills
+  them in and checks each value (one-line :class:`UserError`), before anything loads;
+* ``run(restored, *, data_dir=None, **settings) -> record``: one restored checkpoint
+  (:class:`Checkpoint` or ``train.Restored``) -> a JSON-able dict;
+* ``summarize(records) -> summary``: several records of one setting (seeds) -> mean /
+  std (sample, ddof=1) of each number, the per-seed values kept;
+* ``render(summary, report, *, name=None, cjk_font="auto")`` and
+  ``render_many([(name, summary), ...], report, *, cjk_font="auto")``: tables and
+  figures into a :class:`kmnist_jax.report.Report` (several settings side by side,
+  e.g. MNIST beside KMNIST).
+
+:mod:`kmnist_jax.evaluators.cka` compares several checkpoints with each other rather
+than measuring one: its ``run_many(checkpoints, ...)`` takes them all (see there).
+:mod:`kmnist_jax.studies.evaluate` runs checkpoints x evaluators and writes the report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from kmnist_jax.errors import UserError, unknown
+from kmnist_jax.evaluators import attack, classification, corruption
+from kmnist_jax.evaluators.common import (  # noqa: F401  (re-exported)
+    SPLITS, STEP_CHOICES, Checkpoint, check_dataset, load_split, parse_step, restore,
+    resolve_workdir)
+
+REGISTRY = {"classification": classification, "corruption": corruption, "attack": attack}
+
+
+def _plain(x):
+  if hasattr(x, "to_dict"):
+    x = x.to_dict()
+  if isinstance(x, Mapping):
+    return {str(k): _plain(v) for k, v in x.items()}
+  return x
+
+
+def from_config(evals) -> list[tuple[str, object, dict]]:
+  """``[(name, module, settings)]`` from ``config.evals`` (a dict / ConfigDict of
+  ``name: dict(type=<registry key>, **settings)``), in the given order; every entry
+  checked (unknown type or setting -> one-line UserError naming the valid ones)."""
+  out = []
+  for name, entry in _plain(evals or {}).items():
+    if not isinstance(entry, Mapping):
+      raise UserError(f"config.evals.{name} must be a dict(type=..., ...), got "
+                      f"{entry!r}; valid types: {', '.join(sorted(REGISTRY))}")
+    entry = dict(entry)
+    kind = entry.pop("type", None)
+    if kind is None:
+      raise UserError(f"config.evals.{name} has no type; valid types: "
+                      f"{', '.join(sorted(REGISTRY))}")
+    if kind not in REGISTRY:
+      raise unknown(f"evaluator type (config.evals.{name}.type)", kind, REGISTRY)
+    module = REGISTRY[kind]
+    try:
+      module.check_config(**entry)
+    except UserError as e:
+      raise UserError(f"config.evals.{name}: {e}") from None
+    out.append((name, module, entry))
+  return out
+
+
+def type_name(module) -> str:
+  return module.__name__.rsplit(".", 1)[-1]

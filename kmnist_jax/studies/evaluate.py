@@ -1,0 +1,260 @@
+"""Checkpoints x evaluators -> records -> summaries (across seeds) -> one report folder.
+
+    from kmnist_jax.studies import evaluate
+    recs = evaluate.evaluate("workdirs/kmnist_cnn", {"classification":
+                                                     {"type": "classification"}})
+    evaluate.run(["workdirs/mnist_cnn", "workdirs/kmnist_cnn"], evals, out="report/")
+
+:func:`evaluate` runs every evaluator of ``evals`` (``config.evals``, see
+:mod:`kmnist_jax.evaluators`) on one checkpoint and returns ``{name: record}`` (what the
+study runner caches). :func:`run` does that for several workdirs, groups the runs that
+differ only in their seed (and where their data is read from), summarises each group
+per evaluator (mean ± std over seeds) and writes one report folder, replaced whole:
+report.md, metrics.json (every record and summary, with io.run_meta()), each table as
+.md / .csv / .json, the figures. Several groups (e.g. MNIST and KMNIST models) are
+rendered side by side by each evaluator's ``render_many``. Evaluators that compare
+checkpoints with each other (``cka``) get all of them at once (``run_many``).
+
+:func:`analyze` and :func:`embed` keep the older scripts' outputs
+(``<workdir>/analysis/`` + ``comparison/``; ``workdirs/embeddings/``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+
+from kmnist_jax import config as config_lib
+from kmnist_jax import evaluators, io
+from kmnist_jax.errors import UserError
+from kmnist_jax.report import Report, pct
+
+# Config fields that do not make two runs different settings: the seed (runs that
+# differ only in it are summarised as mean ± std) and where the data is read from.
+NOT_GROUPING = frozenset({"seed", "data_dir", "data_source", "tfds_dir"})
+
+
+def evaluate(workdir: str, evals, *, step="best", data_dir=None,
+             checkpoint: evaluators.Checkpoint | None = None) -> dict[str, dict]:
+  """``{name: record}`` of every evaluator in `evals` on `workdir`'s checkpoint at
+  `step` (best | latest | N; a ``checkpoints/<step>`` folder fixes the step)."""
+  entries = evaluators.from_config(evals)
+  ckpt = checkpoint or evaluators.restore(workdir, step)
+  return {name: module.run(ckpt, data_dir=data_dir, **kw) for name, module, kw in entries}
+
+
+def evaluate_many(workdirs: Sequence[str], evals, *, step="best", data_dir=None,
+                  log: Callable[[str], None] = print) -> list[dict]:
+  """One entry per workdir: {'workdir', 'step', 'name', 'config', 'records':
+  {eval name: record}}. Evaluators with ``run_many`` see every checkpoint at once
+  (their record is stored under each run, the same)."""
+  if not workdirs:
+    raise UserError("--workdirs is empty; give one or more training workdirs")
+  entries = evaluators.from_config(evals)
+  if not entries:
+    raise UserError("no evaluators: the config's evals is empty; valid types: "
+                    + ", ".join(sorted(evaluators.REGISTRY)))
+  evaluators.parse_step(step)
+  ckpts = [evaluators.restore(w, step) for w in workdirs]  # all restorable: then work
+  runs = []
+  for ckpt in ckpts:
+    recs = {}
+    for name, module, kw in entries:
+      if hasattr(module, "run_many"):
+        continue
+      log(f"{ckpt.workdir} (step {ckpt.step}): {name}")
+      recs[name] = module.run(ckpt, data_dir=data_dir, **kw)
+    runs.append({"workdir": ckpt.workdir, "step": int(ckpt.step), "name": ckpt.name,
+                 "config": config_lib.to_dict(ckpt.config), "records": recs})
+  for name, module, kw in entries:
+    if hasattr(module, "run_many"):
+      log(f"{name}: {len(ckpts)} checkpoints")
+      rec = module.run_many(ckpts, data_dir=data_dir, **kw)
+      for r in runs:
+        r["records"][name] = rec
+  return runs
+
+
+# ---- Grouping --------------------------------------------------------------------------
+
+def setting_key(config: dict, extra=()) -> str:
+  """What two runs must share to be seeds of one setting."""
+  c = {k: v for k, v in config.items()
+       if k not in NOT_GROUPING and k not in config_lib.RUNTIME_FIELDS}
+  return json.dumps([c, list(extra)], sort_keys=True, default=str)
+
+
+def group(items: Sequence, key: Callable, base_name: Callable) -> list[tuple[str, list]]:
+  """[(name, items)] of `items` grouped by `key(item)`, in first-seen order; names are
+  `base_name(first item)`, made unique with the first workdir's folder name, with
+  ' (N seeds)' for groups of several."""
+  groups: dict[str, list] = {}
+  for it in items:
+    groups.setdefault(key(it), []).append(it)
+  bases = [base_name(g[0]) for g in groups.values()]
+  out = []
+  for base, members in zip(bases, groups.values()):
+    name = base
+    if bases.count(base) > 1:
+      name = f"{base} ({os.path.basename(members[0]['workdir'])})"
+    if len(members) > 1:
+      name += f" ({len(members)} seeds)"
+    out.append((name, members))
+  return out
+
+
+def _run_name(run: dict) -> str:
+  return f"{run['config']['model']} on {run['config']['dataset']}"
+
+
+def summarize_runs(runs: Sequence[dict], evals) -> dict[str, list[tuple[str, dict]]]:
+  """{eval name: [(group name, summary)]} over the groups of `runs`."""
+  groups = group(runs, lambda r: setting_key(r["config"]), _run_name)
+  out = {}
+  for name, module, _ in evaluators.from_config(evals):
+    if hasattr(module, "run_many"):
+      out[name] = [("all", module.summarize([runs[0]["records"][name]]))]
+      continue
+    out[name] = [(g, module.summarize([r["records"][name] for r in members]))
+                 for g, members in groups]
+  return out
+
+
+# ---- The report ------------------------------------------------------------------------
+
+def render(report: Report, runs: Sequence[dict], summaries: dict, evals, *,
+           cjk_font="auto") -> None:
+  """Runs table, then each evaluator's tables and figures, into `report`."""
+  report.section("Runs")
+  report.table("runs", [{"workdir": r["workdir"], "model": r["config"]["model"],
+                         "dataset": r["config"]["dataset"],
+                         "seed": r["config"].get("seed"), "step": r["step"]}
+                        for r in runs])
+  entries = evaluators.from_config(evals)
+  types = [evaluators.type_name(m) for _, m, _ in entries]
+  for name, module, _ in entries:
+    named = summaries[name]
+    shared = types.count(evaluators.type_name(module)) > 1
+    report.section(name if not shared else f"{name} ({evaluators.type_name(module)})")
+    if shared:  # two entries of one type: their files need distinct names
+      named = [(f"{name} {g}", s) for g, s in named]
+    if len(named) > 1 and hasattr(module, "render_many"):
+      module.render_many(named, report, cjk_font=cjk_font)
+    else:
+      for g, s in named:
+        module.render(s, report, name=g, cjk_font=cjk_font)
+  report.metrics["runs"] = list(runs)
+  report.metrics["summaries"] = {n: dict(v) for n, v in summaries.items()}
+
+
+def run(workdirs: Sequence[str], evals, *, out: str = "", step="best", data_dir=None,
+        title: str = "Evaluation", preset: str = "", cjk_font="auto",
+        log: Callable[[str], None] = print) -> dict:
+  """Evaluates every workdir with `evals`, summarises and writes the report folder
+  `out` (default ``<first workdir>/evaluation/<preset or 'evaluation'>``)."""
+  workdirs = [w for w in workdirs if w]
+  runs = evaluate_many(workdirs, evals, step=step, data_dir=data_dir, log=log)
+  summaries = summarize_runs(runs, evals)
+  out = out or default_out(workdirs, preset)
+  with io.atomic_dir(out) as tmp:
+    rep = Report(tmp, title=title)
+    render(rep, runs, summaries, evals, cjk_font=cjk_font)
+    rep.write()
+  log(f"report: {os.path.join(os.path.abspath(out), 'report.md')}")
+  return {"runs": runs, "summaries": summaries, "out": os.path.abspath(out)}
+
+
+def default_out(workdirs: Sequence[str], preset: str = "") -> str:
+  """<first workdir>/evaluation/<preset> (a checkpoints/<step> folder: its workdir)."""
+  first, _ = evaluators.resolve_workdir(workdirs[0], "latest")
+  return os.path.join(first, "evaluation", preset or "evaluation")
+
+
+# ---- experiments/analyze.py ------------------------------------------------------------
+
+def _one_line(rec: dict, out: str) -> str:
+  names, glyphs = rec["class_names"], rec["class_glyphs"]
+
+  def nm(i):
+    return names[i] if glyphs[i] == names[i] else f"{glyphs[i]} ({names[i]})"
+
+  top = rec["most_confused_symmetric"][:3]
+  return (f"{rec['workdir']} (step {rec['step']}): {rec['dataset']} {rec['split']} "
+          f"accuracy {pct(rec['accuracy'])}, balanced {pct(rec['balanced_accuracy'])}, "
+          f"ECE {pct(rec['calibration']['ece'])}; most confused: "
+          + (", ".join(f"{nm(d['a'])} <-> {nm(d['b'])} ({d['count']})" for d in top)
+             or "none")
+          + f"; report: {os.path.join(out, 'report.md')}")
+
+
+def analyze_one(workdir: str, *, step="best", out: str = "", data_dir=None,
+                cjk_font="auto", log=print, **settings) -> dict:
+  """The classification analysis of one checkpoint into `out` (default
+  ``<workdir>/analysis``): report.md, metrics.json (the record), tables, figures."""
+  from kmnist_jax.evaluators import classification
+  classification.check_config(**settings)
+  ckpt = evaluators.restore(workdir, step)
+  rec = classification.run(ckpt, data_dir=data_dir, **settings)
+  out = os.path.abspath(out or os.path.join(ckpt.workdir, "analysis"))
+  with io.atomic_dir(out) as tmp:
+    rep = Report(tmp, title=f"Confusion analysis: {rec['model']} on {rec['dataset']} "
+                            f"({rec['split']})")
+    shown = classification.render(classification.summarize([rec]), rep, cjk_font=cjk_font)
+    rep.metrics.update({k: v for k, v in rec.items() if k != "examples"})
+    rep.metrics["labels_drawn_with_font"] = shown.get("font")
+    rep.write()
+  log(_one_line(rec, out))
+  return {**rec, "out": out}
+
+
+def analyze(workdirs: Sequence[str], *, out: str = "", compare_out: str = "",
+            step="best", log=print, cjk_font="auto", **settings) -> dict:
+  """experiments/analyze.py: each workdir's analysis; with several, a comparison
+  (``comparison/`` in their common parent, or `compare_out`)."""
+  from kmnist_jax.evaluators import classification
+  workdirs = [w for w in workdirs if w]
+  if not workdirs:
+    raise UserError("--workdirs is empty; give one or more training workdirs")
+  if out and len(workdirs) > 1:
+    raise UserError(f"--out names one folder but {len(workdirs)} workdirs were given; "
+                    "drop --out (each gets <workdir>/analysis) and use --compare_out")
+  evaluators.parse_step(step)
+  classification.check_config(**settings)
+  records = [analyze_one(w, step=step, out=out, cjk_font=cjk_font, log=log, **settings)
+             for w in workdirs]
+  result = {"runs": records}
+  if len(records) > 1:
+    result["comparison"] = compare(records, compare_out or default_compare_out(workdirs),
+                                   cjk_font=cjk_font, log=log)
+  return result
+
+
+def compare(records: Sequence[dict], out: str, *, cjk_font="auto", log=print) -> dict:
+  """Side-by-side per-class table of classification records; records differing only
+  in their seed form one group (mean ± std). Writes comparison.{md,csv,json},
+  comparison_per_class.png, report.md and metrics.json to `out`."""
+  from kmnist_jax.evaluators import classification
+  groups = group(records, lambda r: setting_key(
+      r["config"], (r["dataset"], r["split"], r.get("limit"))),
+      lambda r: f"{r['model']} on {r['dataset']}")
+  named = [(g, classification.summarize(members)) for g, members in groups]
+  with io.atomic_dir(out) as tmp:
+    rep = Report(tmp, title=f"Comparison of {len(records)} runs")
+    classification.render_many(named, rep, cjk_font=cjk_font, details=False)
+    rep.section("Runs")
+    rep.text("\n".join(f"- {g}: `{r['workdir']}` step {r['step']}, seed {r['seed']}, "
+                       f"accuracy {pct(r['accuracy'])}"
+                       for g, members in groups for r in members) + "\n")
+    rep.metrics["groups"] = [{"name": g, **s} for g, s in named]
+    rep.write()
+  out = os.path.abspath(out)
+  log(f"comparison of {len(records)} runs in {len(named)} groups: "
+      f"{os.path.join(out, 'report.md')}")
+  return {"groups": [{"name": g, "runs": members, "summary": s}
+                     for (g, members), (_, s) in zip(groups, named)], "out": out}
+
+
+def default_compare_out(workdirs: Sequence[str]) -> str:
+  parents = [os.path.dirname(os.path.abspath(w.rstrip("/"))) for w in workdirs]
+  return os.path.join(os.path.commonpath(parents), "comparison")
