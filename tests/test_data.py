@@ -8,6 +8,7 @@ under CI). The real TFDS builds are marked `slow` (about 22-28 s per dataset on
 
 import gzip
 import hashlib
+import importlib.util
 import os
 import shutil
 import sys
@@ -440,6 +441,9 @@ def test_tfds_not_installed(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("tensorflow_datasets") is None
+                    and not os.environ.get("CI"),
+                    reason="needs the tfds extra (pip install -e '.[tfds]'); CI has it")
 @pytest.mark.parametrize("name", ["kmnist", "mnist"])
 def test_real_tfds_offline_build_equals_files(data_dir, tmp_path, name):
   manual = tmp_path / "data" / name  # TFDS manual_dir: the IDX files only

@@ -174,3 +174,16 @@ def test_console_script_trains_with_downloaded_data(data_dir, tmp_path, monkeypa
   assert res["config"]["dataset"] == "mnist" and res["env"]["command"]
   assert (workdir / "config.json").is_file() and (workdir / "env.json").is_file()
   assert glob.glob(str(workdir / "tensorboard" / "events.out.tfevents.*"))
+
+
+def test_license_and_citation():
+  assert PYPROJECT["license"] == "Apache-2.0"
+  text = open(os.path.join(REPO, "LICENSE")).read()
+  assert "Apache License" in text and "Version 2.0, January 2004" in text
+  cff = open(os.path.join(REPO, "CITATION.cff")).read()
+  assert "cff-version: 1.2.0" in cff and "license: Apache-2.0" in cff
+  for title in ("Deep Learning for Classical Japanese Literature",
+                "MNIST-C: A Robustness Benchmark for Computer Vision"):
+    assert f'title: "{title}"' in cff
+  bib = open(os.path.join(REPO, "docs", "citation.md")).read()
+  assert "@online{clanuwat2018deep," in bib and "@article{mu2019mnist," in bib
