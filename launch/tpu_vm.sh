@@ -9,7 +9,7 @@
 # ACTIONs, in the order given (default: create setup train):
 #   create  gcloud compute tpus tpu-vm create (the VM; a slice has several workers)
 #   setup   copy this checkout to every worker (--worker=all) and install it there:
-#           python3.11 (apt) + a virtualenv with requirements.txt and jax[tpu]
+#           python3.11 (apt) + a virtualenv with this package (constraints.txt) and jax[tpu]
 #   train   run experiments/train.py on all workers at once with
 #           --config.distributed=True: jax.distributed.initialize() finds the other
 #           workers by itself on TPU VMs, so one command serves any slice size
@@ -35,7 +35,7 @@ WORKDIR="${TPU_WORKDIR:-}"
 DATA_DIR=""
 REMOTE_DIR="kmnist-jax"
 JAX_TPU="jax[tpu]==0.10.2"
-PY="${TPU_PYTHON:-python3.11}"  # requirements.txt needs Python >= 3.11 (Ubuntu 22.04 has 3.10)
+PY="${TPU_PYTHON:-python3.11}"  # the package needs Python >= 3.11 (Ubuntu 22.04 has 3.10)
 ACTIONS=()
 EXTRA=()
 
@@ -112,7 +112,7 @@ for action in "${ACTIONS[@]}"; do
 mkdir -p $REMOTE_DIR && tar -xzf kmnist-jax-src.tar.gz -C $REMOTE_DIR && cd $REMOTE_DIR && \
 (command -v $PY >/dev/null || (sudo apt-get update -q && sudo apt-get install -y -q $PY $PY-venv)) && \
 $PY -m venv .venv && \
-.venv/bin/pip install -q -U pip && .venv/bin/pip install -q -r requirements.txt && \
+.venv/bin/pip install -q -U pip && .venv/bin/pip install -q -e . -c constraints.txt && \
 .venv/bin/pip install -q \"$JAX_TPU\" && .venv/bin/python -c \"import jax; print(jax.process_index(), jax.devices())\""
       ;;
     train)

@@ -48,7 +48,7 @@ def test_tpu_vm_dry_run_prints_every_step():
   for c in gcloud[1:4]:                      # copy, install and train on every worker
     assert "--worker=all" in c and "--zone=us-central2-b" in c
   install = next(a for a in gcloud[2] if a.startswith("--command="))
-  assert "pip install -q -r requirements.txt" in install and '"jax[tpu]==0.10.2"' in install
+  assert "pip install -q -e . -c constraints.txt" in install and '"jax[tpu]==0.10.2"' in install
   train_cmd = shlex.split(next(a for a in gcloud[3] if a.startswith("--command="))
                           [len("--command="):])
   i = train_cmd.index("experiments/train.py")
