@@ -1,12 +1,7 @@
-r"""Runs a grid of training runs on this machine: one process per run, N at a time.
+r"""Runs a grid of training runs on this machine, N side by side: a study of the runner.
 
   python launch/sweep.py --sweep launch/sweeps/lr_x_seed.py \
       [--workdir workdirs/sweeps/lr_x_seed] [--parallel 2] [--dry_run]
-
-Why a separate process per run (not a loop in one process): each run is exactly the
-command a user would type (``experiments/train.py --config C --workdir W
---config.k=v ...``), so a run from a sweep can be re-run, resumed or analysed alone, a
-crash stays in its run, and the concurrency limit is just the number of live children.
 
 A sweep file is a Python file (or JSON) whose ``get_sweep()`` returns::
 
@@ -20,24 +15,27 @@ element (zip) and separate groups multiply (product). Keys are config fields, do
 nested ones (``model_kwargs.widths``). Every key is checked against the config file and
 every run's config validated before any run starts.
 
-Each run gets ``<workdir>/<name from its swept values>/`` with the training outputs and
-``log.txt`` (the child's stdout and stderr). Re-running the same command skips finished
-runs (``results.json`` present, same command) and resumes interrupted ones (``train.py``
-resumes from its latest checkpoint, and refuses a changed config by name). A failed run
-does not stop the others; the sweep then exits 1. While it runs, a status table is redrawn in place (printed on
-change when stdout is not a terminal); at the end ``<workdir>/results.csv`` and
-``results.md`` hold one row per run: swept values, test accuracy, epochs, time.
+The runs are ``train`` runs of :mod:`kmnist_jax.studies.runner`, with its cache rule:
+each lives in ``<workdir>/runs/<name from its swept values>-<key[:12]>/`` (key: the
+SHA-256 of its full resolved config) with the training outputs, ``log.txt`` and
+``record.json``. Re-running the same command skips finished runs (a record with the
+run's key) and resumes interrupted ones from their checkpoints; a changed setting is a
+new key, so a new run. ``--dry_run`` prints each run as the one ``experiments/train.py``
+command that does the same training in the same folder. A failed run does not stop the
+others; the sweep then exits 1. The status line is the runner's; at the end a table,
+``<workdir>/results.csv`` and ``results.md`` hold one row per run: swept values, test
+accuracy, epochs, time. The sweep holds ``<workdir>``'s lock, each run its own.
 
-On CPU each child gets ``--xla_force_host_platform_device_count=cores // parallel`` (so
-``parallel=auto`` spreads a run over its share of the cores) unless $XLA_FLAGS already
-sets a device count. A bad sweep file exits 2 with one ``error:`` line.
+``--parallel=N`` runs N worker processes (on CPU each pinned to cores // N cores, with
+``--xla_force_host_platform_device_count`` to match; on GPU one device each); 0 picks
+the runner's measured default for the backend. A bad sweep file exits 2 with one
+``error:`` line.
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
-import difflib
 import hashlib
 import importlib.util
 import io
@@ -45,9 +43,7 @@ import itertools
 import json
 import os
 import re
-import subprocess
 import sys
-import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
@@ -129,20 +125,8 @@ def expand(sweep: dict) -> list[dict]:
 
 def _resolve(cfg, key: str, where: str):
   """(parent ConfigDict, leaf name) of a dotted key, or a UserError naming it."""
-  node, parts = cfg, key.split(".")
-  for i, part in enumerate(parts):
-    keys = list(node.keys()) if hasattr(node, "keys") else []
-    if part not in keys:
-      prefix = ".".join(parts[:i])
-      choices = [f"{prefix}.{k}" if prefix else k for k in keys]
-      close = difflib.get_close_matches(key, choices, n=3)
-      hint = f" (did you mean {', '.join(close)}?)" if close else ""
-      raise UserError(f"unknown config key {key!r} in {where}{hint}; valid keys"
-                      + (f" under {prefix}" if prefix else "")
-                      + f": {', '.join(sorted(choices)) or 'none'}")
-    if i < len(parts) - 1:
-      node = node[part]
-  return node, parts[-1]
+  from kmnist_jax.studies import runner
+  return runner.resolve_key(cfg, key, where)
 
 
 def run_config(config_file: str, overrides: dict, where: str):
@@ -189,19 +173,25 @@ class Run:
   name: str
   swept: dict
   workdir: str
-  command: list
+  command: list               # the same run as one experiments/train.py command
   num_epochs: int
-  status: str = "pending"     # pending | running | done | cached | failed
-  proc: subprocess.Popen | None = None
-  started: float = 0.0
-  wall_s: float = 0.0         # over all invocations (sweep_run.json)
+  status: str = "pending"     # pending | done | cached | failed
+  wall_s: float = 0.0
   message: str = ""
   result: dict | None = None
 
 
 def plan(sweep_file: str, workdir: str, *, python: str = sys.executable
          ) -> tuple[dict, list]:
-  """Loads and checks the whole sweep; nothing is started or written."""
+  """Loads and checks the whole sweep; nothing is started or written. Each run's
+  workdir is the study runner's ``<workdir>/runs/<name>-<key[:12]>``."""
+  sweep, runs, _ = _plan(sweep_file, workdir, python=python)
+  return sweep, runs
+
+
+def _plan(sweep_file: str, workdir: str, *, python: str = sys.executable):
+  from kmnist_jax import train
+  from kmnist_jax.studies import runner
   sweep = load_sweep(sweep_file)
   config_file = sweep["config"]
   if not config_file.endswith(".py"):      # a name: experiments/configs/<name>.py
@@ -212,8 +202,8 @@ def plan(sweep_file: str, workdir: str, *, python: str = sys.executable
   config_file = os.path.abspath(config_file)
   where = f"sweep file {sweep_file}"
   fixed = dict(sweep["fixed"])
-  fixed.setdefault("progress", False)  # children log to files: no progress bars
-  runs, names = [], {}
+  fixed.setdefault("progress", False)  # runs log to files: no progress bars
+  specs, names = [], {}
   for swept in expand(sweep):
     overrides = {**fixed, **swept}
     name = run_name(swept)
@@ -222,157 +212,54 @@ def plan(sweep_file: str, workdir: str, *, python: str = sys.executable
       raise UserError(f"{where}: runs {names[name]} and {swept} get the same folder "
                       f"name {name!r}; a key is listed twice")
     names[name] = swept
-    wd = os.path.join(workdir, name)
-    cmd = [python, TRAIN, f"--config={config_file}", f"--workdir={wd}"]
-    cmd += [f"--config.{k}={flag_value(v)}" for k, v in overrides.items()]
-    runs.append(Run(name=name, swept=swept, workdir=wd, command=cmd,
-                    num_epochs=int(cfg.num_epochs_stop or cfg.num_epochs)))
-  if not runs:
+    specs.append((name, swept, overrides, cfg))
+  if not specs:
     raise UserError(f"{where} describes no runs")
-  return sweep, runs
+  rplan = runner.Plan("sweep", workdir, [
+      runner.Run(name=name, kind="train", config=train.resolved_config(cfg),
+                 seed=int(cfg.seed), info={"swept": swept})
+      for name, swept, _, cfg in specs])
+  runs = []
+  for (name, swept, overrides, cfg), r in zip(specs, rplan.runs):
+    cmd = [python, TRAIN, f"--config={config_file}", f"--workdir={r.workdir}"]
+    cmd += [f"--config.{k}={flag_value(v)}" for k, v in overrides.items()]
+    runs.append(Run(name=name, swept=swept, workdir=r.workdir, command=cmd,
+                    num_epochs=int(cfg.num_epochs_stop or cfg.num_epochs)))
+  return sweep, runs, rplan
 
 
 # ---- Running --------------------------------------------------------------------------
 
-def _read_json(path: str):
-  try:
-    with open(path) as f:
-      return json.load(f)
-  except (OSError, json.JSONDecodeError):
-    return None
-
-
-def _epochs_done(run: Run) -> int:
-  try:
-    with open(os.path.join(run.workdir, "metrics.jsonl")) as f:
-      return sum(1 for line in f if line.strip())
-  except OSError:
-    return 0
-
-
-def _last_error(run: Run) -> str:
-  try:
-    with open(os.path.join(run.workdir, "log.txt"), errors="replace") as f:
-      lines = [line.strip() for line in f.readlines()[-200:] if line.strip()]
-  except OSError:
-    return ""
-  errors = [line for line in lines if line.startswith("error:")]
-  return (errors or lines or [""])[-1][:200]
-
-
-def child_env(parallel: int) -> dict:
-  env = dict(os.environ)
-  flags_ = env.get("XLA_FLAGS", "")
-  if "xla_force_host_platform_device_count" not in flags_:
-    per_run = max(1, (os.cpu_count() or 1) // max(1, parallel))
-    env["XLA_FLAGS"] = f"{flags_} --xla_force_host_platform_device_count={per_run}".strip()
-  env["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, env.get("PYTHONPATH")) if p)
-  return env
-
-
-def _start(run: Run, env: dict) -> None:
-  os.makedirs(run.workdir, exist_ok=True)
-  log = open(os.path.join(run.workdir, "log.txt"), "a")
-  log.write(f"\n$ {' '.join(_quote(a) for a in run.command)}\n")
-  log.flush()
-  run.proc = subprocess.Popen(run.command, stdout=log, stderr=subprocess.STDOUT, env=env,
-                              cwd=ROOT)
-  log.close()  # the child holds its own descriptor
-  run.status, run.started = "running", time.time()
-
-
-def _finish(run: Run, rc: int) -> None:
-  elapsed = time.time() - run.started
-  marker = os.path.join(run.workdir, "sweep_run.json")
-  prev = _read_json(marker) or {}
-  run.wall_s = float(prev.get("wall_s", 0.0)) + elapsed
-  run.result = _read_json(os.path.join(run.workdir, "results.json"))
-  if rc == 0 and run.result is not None:
-    run.status = "done"
-  else:
-    run.status = "failed"
-    run.message = f"exit {rc}: {_last_error(run)}"
-  atomic_write(marker, json.dumps({"command": run.command, "swept": run.swept,
-                                   "wall_s": run.wall_s, "returncode": rc}, indent=1))
-  run.proc = None
-
-
 def table(runs: list[Run]) -> str:
   """The status table, each failed run's error under it, and the counts."""
-  head = f"{'run':<40} {'status':<8} {'epoch':>7} {'time':>8} {'test acc':>9}"
+  head = f"{'run':<40} {'status':<8} {'epochs':>7} {'time':>8} {'test acc':>9}"
   lines = [head, "-" * len(head)]
   for r in runs:
-    t = r.wall_s + (time.time() - r.started if r.status == "running" else 0.0)
     acc = (r.result or {}).get("test_accuracy")
-    epochs = f"{_epochs_done(r)}/{r.num_epochs}"
-    line = (f"{r.name[:40]:<40} {r.status:<8} {epochs:>7} {t:>7.0f}s "
-            f"{'' if acc is None else f'{100 * acc:.2f}%':>9}")
-    lines.append(line)
+    epochs = f"{(r.result or {}).get('epochs', 0)}/{r.num_epochs}"
+    lines.append(f"{r.name[:40]:<40} {r.status:<8} {epochs:>7} {r.wall_s:>7.0f}s "
+                 f"{'' if acc is None else f'{100 * acc:.2f}%':>9}")
   lines += [f"{r.name}: {r.message}" for r in runs if r.message]
   counts = {s: sum(r.status == s for r in runs)
-            for s in ("done", "cached", "running", "pending", "failed")}
+            for s in ("done", "cached", "pending", "failed")}
   lines.append(", ".join(f"{n} {s}" for s, n in counts.items() if n))
   return "\n".join(lines)
 
 
-class _Display:
-  """Redraws the table in place on a terminal; otherwise prints it when it changes."""
-
-  def __init__(self, stream=sys.stdout):
-    self.stream, self.tty = stream, stream.isatty()
-    self.shown, self.last = 0, None
-
-  def __call__(self, text: str, *, force: bool = False):
-    key = re.sub(r" *\d+s ", " ", text)  # elapsed seconds alone are not a change
-    if not self.tty and key == self.last and not force:
-      return
-    self.last = key
-    if self.tty and self.shown:
-      self.stream.write(f"\x1b[{self.shown}F\x1b[J")
-    self.stream.write(text + "\n")
-    self.stream.flush()
-    self.shown = text.count("\n") + 1
-
-
-def execute(runs: list[Run], *, parallel: int = 1, refresh_s: float = 1.0,
-            display=None) -> list[Run]:
-  """Runs every unfinished run, at most `parallel` at once; returns the runs."""
-  display = display or _Display()
-  for r in runs:
-    prev = _read_json(os.path.join(r.workdir, "sweep_run.json")) or {}
-    r.wall_s = float(prev.get("wall_s", 0.0))
-    r.result = _read_json(os.path.join(r.workdir, "results.json"))
-    # Finished, with the same command (else train.py resumes it, or names what
-    # changed if the config did).
-    same = "command" not in prev or prev["command"][1:] == r.command[1:]
-    if r.result is not None and same:
-      r.status = "cached"
-  env = child_env(parallel)
-  pending = [r for r in runs if r.status == "pending"]
-  running: list[Run] = []
-  try:
-    while pending or running:
-      while pending and len(running) < parallel:
-        r = pending.pop(0)
-        _start(r, env)
-        running.append(r)
-      for r in list(running):
-        rc = r.proc.poll()
-        if rc is not None:
-          _finish(r, rc)
-          running.remove(r)
-      display(table(runs))
-      if running:
-        time.sleep(refresh_s)
-  finally:
-    for r in running:  # interrupted: stop our children (they resume next time)
-      if r.proc is not None and r.proc.poll() is None:
-        r.proc.terminate()
-        try:
-          r.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-          r.proc.kill()
-  display(table(runs), force=True)
+def execute(runs: list[Run], rplan, *, parallel: int = 1, log=print) -> list[Run]:
+  """Runs every unfinished run with the study runner (the cache rule: a record with
+  the run's key is finished; an interrupted run resumes), `parallel` at once."""
+  from kmnist_jax.studies import runner
+  cached = {r.name for r in rplan.runs if runner.is_finished(r)}
+  failures = runner.execute(rplan, parallel=parallel, log=log)
+  for r, rr in zip(runs, rplan.runs):
+    rec = runner.read_record(rr)
+    if r.name in failures:
+      r.status, r.message = "failed", failures[r.name]
+    elif rec is not None:
+      r.status = "cached" if r.name in cached else "done"
+      r.result, r.wall_s = rec["results"], float(rec.get("wall_s") or 0.0)
+  log(table(runs))
   return runs
 
 
@@ -415,25 +302,25 @@ def write_results(runs: list[Run], workdir: str) -> tuple[str, str]:
 
 
 def sweep_main(sweep_file: str, workdir: str = "", *, parallel: int = 1,
-               dry_run: bool = False, refresh_s: float = 1.0, display=None,
-               log=print) -> list[Run]:
-  if parallel < 1:
-    raise UserError(f"--parallel={parallel} must be >= 1")
+               dry_run: bool = False, log=print) -> list[Run]:
+  from kmnist_jax import lock
+  if parallel < 0:
+    raise UserError(f"--parallel={parallel} must be >= 0 (0: the backend's default)")
   workdir = workdir or os.path.join(
       "workdirs", "sweeps", os.path.splitext(os.path.basename(sweep_file))[0])
   workdir = os.path.abspath(workdir)
-  sweep, runs = plan(sweep_file, workdir)
+  sweep, runs, rplan = _plan(sweep_file, workdir)
   if dry_run:
     for r in runs:
       log(" ".join(_quote(a) for a in r.command))
     return runs
-  os.makedirs(workdir, exist_ok=True)
-  atomic_write(os.path.join(workdir, "sweep.json"),
-               json.dumps({"sweep_file": os.path.abspath(sweep_file), **sweep,
-                           "runs": [r.name for r in runs]}, indent=1, default=str))
-  log(f"{len(runs)} runs of {sweep['config']} in {workdir}, {parallel} at a time")
-  execute(runs, parallel=parallel, refresh_s=refresh_s, display=display)
-  csv_path, md_path = write_results(runs, workdir)
+  with lock.WorkdirLock(workdir):
+    atomic_write(os.path.join(workdir, "sweep.json"),
+                 json.dumps({"sweep_file": os.path.abspath(sweep_file), **sweep,
+                             "runs": [r.name for r in runs]}, indent=1, default=str))
+    log(f"{len(runs)} runs of {sweep['config']} in {workdir}")
+    execute(runs, rplan, parallel=parallel, log=log)
+    csv_path, md_path = write_results(runs, workdir)
   log(f"results: {csv_path}, {md_path}")
   return runs
 
@@ -450,9 +337,10 @@ def define_flags():
   flags.DEFINE_string("sweep", None, "Sweep file (.py with get_sweep(), or .json).")
   flags.DEFINE_string("workdir", "", "Folder of the sweep's runs "
                       "(default workdirs/sweeps/<sweep file name>).")
-  flags.DEFINE_integer("parallel", 1, "Runs at once.")
+  flags.DEFINE_integer("parallel", 1, "Runs at once (side by side; 0: the backend's "
+                       "measured default, kmnist_jax.studies.runner.DEFAULT_PARALLEL).")
   flags.DEFINE_bool("dry_run", False, "Print each run's command and exit.")
-  flags.DEFINE_float("refresh", 2.0, "Seconds between status updates.")
+  flags.DEFINE_float("refresh", 2.0, "Unused (kept so old commands still parse).")
 
 
 def main(argv):
@@ -460,7 +348,7 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   try:
     runs = sweep_main(FLAGS.sweep, FLAGS.workdir, parallel=FLAGS.parallel,
-                      dry_run=FLAGS.dry_run, refresh_s=FLAGS.refresh)
+                      dry_run=FLAGS.dry_run)
   except UserError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)

@@ -1,6 +1,7 @@
-"""experiments/augmentation_study.py end to end at tiny size, restart, and bad input."""
+"""The augmentation study (kmnist_jax.studies.augmentation): its script end to end at
+tiny size and again (nothing retrains), the paired summary, and bad input."""
 
-import importlib.util
+import csv
 import json
 import os
 import subprocess
@@ -8,82 +9,72 @@ import sys
 
 import pytest
 
+from kmnist_jax import config as config_lib
 from kmnist_jax.errors import UserError
+from kmnist_jax.studies import augmentation, runner
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REDUCED = "experiments/configs/augment_study_reduced.py"
 TINY = ["--config.train_limit=512", "--config.test_limit=500", "--config.batch_size=64",
         "--config.eval_batch_size=250", "--config.num_epochs=1",
-        "--config.parallel=single", "--config.study.datasets=('kmnist',)",
+        "--config.parallel=single", "--config.model=logreg", "--config.model_kwargs={}",
+        "--config.study.datasets=('kmnist',)", "--config.study.grid_examples=4",
         "--config.study.seeds=(0,)", "--config.study.measure_costs=False",
         "--config.study.policies=('none','crop(pad=2)+mixup')"]
 
 
 def study(workdir, *extra, data_dir):
-  env = dict(os.environ, KMNIST_JAX_DATA_DIR=data_dir, XLA_FLAGS="")
+  env = dict(os.environ, KMNIST_JAX_DATA_DIR=data_dir, XLA_FLAGS="", PYTHONPATH=REPO)
   cmd = [sys.executable, "experiments/augmentation_study.py", f"--config={REDUCED}",
          f"--workdir={workdir}", *TINY, *extra]
   return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True,
                         timeout=600)
 
 
-def load_script():
-  sys.path.insert(0, os.path.join(REPO, "experiments"))
-  spec = importlib.util.spec_from_file_location(
-      "augmentation_study", os.path.join(REPO, "experiments", "augmentation_study.py"))
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  return mod
-
-
-def load_config(name):
-  spec = importlib.util.spec_from_file_location(
-      name, os.path.join(REPO, "experiments", "configs", f"{name}.py"))
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  return mod.get_config()
-
-
 def test_tiny_study_end_to_end_then_skips_finished_runs(data_dir, tmp_path):
   wd = tmp_path / "study"
-  p = study(wd, data_dir=data_dir)
+  p = study(wd, "--parallel=1", data_dir=data_dir)
   assert p.returncode == 0, p.stderr[-3000:]
-  summary = json.load(open(wd / "results.json"))
-  rows = {r["label"]: r for r in summary["rows"]}
-  assert set(rows) == {"none", "crop+mixup"}
-  for r in rows.values():
-    assert r["seeds"] == [0] and 0.2 < r["mean"] <= 1.0 and r["dataset"] == "kmnist"
-    assert len(r["per_class_mean"]) == 10
-  gain = rows["crop+mixup"]
-  assert len(gain["per_class_gain"]) == 10
-  assert gain["delta_mean"] == pytest.approx(gain["mean"] - rows["none"]["mean"])
-  md = open(wd / "results.md").read()
+  out = wd / "report"
+  rows = list(csv.DictReader(open(out / "table.csv")))
+  assert list(rows[0])[:9] == list(augmentation.TABLE_COLUMNS[:9])
+  by = {r["policy"]: r for r in rows}
+  assert set(by) == {"none", "crop+mixup"}
+  for r in rows:
+    assert r["dataset"] == "kmnist" and r["seeds"] == "1"
+    assert 0.2 < float(r["clean_acc_mean"]) <= 1.0
+    assert r["mce_mean"] == "" and r["clean_acc_std"] == ""    # no evaluator, 1 seed
+  assert float(by["crop+mixup"]["clean_acc_delta_mean"]) == pytest.approx(
+      float(by["crop+mixup"]["clean_acc_mean"]) - float(by["none"]["clean_acc_mean"]))
+  md = open(out / "report.md").read()
   assert "| `crop+mixup` | 1 |" in md and "| `none` | 1 |" in md
-  assert "tsu" in md and "crop(pad=2,p=1)+mixup(alpha=0.2,p=1)" in md
+  assert "crop(pad=2,p=1)+mixup(alpha=0.2,p=1)" in md
   for png in ("samples_kmnist.png", "per_class_gain_kmnist.png"):
-    assert open(wd / png, "rb").read(8) == b"\x89PNG\r\n\x1a\n", png
-  run_dir = wd / "runs" / "kmnist" / "crop+mixup" / "seed0"
-  assert (run_dir / "study_run.json").exists()
-  assert json.load(open(run_dir / "results.json"))["finished"]
+    assert open(out / png, "rb").read(8) == b"\x89PNG\r\n\x1a\n", png
+  recs = sorted((wd / "runs").glob("*/record.json"))
+  assert [r.parent.name.rsplit("-", 1)[0] for r in recs] == [
+      "kmnist-crop+mixup-s0", "kmnist-none-s0"]
+  rec = json.load(open(recs[0]))
+  assert rec["config"]["augment"] == "crop(pad=2)+mixup" and rec["results"]["finished"]
+  assert rec["meta"]["git"]["commit"]
 
   # The same command again trains nothing and writes the same table.
-  mtime = os.path.getmtime(run_dir / "results.json")
+  mtimes = [os.path.getmtime(r) for r in recs]
   p = study(wd, data_dir=data_dir)
   assert p.returncode == 0, p.stderr[-3000:]
-  assert p.stdout.count("skipped") == 2, p.stdout[-2000:]
-  assert os.path.getmtime(run_dir / "results.json") == mtime
-  again = {r["label"]: r["mean"] for r in json.load(open(wd / "results.json"))["rows"]}
-  assert again == {k: r["mean"] for k, r in rows.items()}
+  assert "2 finished before, 0 to run" in p.stdout, p.stdout[-2000:]
+  assert [os.path.getmtime(r) for r in recs] == mtimes
+  assert list(csv.DictReader(open(out / "table.csv"))) == rows
 
 
 def test_bad_policy_fails_in_one_line_before_anything_loads(tmp_path):
-  p = study(tmp_path, "--config.study.policies=('none','afine(rot=15)')",
+  p = study(tmp_path / "w", "--config.study.policies=('none','afine(rot=15)')",
             data_dir=str(tmp_path / "nowhere"))
   assert p.returncode == 2, p.stderr[-2000:]
   errors = [line for line in p.stderr.splitlines() if line.startswith("error:")]
   assert len(errors) == 1, p.stderr[-2000:]
   assert "'afine'" in errors[0] and "affine, elastic" in errors[0]
-  assert not (tmp_path / "runs").exists()
+  assert not (tmp_path / "w").exists()
 
 
 @pytest.mark.parametrize("field,value,needle", [
@@ -93,23 +84,72 @@ def test_bad_policy_fails_in_one_line_before_anything_loads(tmp_path):
     ("seeds", (), "seeds is empty"),
 ])
 def test_plan_rejects_bad_study_configs(field, value, needle):
-  mod = load_script()
-  cfg = load_config("augment_study_reduced")
+  cfg = config_lib.load_file("augment_study_reduced")
   cfg.study[field] = value
   with pytest.raises(UserError, match=needle) as e:
-    mod.plan(cfg)
+    augmentation.plan(cfg)
   assert "\n" not in str(e.value)
+
+
+def test_unknown_evaluator_is_refused_by_plan():
+  evaluators = pytest.importorskip("kmnist_jax.evaluators")
+  if not hasattr(evaluators, "from_config"):
+    pytest.skip("kmnist_jax.evaluators.from_config not there yet")
+  cfg = config_lib.load_file("augment_study_reduced")
+  cfg.evals = {"c": {"type": "corrupt"}}
+  with pytest.raises(UserError, match="'corrupt'"):
+    augmentation.plan(cfg)
 
 
 @pytest.mark.parametrize("name", ["augment_study_reduced", "augment_study_full"])
 def test_study_configs_plan_every_run(name):
-  mod = load_script()
-  cfg = load_config(name)
-  policies, runs = mod.plan(cfg)
+  cfg = config_lib.load_file(name)
+  plan = augmentation.plan(cfg, "/tmp/w")
   st = cfg.study
-  assert len(runs) == len(st.policies) * len(st.datasets) * len(st.seeds)
+  assert len(plan.runs) == len(st.policies) * len(st.datasets) * len(st.seeds)
   assert len(st.seeds) >= 3 and set(st.datasets) == {"mnist", "kmnist"}
-  assert len({p["label"] for p in policies}) == len(policies)
-  first = runs[0]["config"]
-  assert "study" not in first and first.augment == ""
-  assert {r["config"].augment for r in runs} - {""} == set(st.policies) - {"none"}
+  assert len({r.key for r in plan.runs}) == len(plan.runs)
+  first = plan.runs[0].config
+  assert "study" not in first and "evals" not in first and first["augment"] == ""
+  assert {r.config["augment"] for r in plan.runs} - {""} == set(st.policies) - {"none"}
+  assert first["model_kwargs"]["widths"]           # resolved: model defaults filled in
+
+
+def _rec(acc, conf_diag, mce=None):
+  conf = [[conf_diag[i] if i == j else 0 for j in range(10)] for i in range(10)]
+  rec = {"results": {"test_accuracy": acc, "test_confusion": conf,
+                     "train_img_per_s": 100.0}, "evals": {}, "wall_s": 1.0}
+  if mce is not None:
+    rec["evals"]["c"] = {"record": {"mce": mce, "relative_mce": mce / 2}}
+  return rec
+
+
+def test_summary_pairs_by_seed_and_names_what_is_significant():
+  cfg = config_lib.load_file("augment_study_reduced")
+  cfg.study.datasets = ("kmnist",)
+  cfg.study.seeds = (0, 1, 2)
+  cfg.study.policies = ("none", "affine", "noise")
+  cfg.study.measure_costs = False
+  cfg.study.grid_examples = 0
+  plan = augmentation.plan(cfg, "/tmp/w")
+  plan.options["eval_types"] = {"c": "corruption"}
+  acc = {("none", 0): 0.80, ("none", 1): 0.90, ("none", 2): 0.85,
+         ("affine", 0): 0.82, ("affine", 1): 0.93, ("affine", 2): 0.86,   # +2, +3, +1
+         ("noise", 0): 0.83, ("noise", 1): 0.87, ("noise", 2): 0.85}     # +3, -3, 0
+  recs = [_rec(acc[(r.info["label"], r.seed)], [5] * 10,
+               mce=1.0 - acc[(r.info["label"], r.seed)]) for r in plan.runs]
+  s = augmentation.summarize(recs, plan)
+  rows = {r["policy"]: r for r in s["rows"]}
+  a, n = rows["affine"], rows["noise"]
+  assert a["clean_acc_delta_mean"] == pytest.approx(0.02)
+  assert a["clean_acc_delta_std"] == pytest.approx(0.01)
+  assert a["clean_acc_delta_significant"] and not n["clean_acc_delta_significant"]
+  assert n["clean_acc_delta_mean"] == pytest.approx(0.0, abs=1e-12)
+  assert a["mce_delta_mean"] == pytest.approx(-0.02)
+  assert rows["none"]["clean_acc_mean"] == pytest.approx(0.85)
+  assert rows["none"]["clean_acc_std"] == pytest.approx(0.05)
+  assert "clean_acc_delta_mean" not in rows["none"]
+  table = augmentation.table_rows(s)
+  assert table[1]["mce_mean"] == pytest.approx(100 * (1 - 0.87))     # mCE in %
+  assert table[1]["rel_mce_mean"] == pytest.approx(50 * (1 - 0.87))
+  assert runner.paired([1.0], [0.0])["significant"] is False         # one seed: never

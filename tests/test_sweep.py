@@ -1,5 +1,6 @@
 """launch/sweep.py: expansion, refusal of bad sweep files, and a real 2-run sweep that
-tabulates, then resumes (finished runs skipped, an unfinished one resumed)."""
+tabulates, then resumes (finished runs skipped, an unfinished one resumed): the study
+runner's cache rule."""
 
 from __future__ import annotations
 
@@ -61,6 +62,7 @@ def test_example_sweeps_plan(tmp_path):
     for r in runs:
       assert r.command[1].endswith("experiments/train.py")
       assert f"--workdir={r.workdir}" in r.command
+      assert os.path.dirname(r.workdir) == str(tmp_path / "runs")
 
 
 @pytest.mark.parametrize("obj,words", [
@@ -103,8 +105,7 @@ def test_sweep_runs_tabulates_and_resumes(data_dir, tmp_path):
       # Zipped: the third run cannot start (a batch larger than the training set).
       "product": [{"learning_rate": [0.003, 0.03, 0.01], "batch_size": [64, 64, 2048]}]})
   wd = tmp_path / "sweep"
-  p = cli("--sweep", s, "--workdir", str(wd), "--parallel", "2", "--refresh", "0.5",
-          data_dir=data_dir)
+  p = cli("--sweep", s, "--workdir", str(wd), "--parallel", "2", data_dir=data_dir)
   assert p.returncode == 1, p.stdout[-2000:] + p.stderr[-2000:]
   assert "2 done, 1 failed" in p.stdout
   assert "batch_size=2048 is larger than the training set" in p.stdout   # in the table
@@ -116,23 +117,28 @@ def test_sweep_runs_tabulates_and_resumes(data_dir, tmp_path):
   assert [r["run"] for r in rows] == names + [bad]
   assert rows[2]["status"] == "failed" and rows[2]["test_accuracy"] == ""
   rows = rows[:2]
+  _, runs = sweep.plan(s, str(wd))
+  dirs = {r.name: r.workdir for r in runs}
   for r, name in zip(rows, names):
-    res = json.load(open(wd / name / "results.json"))
+    assert os.path.basename(dirs[name]).startswith(name + "-")      # <name>-<key[:12]>
+    res = json.load(open(os.path.join(dirs[name], "results.json")))
+    rec = json.load(open(os.path.join(dirs[name], "record.json")))
     assert float(r["test_accuracy"]) == res["test_accuracy"] > 0.2   # chance: 0.1
+    assert rec["results"]["test_accuracy"] == res["test_accuracy"]
     assert r["status"] == "done" and r["epochs"] == "1" and float(r["wall_s"]) > 0
-    assert "Test accuracy:" in (wd / name / "log.txt").read_text()
+    assert "Test accuracy:" in open(os.path.join(dirs[name], "log.txt")).read()
   md = (wd / "results.md").read_text()
   assert md.count("\n") == 5 and f"| {names[1]} | 0.03 | 64 | done |" in md
-  # Again, after losing one run's results: the other is skipped, this one resumes
+  # Again, after losing one run's record: the other is skipped, this one resumes
   # from its checkpoint (same numbers), nothing retrains.
-  first = json.load(open(wd / names[1] / "results.json"))
-  os.remove(wd / names[1] / "results.json")
-  p = cli("--sweep", s, "--workdir", str(wd), "--parallel", "2", "--refresh", "0.5",
-          data_dir=data_dir)
+  first = json.load(open(os.path.join(dirs[names[1]], "results.json")))
+  os.remove(os.path.join(dirs[names[1]], "record.json"))
+  p = cli("--sweep", s, "--workdir", str(wd), "--parallel", "2", data_dir=data_dir)
   assert p.returncode == 1, p.stdout[-2000:] + p.stderr[-2000:]
   assert "1 done, 1 cached, 1 failed" in p.stdout
-  log0, log1 = ((wd / n / "log.txt").read_text() for n in names)
-  assert log0.count("$ ") == 1 and log1.count("$ ") == 2
-  assert "Resuming from" in log1 and "epoch 1/1" not in log1.split("$ ")[-1]
-  assert json.load(open(wd / names[1] / "results.json"))["test_accuracy"] == \
-      first["test_accuracy"]
+  log0, log1 = (open(os.path.join(dirs[n], "log.txt")).read() for n in names)
+  assert log0.count("== run ") == 1 and log1.count("== run ") == 2
+  last = log1.split("== run ")[-1]
+  assert "Resuming from" in last and "epoch 1/1" not in last
+  assert json.load(open(os.path.join(dirs[names[1]], "results.json")))["test_accuracy"] \
+      == first["test_accuracy"]

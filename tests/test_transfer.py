@@ -164,7 +164,7 @@ def test_bad_input_one_line_each(data_dir, tmp_path):
 
 
 def _script(*args, workdir):
-  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=REPO)
   return subprocess.run(
       [sys.executable, os.path.join(REPO, "experiments", "transfer.py"), "--config",
        os.path.join(REPO, "experiments", "configs", "transfer_reduced.py"), "--workdir",
@@ -190,55 +190,79 @@ def test_script_bad_input_exits_2_with_one_line(data_dir, tmp_path):
 
 # ---- The study's summary ------------------------------------------------------------------
 
-def test_summary_gain_is_paired_by_seed():
-  sys.path.insert(0, os.path.join(REPO, "experiments"))
-  import transfer as study
-  plan = {"directions": [("mnist", "kmnist")], "modes": ["linear_probe"], "shots": ["1"],
-          "seeds": [0, 1]}
-  res = {}
-  for s, (acc_s, acc_t) in enumerate([(0.20, 0.30), (0.40, 0.44)]):
-    res[("kmnist", None, "scratch", "1", s)] = {
-        "test_accuracy": acc_s, "per_class_accuracy": [acc_s] * 10}
-    res[("kmnist", "mnist", "linear_probe", "1", s)] = {
-        "test_accuracy": acc_t, "per_class_accuracy": [acc_t] * 9 + [acc_s]}
-  summary = study.summarize(plan, res, {}, None, {}, "1")
+def _study_plan(data_dir, **t):
+  from kmnist_jax import config as config_lib
+  from kmnist_jax.studies import transfer as study
+  cfg = config_lib.load_file("transfer_reduced")
+  cfg.data_dir = data_dir
+  for k, v in t.items():
+    cfg.transfer[k] = v
+  return study, study.plan(cfg, "/tmp/unused")
+
+
+def _fake_records(plan, acc_of):
+  recs = []
+  for r in plan.runs:
+    if r.info["role"] == "run":
+      acc, pc = acc_of(r)
+      recs.append({"results": {"test_accuracy": acc, "per_class_accuracy": pc},
+                   "wall_s": 1.0})
+    elif r.info["role"] == "source":
+      recs.append({"results": {"test_accuracy": 0.9}, "wall_s": 1.0})
+    else:
+      recs.append(None)
+  return recs
+
+
+def test_summary_gain_is_paired_by_seed(data_dir):
+  study, plan = _study_plan(data_dir, directions=("mnist->kmnist",), modes=("linear_probe",),
+                            shots=("1",), gain_shots="1", seeds=(0, 1), cka_models=())
+  accs = {("scratch", 0): (0.20, [0.20] * 10), ("scratch", 1): (0.40, [0.40] * 10),
+          ("linear_probe", 0): (0.30, [0.30] * 9 + [0.20]),
+          ("linear_probe", 1): (0.44, [0.44] * 9 + [0.40])}
+  summary = study.summarize(_fake_records(plan, lambda r: accs[(r.info["mode"], r.seed)]),
+                            plan)
   row = next(r for r in summary["rows"] if r["mode"] == "linear_probe")
-  assert row["mean"] == pytest.approx(0.37)
+  assert row["acc_mean"] == pytest.approx(0.37)
   assert row["gain_mean"] == pytest.approx(0.07)
   assert row["gain_std"] == pytest.approx(np.std([0.10, 0.04], ddof=1))
+  assert row["gain_significant"]                      # 0.07 > 0.042
   assert row["per_class_gain"][:9] == pytest.approx([0.07] * 9)
   assert row["per_class_gain"][9] == 0.0
   table = study.render_table(summary)
-  assert "| 1 | 30.0 ± 14.1 | 37.0 ± 9.9 (+7.0) |" in table
+  assert "| 1 | 30.0 ± 14.1 | 37.0 ± 9.9 (+7.0*) |" in table
+  assert [list(r) for r in study.table_rows(summary)][0] == list(study.TABLE_COLUMNS)
+  assert summary["missing"] == []
   json.dumps(summary)
 
 
-def test_study_pictures_from_a_summary(tmp_path):
-  sys.path.insert(0, os.path.join(REPO, "experiments"))
-  import transfer as study
-  from kmnist_jax import plots
-  plan = {"directions": [("mnist", "kmnist"), ("kmnist", "mnist")],
-          "modes": ["linear_probe", "finetune"], "shots": ["1", "all"], "seeds": [0, 1]}
+def test_study_report_from_a_summary(data_dir, tmp_path):
+  report = pytest.importorskip("kmnist_jax.report")
+  from kmnist_jax import io, plots
+  study, plan = _study_plan(data_dir, directions=("mnist->kmnist", "kmnist->mnist"),
+                            modes=("linear_probe", "finetune"), shots=("1", "all"),
+                            gain_shots="1", seeds=(0, 1), cka_models=("mnist",))
   rng = np.random.default_rng(0)
-  res = {}
-  for src, tg in plan["directions"]:
-    for mode in ["scratch"] + plan["modes"]:
-      for k in plan["shots"]:
-        for s in plan["seeds"]:
-          pc = rng.uniform(0.2, 0.9, 10).tolist()
-          res[(tg, None if mode == "scratch" else src, mode, k, s)] = {
-              "test_accuracy": float(np.mean(pc)), "per_class_accuracy": pc}
-  cka = {"dataset": "kmnist", "examples": 10, "layers": ["stage1", "features"],
-         "debiased": True, "pairs": [{"a": "mnist", "b": "random init",
-                                      "matrix": [[1.0, 0.5], [0.4, 0.9]]}]}
-  summary = study.summarize(plan, res, {}, cka, {}, "1")
-  paths = study.draw(summary, str(tmp_path))
-  assert [os.path.basename(p) for p in paths] == [
-      "accuracy_vs_shots.png", "per_class_gain.png", "cka.png"]
-  w, h = plots.png_size(paths[0])
-  assert (w, h) == (round(plots.DPI * (4.6 * 2 + 0.6)), round(plots.DPI * 4.2))
-  assert plots.png_size(paths[1])[1] == round(plots.DPI * (3.6 * 2 + 0.6))
-  assert "mnist vs random init" in study.render_report(
-      {**summary, "meta": {"date": "d", "device": "cpu", "cpu_count": 2, "jax": "x",
-                           "config_file": "c", "model": "cnn", "model_kwargs": {},
-                           "steps": 1, "steps_all": 1, "batch_size": 1, "command": "c"}})
+
+  def acc(r):
+    pc = rng.uniform(0.2, 0.9, 10).tolist()
+    return float(np.mean(pc)), pc
+
+  recs = _fake_records(plan, acc)
+  recs[-1] = {"results": {"dataset": "kmnist", "examples": 10, "layers": ["stage1",
+                                                                           "features"],
+                          "debiased": True, "pairs": [{"a": "mnist", "b": "random init",
+                                                       "matrix": [[1.0, 0.5],
+                                                                  [0.4, 0.9]]}]}}
+  summary = study.summarize(recs, plan)
+  with io.atomic_dir(str(tmp_path / "out")) as tmp:
+    rep = report.Report(tmp)
+    study.render(summary, rep)
+    rep.write()
+  out = tmp_path / "out"
+  for name in ("accuracy_vs_shots.png", "per_class_gain.png", "cka.png"):
+    assert plots.png_size(str(out / name))[0] > 100, name
+  csv_text = (out / "table.csv").read_text().splitlines()
+  assert csv_text[0].startswith("direction,mode,k,seeds,acc_mean,acc_std,gain_mean,gain_std")
+  assert len(csv_text) == 1 + 2 * 3 * 2
+  assert "mnist vs random init" in (out / "report.md").read_text()

@@ -7,8 +7,7 @@ r"""Augmentation study, full budget: every op alone and in combinations, default
 KMNIST x 3 seeds = 78 runs of the default CNN (experiments/configs/kmnist_cnn.py:
 widths 32,64, dense 256, dropout 0.3, AdamW + one-cycle) for 12 epochs on the full
 55,000 training images (5,000 held out for validation), tested on the 10,000 test
-images. Restart-safe: stop it any time (or set --config.study.max_minutes) and run the
-same command again; finished runs are skipped and partial ones resume from their last
+images. Restart-safe: stop it any time and run the same command again; finished runs are skipped and partial ones resume from their last
 epoch. The table and pictures are rewritten after every run.
 
 Expected runtime: about 13 hours on a 2-core CPU (estimated: 12 epochs at the default
@@ -26,7 +25,7 @@ ignored by training): one run of it without augmentation is
 
 import ml_collections
 
-from experiments.configs import kmnist_cnn
+from kmnist_jax.experiments.configs import kmnist_cnn
 
 
 def get_config():
@@ -51,5 +50,6 @@ def get_config():
   c.study.grid_examples = 10
   c.study.measure_costs = True
   c.study.cost_batch_size = 128
-  c.study.max_minutes = 0.0
+  c.study.pgd_eps = 0.1            # the table's PGD column (with an attack evaluator)
+  c.evals = ml_collections.ConfigDict()
   return c

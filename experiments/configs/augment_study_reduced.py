@@ -27,7 +27,7 @@ ignored by training): one run of it without augmentation is
 
 import ml_collections
 
-from experiments.configs import kmnist_cnn
+from kmnist_jax.experiments.configs import kmnist_cnn
 
 
 def get_config():
@@ -41,8 +41,6 @@ def get_config():
   c.keep_checkpoints = 1
   c.progress = False
   c.tensorboard = False
-  c.checkpoint_every = 1
-  c.keep_checkpoints = 1
 
   c.study = ml_collections.ConfigDict()
   c.study.policies = (
@@ -57,5 +55,8 @@ def get_config():
   c.study.grid_examples = 10       # columns of the sample grid (one per class)
   c.study.measure_costs = True     # ms per batch of each policy and of each op alone
   c.study.cost_batch_size = 128
-  c.study.max_minutes = 0.0        # >0: start no new run after this long (re-run resumes)
+  c.study.pgd_eps = 0.1            # the table's PGD column (with an attack evaluator)
+  # Evaluators of every run (kmnist_jax.evaluators; e.g. corruption, attack): their
+  # numbers join the table. None at this budget.
+  c.evals = ml_collections.ConfigDict()
   return c

@@ -1,6 +1,6 @@
 r"""Transfer study, full budget: the default CNN, 1000-step runs; ~3 h on an idle 2-core CPU.
 
-  python experiments/transfer.py --config experiments/configs/transfer_full.py \
+  python experiments/transfer_study.py --config experiments/configs/transfer_full.py \
       --workdir workdirs/transfer_full
 
 The same grid as transfer_reduced.py (MNIST->KMNIST, KMNIST->MNIST,
@@ -26,7 +26,7 @@ block): one source model is
       --workdir /tmp/transfer_full_source_kmnist
 """
 
-from experiments.configs import kmnist_cnn, transfer_reduced
+from kmnist_jax.experiments.configs import kmnist_cnn, transfer_reduced
 
 
 def get_config():

@@ -1,6 +1,6 @@
 r"""Transfer study, reduced budget: 12 min 11 s on the 2-core CPU (shared), end to end.
 
-  python experiments/transfer.py --config experiments/configs/transfer_reduced.py \
+  python experiments/transfer_study.py --config experiments/configs/transfer_reduced.py \
       --workdir workdirs/transfer_reduced
 
 Directions MNIST->KMNIST, KMNIST->MNIST, Fashion-MNIST->KMNIST; modes linear_probe,
@@ -33,7 +33,7 @@ block, ignored by training): the KMNIST source model alone is
 
 import ml_collections
 
-from experiments.configs import kmnist_cnn
+from kmnist_jax.experiments.configs import kmnist_cnn
 
 
 def get_config():
@@ -69,4 +69,5 @@ def get_config():
   t.cka_dataset = "kmnist"
   t.cka_examples = 2000
   t.cka_debiased = True     # unbiased HSIC: conv layers are wider than the sample
+  t.sources = ""             # DATASET=DIR,...: use these training workdirs as sources
   return c

@@ -277,8 +277,11 @@ def render(summary: dict, report) -> None:
   from kmnist_jax import plots
   from kmnist_jax.plots import augmentation as aug_plots
   opt = summary["options"]
-  report.table("table", table_rows(summary), columns=list(TABLE_COLUMNS))
-  report.section("Augmentation study", (
+  report.title = report.title or "Augmentation study"
+  report.metrics["augmentation_study"] = {k: v for k, v in summary.items()
+                                          if k != "samples"}
+  report.table("table", table_rows(summary), columns=list(TABLE_COLUMNS), show=False)
+  report.section("Setup", (
       f"{len(summary['rows'])} (dataset, policy) cells, seeds {opt['seeds']}, model "
       f"{opt['model']}, {opt['num_epochs']} epochs on "
       f"{opt['train_limit'] or 'all'} training images; sum of the runs' wall-clock "

@@ -114,7 +114,7 @@ def eval_key(cfg: dict) -> str:
 
 
 def safe_name(name: str) -> str:
-  out = "".join(c if c.isalnum() or c in "._+=-" else "_" for c in name)
+  out = "".join(c if c.isalnum() or c in "._+=,-" else "_" for c in name)
   return out[:80]
 
 
@@ -338,6 +338,8 @@ def execute_one(plan: Plan, run: Run, *, log=print) -> tuple[dict, bool]:
                       "the study (or that array task) first")
   with lock.WorkdirLock(run.workdir):
     t0 = time.time()
+    log(f"== run {run.name} (key {run.key[:12]}), started "
+        f"{time.strftime('%Y-%m-%d %H:%M:%S')}")
     rec = read_record(run)
     if rec is None:
       results = _kind_fn(run.kind)(run, plan, log)

@@ -123,6 +123,6 @@ def submit(plan, todo, *, extra_args: str = "", dry_run: bool = False, log=print
       raise UserError(f"sbatch failed ({p.returncode}): {p.stderr.strip()[:300]}")
     jobs.append(p.stdout.strip().split(";")[0])
     log(f"submitted {shlex.join(cmd)} -> job {jobs[-1]}")
-  log(f"when the jobs are done, write the report with the same command and "
+  log("when the jobs are done, write the report with the same command and "
       "--report_only")
   return jobs

@@ -439,10 +439,12 @@ def table_rows(summary: dict) -> list[dict]:
 
 def render(summary: dict, report) -> None:
   opt = summary["options"]
-  report.table("table", table_rows(summary), columns=list(TABLE_COLUMNS))
+  report.title = report.title or "Transfer between MNIST and KMNIST"
+  report.metrics["transfer_study"] = summary
+  report.table("table", table_rows(summary), columns=list(TABLE_COLUMNS), show=False)
   src = ", ".join(f"{ds} {100 * v['test_accuracy']:.2f}%" for ds, v in
                   summary["sources"].items() if v.get("test_accuracy") is not None)
-  report.section("Transfer between MNIST and KMNIST", (
+  report.section("Setup", (
       f"Model {opt['model']} {opt['model_kwargs']} · {opt['steps']} steps of batch "
       f"{opt['batch_size']} per run (k = all: {opt['steps_all']}) · seeds "
       f"{opt['seeds']} · sum of the runs' wall-clock {summary['runs_wall_s'] / 60:.1f} "
