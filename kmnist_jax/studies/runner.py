@@ -447,11 +447,14 @@ def _run_logger(run: Run):
   return log
 
 
-def _sequential(plan: Plan, todo: list[int], status: Status, show) -> dict:
+def _sequential(plan: Plan, todo: list[int], status: Status, show,
+                deadline: float | None = None) -> dict:
   failures = {}
   _enable_compilation_cache(plan)
   for i in todo:
     run = plan.runs[i]
+    if deadline is not None and time.time() > deadline:
+      break
     bad = [d for d in run.deps if plan.index(d) in failures]
     if bad:
       failures[i] = f"not run: {bad[0]} failed"
@@ -511,7 +514,8 @@ def pin_from_env() -> None:
     os.sched_setaffinity(0, [int(c) for c in cpus.split(",")])
 
 
-def _side_by_side(plan: Plan, todo: list[int], n: int, status: Status, show) -> dict:
+def _side_by_side(plan: Plan, todo: list[int], n: int, status: Status, show,
+                  deadline: float | None = None) -> dict:
   plan_path = plan.save()
   pending = list(todo)
   finished = {i for i, r in enumerate(plan.runs) if i not in todo}
@@ -526,6 +530,8 @@ def _side_by_side(plan: Plan, todo: list[int], n: int, status: Status, show) -> 
 
   try:
     while pending or any(w.current is not None for w in workers):
+      if deadline is not None and time.time() > deadline:
+        pending.clear()                  # start nothing new; let the running finish
       for i in [i for i in pending
                 if any(plan.index(d) in failures for d in plan.runs[i].deps)]:
         pending.remove(i)
@@ -575,9 +581,13 @@ def _side_by_side(plan: Plan, todo: list[int], n: int, status: Status, show) -> 
   return failures
 
 
-def execute(plan: Plan, *, parallel: int = 0, log=print, show=None) -> dict:
+def execute(plan: Plan, *, parallel: int = 0, max_minutes: float = 0.0, log=print,
+            show=None) -> dict:
   """Runs every unfinished run of `plan` (parallel: runs at once; 0: the backend's
-  default). Returns {run name: error} of the runs that failed."""
+  default; max_minutes > 0: start no run after that long, so that a lent accelerator's
+  time is never overrun; the same call later continues). Returns {run name: error} of
+  the runs that failed."""
+  deadline = time.time() + 60 * max_minutes if max_minutes else None
   if parallel < 0:
     raise UserError(f"--parallel={parallel} must be >= 0 (0: the backend's default)")
   parallel = parallel or default_parallel()
@@ -591,13 +601,18 @@ def execute(plan: Plan, *, parallel: int = 0, log=print, show=None) -> dict:
   if not todo:
     return {}
   if parallel == 1 or len(todo) == 1:
-    failures = _sequential(plan, todo, status, show)
+    failures = _sequential(plan, todo, status, show, deadline)
   else:
-    failures = _side_by_side(plan, todo, parallel, status, show)
+    failures = _side_by_side(plan, todo, parallel, status, show, deadline)
   show(status.line(), force=True)
   out = {plan.runs[i].name: msg for i, msg in sorted(failures.items())}
   for name, msg in out.items():
     log(f"failed: {name}: {msg}")
+  late = [r.name for i, r in enumerate(plan.runs)
+          if i in todo and plan.runs[i].name not in out and not is_finished(r)]
+  if late:
+    log(f"not started (max_minutes={max_minutes:g}): {', '.join(late)}; run the same "
+        "command again to continue")
   return out
 
 
