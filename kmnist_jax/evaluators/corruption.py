@@ -223,7 +223,7 @@ def run(restored, *, data_dir=None, **cfg) -> dict:
          "severities": list(c["severities"]), "seed": c["seed"],
          "corrupted_dir": suite.folder, "step": int(restored.step),
          "model": restored.config.model, "trained_on": restored.config.dataset,
-         "workdir": getattr(restored, "workdir", None),
+         "workdir": getattr(restored, "workdir", None), "data_dir": data_dir,
          **_summary(ev, suite.labels, info.num_classes)}
   rec["clean_accuracy"] = 1.0 - rec["clean_error"]
   entry = c["baseline"].get(ds)
@@ -269,7 +269,8 @@ def summarize(records: Sequence[dict]) -> dict:
   names = r0["corruptions"]
   out = {"runs": len(records), **{k: r0.get(k) for k in ("dataset", "corruptions",
                                                          "severities", "examples",
-                                                         "model", "workdir")},
+                                                         "model", "workdir",
+                                                         "corrupted_dir", "data_dir")},
          "per_seed": {k: [r.get(k) for r in records] for k in SCALARS}}
   for k in SCALARS:
     out[k] = _ms(out["per_seed"][k])
@@ -326,12 +327,23 @@ def model_rows(named: Sequence[tuple[str, dict]]) -> tuple[list[str], list[list]
   return head, rows
 
 
-def figures(named: Sequence[tuple[str, dict]], report, *, cjk_font="auto") -> list[str]:
-  """error_vs_severity_<dataset>.png per dataset and per_class_corruption_<name>.png per
-  model and baseline (the robustness script's names), into `report`."""
+def figures(named: Sequence[tuple[str, dict]], report, *, cjk_font="auto",
+            grid_examples: int = 3) -> list[str]:
+  """corruption_grid_<dataset>.png (the same test images under every corruption and
+  severity) and error_vs_severity_<dataset>.png per dataset, and
+  per_class_corruption_<name>.png per model and baseline (the robustness script's
+  names), into `report`."""
   from kmnist_jax import plots
   files, seen = [], set()
   for ds in dict.fromkeys(s["dataset"] for _, s in named):
+    built = next((s["corrupted_dir"] for _, s in named if s["dataset"] == ds
+                  and s.get("corrupted_dir")
+                  and os.path.isfile(os.path.join(s["corrupted_dir"], sets.MANIFEST))),
+                 None)
+    if built and grid_examples:
+      data_dir = next(s.get("data_dir") for _, s in named if s["dataset"] == ds)
+      files.append(sets.grid(built, report.figure(f"corruption_grid_{ds}"),
+                             examples=grid_examples, data_dir=data_dir))
     series = []
     for name, s in named:
       if s["dataset"] != ds:
@@ -392,7 +404,7 @@ DEFINITIONS = (
 
 
 def render_many(named: Sequence[tuple[str, dict]], report, *, cjk_font="auto",
-                table: str = "corruption") -> dict:
+                table: str = "corruption", grid_examples: int = 3) -> dict:
   """Tables and figures of several (name, summary) pairs into `report`: the table
   `table` (models x corruptions, errors as fractions), the CE section and
   :func:`figures`. Returns {'head', 'rows', 'figures'}."""
@@ -405,7 +417,7 @@ def render_many(named: Sequence[tuple[str, dict]], report, *, cjk_font="auto",
                        "baseline), '-' without one.")
   report.section("Corruption errors: E_c (%) / CE_c (%) / relative CE_c (%), mean ± std "
                  "over runs", ce_markdown(named) + "\n" + DEFINITIONS)
-  files = figures(named, report, cjk_font=cjk_font)
+  files = figures(named, report, cjk_font=cjk_font, grid_examples=grid_examples)
   return {"head": head, "rows": rows, "figures": files}
 
 

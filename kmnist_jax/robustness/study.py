@@ -143,7 +143,7 @@ def run(workdirs: Sequence[str], *, baseline=(), out: str = "", step="best",
                 m["corruption"]["examples"] for m in models
                 if m["corruption"]["dataset"] == ds)} for ds in evaluated},
             "models": models}
-  _write(out, result, named_c, named_a, evaluated, data_dir, grid_examples, cjk_font)
+  _write(out, result, named_c, named_a, grid_examples, cjk_font)
   result["seconds"] = round(time.perf_counter() - t0, 1)
   result["out"] = out
   log(f"robustness report of {len(runs)} models in {result['seconds']} s: "
@@ -151,19 +151,14 @@ def run(workdirs: Sequence[str], *, baseline=(), out: str = "", step="best",
   return result
 
 
-def _write(out, result, named_c, named_a, evaluated, data_dir, grid_examples, cjk_font):
+def _write(out, result, named_c, named_a, grid_examples, cjk_font):
   from kmnist_jax import io
   from kmnist_jax.report import Report
   cache = os.path.join(out, "corrupted")
   with io.atomic_dir(out) as tmp:
     report = Report(tmp, title="Robustness report")
-    for ds in evaluated:
-      folder = next(m["corruption"]["corrupted_dir"] for m in result["models"]
-                    if m["corruption"]["dataset"] == ds)
-      if os.path.isfile(os.path.join(folder, sets.MANIFEST)):
-        sets.grid(folder, report.figure(f"corruption_grid_{ds}"), examples=grid_examples,
-                  data_dir=data_dir)
-    corruption_eval.render_many(named_c, report, cjk_font=cjk_font, table="table")
+    corruption_eval.render_many(named_c, report, cjk_font=cjk_font, table="table",
+                                grid_examples=grid_examples)
     attack_eval.render_many(named_a, report, cjk_font=cjk_font)
     report.metrics.update(result)
     report.write()
