@@ -22,6 +22,7 @@ bit-identically. A damaged checkpoint is reported and the newest intact one is u
 Exit codes: 0 done, 2 a user error (one `error:` line), 75 preempted (resumable).
 """
 
+import contextlib
 import errno
 import sys
 
@@ -30,7 +31,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from kmnist_jax import config as config_lib
-from kmnist_jax import parallel, train
+from kmnist_jax import lock
 from kmnist_jax.errors import EXIT_PREEMPTED, EXIT_USER_ERROR, Preempted, UserError
 
 # Failed writes that are the user's to fix (full disk, read-only or foreign folder).
@@ -55,12 +56,17 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   logging.set_verbosity(logging.WARNING)
+  distributed = bool(FLAGS.config.distributed or FLAGS.coordinator_address
+                     or FLAGS.num_processes or FLAGS.process_id >= 0)
   try:
-    if (FLAGS.config.distributed or FLAGS.coordinator_address or FLAGS.num_processes
-        or FLAGS.process_id >= 0):
-      parallel.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes,
-                                      FLAGS.process_id)
-    train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    # A busy workdir is refused before the slow imports (JAX, Orbax). Multi-host runs
+    # lock inside train_and_evaluate, once the process ids are known (process 0 locks).
+    with contextlib.nullcontext() if distributed else lock.WorkdirLock(FLAGS.workdir):
+      from kmnist_jax import parallel, train
+      if distributed:
+        parallel.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes,
+                                        FLAGS.process_id)
+      train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
   except UserError as e:
     fail(str(e))
   except Preempted as e:

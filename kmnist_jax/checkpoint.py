@@ -293,10 +293,9 @@ class Checkpoints:
     config, history, manifest = self._read_meta(step)
     if check_config is not None:
       check_config(config)  # a UserError (another config) is no damage: propagates
-    device = jax.local_devices()[0]
+    one_device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     abstract = jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype,
-                                       sharding=jax.sharding.SingleDeviceSharding(device)),
+        lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=one_device),
         target_state)
     if manifest is not None:
       want = [[list(np.shape(x)), np.dtype(x.dtype).name]

@@ -228,7 +228,8 @@ def check_override_flags(argv: list[str], flag: str = "config") -> None:
       here = ".".join(parts[:i])
       if not isinstance(node, ml_collections.ConfigDict):
         raise UserError(f"config.{here} is not a group of fields (it holds {node!r}): "
-                        f"{flag_name} cannot set {part!r} inside it; use --{flag}.{here}=")
+                        f"{flag_name} cannot set {part!r} inside it; use "
+                        f"--{flag}.{here}=")
       if part not in node:
         extra = ""
         if here == "model_kwargs":

@@ -105,8 +105,8 @@ def _prepare(workdir: str) -> str:
     raise UserError(f"cannot create workdir {workdir!r}: {e.strerror}; give a folder "
                     "you can write to as --workdir") from None
   if not os.access(path, os.W_OK | os.X_OK):
-    raise UserError(f"workdir {workdir!r} is not writable (permission denied); give a "
-                    "folder you can write to as --workdir, or make it writable")
+    raise UserError(f"workdir {workdir!r} is not writable (read-only or not yours); "
+                    "give a folder you can write to as --workdir, or make it writable")
   return os.path.realpath(path)
 
 

@@ -398,10 +398,16 @@ def _restore(ckpts, state, cfg, saved_cfg, workdir: str, log):
 
   r = ckpts.restore_verified(jax.device_get(state), check_config=check_config)
   if r.skipped:
-    moved = ckpts.set_aside([s for s, _ in r.skipped])
-    if moved:
-      print(f"warning: moved {len(moved)} damaged checkpoint(s) to "
-            f"{os.path.dirname(moved[0])}", file=sys.stderr)
+    # Out of the way of the steps this run will save again (process 0 moves them).
+    if jax.process_index() == 0:
+      moved = ckpts.set_aside([s for s, _ in r.skipped])
+      if moved:
+        print(f"warning: moved {len(moved)} damaged checkpoint(s) to "
+              f"{os.path.dirname(moved[0])}", file=sys.stderr)
+    if jax.process_count() > 1:
+      from jax.experimental import multihost_utils
+      multihost_utils.sync_global_devices("kmnist_jax: damaged checkpoints set aside")
+      ckpts.manager.reload()
   where = (f"epoch {r.progress['epoch'] + 1}, step {r.progress['start']} of the epoch"
            if r.progress else f"epoch {len(r.history)}")
   log(f"Resuming from {ckpts.directory}/{r.step} ({where}).")

@@ -243,12 +243,23 @@ def test_stop_at_test_accuracy(data_dir, tmp_path):
 
 # ---- Preemption, damage, the workdir lock ---------------------------------------------
 
-def sigterm_at(step):
-  """on_chunk callback: SIGTERM to this process once training reaches `step`."""
+def sigterm_at(step, sig=signal.SIGTERM):
+  """on_chunk callback: `sig` to this process once training reaches `step`."""
   def on_chunk(s):
     if s == step:
-      os.kill(os.getpid(), signal.SIGTERM)
+      os.kill(os.getpid(), sig)
   return on_chunk
+
+
+def test_ctrl_c_saves_at_the_next_chunk_without_a_traceback(data_dir, tmp_path):
+  cfg = tiny(data_dir, num_epochs=1, model="logreg", model_kwargs={},
+             progress_updates_per_epoch=4)
+  with pytest.raises(Preempted, match=r"stopped by SIGINT at step 8 \(epoch 1, step 8/32"):
+    train.train_and_evaluate(cfg, str(tmp_path), log=lambda *_: None,
+                             on_chunk=sigterm_at(8, signal.SIGINT))
+  assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+  assert ckpt_lib.Checkpoints(str(tmp_path), read_only=True).steps() == [8]
+  assert lock.holder(tmp_path) is None
 
 
 def test_sigterm_mid_epoch_saves_and_resumes_bit_identically(data_dir, tmp_path, capfd):

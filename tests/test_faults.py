@@ -1,0 +1,292 @@
+"""experiments/train.py and analyze.py under faults, run as a user runs them.
+
+Two runs on one workdir, SIGTERM mid-epoch then the same command, a bit flip in the
+latest params, a truncated array file, read-only workdirs, a full disk, bad flags:
+each ends in one line (no traceback), and every resumed run ends bit-identical to an
+uninterrupted one. The runs are small (an MLP, 8192 examples, 3 epochs of 256 steps in
+chunks of 64: ~0.1 s a chunk on CPU, against ~10 s of start-up and compilation).
+"""
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from kmnist_jax import checkpoint as ckpt_lib
+from kmnist_jax import lock
+from test_checkpoint import damage
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ["--config=experiments/configs/kmnist_mlp.py", "--config.train_limit=8192",
+        "--config.test_limit=500", "--config.val_size=256", "--config.num_epochs=3",
+        "--config.model_kwargs.hidden_sizes=(256,256)", "--config.batch_size=32",
+        "--config.eval_batch_size=250", "--config.parallel=single",
+        "--config.progress_updates_per_epoch=4", "--config.tensorboard=False",
+        "--config.progress=False"]
+STEPS = 256   # per epoch, in chunks of 64; 3 epochs
+IS_ROOT = os.geteuid() == 0
+
+
+def env(data_dir):
+  return dict(os.environ, KMNIST_JAX_DATA_DIR=data_dir, XLA_FLAGS="",
+              PYTHONUNBUFFERED="1")
+
+
+def command(workdir, *extra):
+  return [sys.executable, "experiments/train.py", f"--workdir={workdir}", *TINY, *extra]
+
+
+def train(workdir, *extra, data_dir, timeout=600):
+  return subprocess.run(command(workdir, *extra), cwd=REPO, env=env(data_dir),
+                        capture_output=True, text=True, timeout=timeout)
+
+
+def start(workdir, *extra, data_dir):
+  return subprocess.Popen(command(workdir, *extra), cwd=REPO, env=env(data_dir),
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def analyze(workdir, *extra, data_dir):
+  cmd = [sys.executable, "experiments/analyze.py", f"--workdirs={workdir}", *extra]
+  return subprocess.run(cmd, cwd=REPO, env=env(data_dir), capture_output=True,
+                        text=True, timeout=600)
+
+
+def no_traceback(p):
+  assert "Traceback" not in p.stderr, p.stderr[-3000:]
+
+
+def one_line_error(p):
+  assert p.returncode == 2, (p.returncode, p.stderr[-3000:])
+  no_traceback(p)
+  errors = [line for line in p.stderr.splitlines() if line.startswith("error:")]
+  assert len(errors) == 1, p.stderr[-3000:]
+  return errors[0]
+
+
+def results(workdir):
+  with open(os.path.join(workdir, "results.json")) as f:
+    return json.load(f)
+
+
+def losses(workdir):
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    return [json.loads(line)["train_loss"] for line in f]
+
+
+def same_final_numbers(a, b):
+  ra, rb = results(a), results(b)
+  for k in ("test_loss", "test_accuracy", "train_loss", "val_accuracy", "epochs"):
+    assert ra[k] == rb[k], (k, ra[k], rb[k])
+  assert losses(a) == losses(b)
+
+
+@pytest.fixture(scope="module")
+def reference(data_dir, tmp_path_factory):
+  """An uninterrupted run, during which a second run on its workdir was tried."""
+  wd = tmp_path_factory.mktemp("faults") / "reference"
+  first = start(wd, data_dir=data_dir)
+  deadline = time.monotonic() + 120
+  while lock.holder(wd) is None:
+    assert first.poll() is None, first.communicate()
+    assert time.monotonic() < deadline
+    time.sleep(0.05)
+  t0 = time.monotonic()
+  second = train(wd, data_dir=data_dir)
+  second_s = time.monotonic() - t0
+  out, err = first.communicate(timeout=600)
+  assert first.returncode == 0, err[-3000:]
+  return {"workdir": str(wd), "pid": first.pid, "second": second,
+          "second_s": second_s, "first_err": err}
+
+
+def test_second_run_on_a_busy_workdir_is_refused(reference):
+  msg = one_line_error(reference["second"])
+  assert f"pid {reference['pid']}" in msg and "in use by another run" in msg
+  assert "started 20" in msg and "experiments/train.py" in msg
+  assert reference["second_s"] < 5, reference["second_s"]
+  no_traceback(subprocess.CompletedProcess([], 0, "", reference["first_err"]))
+  assert results(reference["workdir"])["finished"]       # the first one, untouched
+  assert lock.holder(reference["workdir"]) is None
+
+
+def test_sigterm_mid_epoch_then_same_command_is_bit_identical(reference, data_dir,
+                                                             tmp_path):
+  wd = tmp_path / "w"
+  p = start(wd, "--config.progress=True", data_dir=data_dir)
+  # The progress bar (stderr) says when epoch 2 is under way: SIGTERM then.
+  err, fd = "", p.stderr.fileno()
+  while not any(STEPS + 64 <= int(n) < 2 * STEPS - 64
+                for n in re.findall(rf"\b(\d+)/{3 * STEPS}\b", err)):
+    chunk = os.read(fd, 65536).decode(errors="replace")
+    assert chunk, (p.wait(), err[-3000:])
+    err += chunk
+  p.send_signal(signal.SIGTERM)
+  out, rest = p.communicate(timeout=600)
+  err += rest
+  assert p.returncode == 75, (p.returncode, err[-3000:])
+  assert "Traceback" not in err and "received SIGTERM" in err
+  lines = [line for line in err.splitlines() if line.startswith("preempted:")]
+  assert len(lines) == 1 and "stopped by SIGTERM at step" in lines[0], err[-2000:]
+  step = int(lines[0].split("at step ")[1].split()[0])
+  assert STEPS + 64 <= step < 3 * STEPS and f"checkpoints/{step}" in lines[0]
+  assert step in ckpt_lib.Checkpoints(str(wd), read_only=True).steps()
+  again = train(wd, data_dir=data_dir)
+  assert again.returncode == 0, again.stderr[-3000:]
+  assert f"Resuming from {wd}/checkpoints/{step}" in again.stdout
+  same_final_numbers(wd, reference["workdir"])
+
+
+def copy_with_damage(reference, tmp_path, kind, which="latest"):
+  """A copy of the reference workdir with its latest (or every) checkpoint damaged."""
+  wd = tmp_path / f"{kind}_{which}"
+  shutil.copytree(reference["workdir"], wd)
+  steps = sorted(ckpt_lib.Checkpoints(str(wd), read_only=True).steps())
+  for s in steps if which == "all" else steps[-1:]:
+    damage(wd / "checkpoints" / str(s), kind)
+  return wd, steps
+
+
+def test_bit_flip_in_latest_params_then_train(reference, data_dir, tmp_path):
+  wd, steps = copy_with_damage(reference, tmp_path, "bitflip")
+  latest, previous = steps[-1], steps[-2]
+  p = train(wd, data_dir=data_dir)
+  assert p.returncode == 0, p.stderr[-3000:]
+  no_traceback(p)
+  assert f"checkpoints/{latest} is damaged" in p.stderr
+  assert f"Resuming from {wd}/checkpoints/{previous}" in p.stdout
+  same_final_numbers(wd, reference["workdir"])
+
+
+def test_truncated_array_files_no_intact_checkpoint(reference, data_dir, tmp_path):
+  wd, steps = copy_with_damage(reference, tmp_path, "truncate", "all")
+  before = (wd / "results.json").read_text()
+  msg = one_line_error(train(wd, data_dir=data_dir))
+  assert "no intact checkpoint" in msg and all(f"step {s}:" in msg for s in steps)
+  assert (wd / "results.json").read_text() == before   # never overwritten
+
+
+@contextlib.contextmanager
+def read_only(path):
+  """`path` read-only, also for root (a read-only bind mount)."""
+  path = str(path)
+  if IS_ROOT:
+    subprocess.run(["mount", "--bind", path, path], check=True)
+    try:
+      subprocess.run(["mount", "-o", "remount,bind,ro", path], check=True)
+      yield
+    finally:
+      subprocess.run(["umount", path], check=True)
+  else:
+    modes = {}
+    for d, _, _ in os.walk(path):
+      modes[d] = os.stat(d).st_mode
+      os.chmod(d, 0o555)
+    try:
+      yield
+    finally:
+      for d, m in modes.items():
+        os.chmod(d, m)
+
+
+def test_read_only_workdirs(reference, data_dir, tmp_path):
+  empty = tmp_path / "empty"
+  empty.mkdir()
+  finished = tmp_path / "finished"
+  shutil.copytree(reference["workdir"], finished)
+  with read_only(empty):
+    msg = one_line_error(train(empty, data_dir=data_dir))
+    assert str(empty) in msg and "not writable" in msg
+  with read_only(finished):
+    msg = one_line_error(train(finished, data_dir=data_dir))
+    assert str(finished) in msg and "not writable" in msg
+
+
+def test_analyze_under_faults(reference, data_dir, tmp_path):
+  """analyze.py: a damaged latest checkpoint -> the previous one, named; none intact
+  or a read-only workdir -> one line; reading a read-only workdir works."""
+  wd, steps = copy_with_damage(reference, tmp_path, "bitflip")
+  good = results(wd)
+  a = analyze(wd, f"--out={tmp_path / 'a1'}", "--step=latest", data_dir=data_dir)
+  assert a.returncode == 0, a.stderr[-3000:]
+  no_traceback(a)
+  assert f"checkpoints/{steps[-1]} is damaged" in a.stderr
+  assert f"using checkpoint {wd}/checkpoints/{steps[-2]}" in a.stderr
+  assert f"step {steps[-2]}" in a.stdout
+  assert results(wd) == good                     # nothing overwritten
+  wd, _ = copy_with_damage(reference, tmp_path, "truncate", "all")
+  msg = one_line_error(analyze(wd, f"--out={tmp_path / 'a2'}", data_dir=data_dir))
+  assert "no intact checkpoint" in msg
+  finished = tmp_path / "finished"
+  shutil.copytree(reference["workdir"], finished)
+  with read_only(finished):
+    msg = one_line_error(analyze(finished, data_dir=data_dir))
+    assert str(finished) in msg and "--out" in msg
+    a = analyze(finished, f"--out={tmp_path / 'a3'}", data_dir=data_dir)
+    assert a.returncode == 0, a.stderr[-3000:]     # reading needs no write access
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="mounting a small tmpfs needs root")
+def test_full_disk_is_one_line_and_leaves_nothing(data_dir, tmp_path):
+  wd = tmp_path / "small"
+  wd.mkdir()
+  subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(wd)],
+                 check=True)
+  try:
+    msg = one_line_error(train(wd, data_dir=data_dir))
+    assert "disk full" in msg and f"{wd}/checkpoints" in msg and "MB" in msg
+    left = os.listdir(wd / "checkpoints")
+    assert left == [], left                         # nothing half-written
+  finally:
+    subprocess.run(["umount", str(wd)], check=True)
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="mounting a small tmpfs needs root")
+def test_enospc_during_a_save_leaves_nothing(reference, tmp_path, monkeypatch):
+  """The write itself failing (space taken by someone else after the check)."""
+  from kmnist_jax import train as train_lib
+  r = train_lib.restore_model(reference["workdir"])
+  small = tmp_path / "small"
+  small.mkdir()
+  subprocess.run(["mount", "-t", "tmpfs", "-o", "size=128k", "tmpfs", str(small)],
+                 check=True)
+  try:
+    ck = ckpt_lib.Checkpoints(str(small))
+    monkeypatch.setattr(ck, "_check_space", lambda *a: None)
+    with pytest.raises(ckpt_lib.DiskFull, match=f"disk full: .*{small}/checkpoints"):
+      ck.save(r.step, r.state, r.config.to_dict(), r.history)
+    assert os.listdir(small / "checkpoints") == []
+  finally:
+    subprocess.run(["umount", str(small)], check=True)
+
+
+@pytest.mark.parametrize("case", ["workdir_is_file", "config_missing", "nested_field",
+                                  "nested_in_scalar"])
+def test_bad_flags_are_one_line(case, data_dir, tmp_path):
+  if case == "workdir_is_file":
+    f = tmp_path / "file"
+    f.write_text("x")
+    msg = one_line_error(train(f, data_dir=data_dir))
+    assert str(f) in msg and "is a file" in msg
+  elif case == "config_missing":
+    p = subprocess.run([sys.executable, "experiments/train.py", "--config=nope.py",
+                        f"--workdir={tmp_path}"], cwd=REPO, env=env(data_dir),
+                       capture_output=True, text=True)
+    msg = one_line_error(p)
+    assert "'nope.py' does not exist" in msg and "kmnist_cnn.py" in msg
+  elif case == "nested_field":
+    msg = one_line_error(train(tmp_path, "--config.model_kwargs.hiden_sizes=(4,8)",
+                               data_dir=data_dir))
+    assert "'model_kwargs.hiden_sizes'" in msg and "did you mean hidden_sizes" in msg
+    assert "config.model_kwargs: dropout, hidden_sizes" in msg
+  else:
+    msg = one_line_error(train(tmp_path, "--config.num_epochs.x=1", data_dir=data_dir))
+    assert "config.num_epochs is not a group of fields" in msg
+  assert not (tmp_path / "checkpoints").exists()
