@@ -220,3 +220,52 @@ def test_bad_study_config_one_line_before_any_training(tmp_path, script, args, n
   assert len(errors) == 1 and needle in errors[0], p.stderr[-2000:]
   assert "Traceback" not in p.stderr
   assert not (tmp_path / "w").exists()
+
+
+def test_evaluators_run_through_evaluate_and_are_cached_per_setting(data_dir, tmp_path):
+  def make(limit):
+    r = runner.Run(name="logreg", kind="train",
+                   config=train.resolved_config(logreg(data_dir)),
+                   evals={"cls": {"type": "classification", "limit": limit}})
+    return runner.Plan("t", str(tmp_path), [r])
+  plan = make(200)
+  assert runner.execute(plan, parallel=1, log=quiet) == {}
+  rec = runner.read_record(plan.runs[0])
+  got = rec["evals"]["cls"]["record"]
+  assert rec["evals"]["cls"]["key"] == plan.runs[0].eval_keys["cls"]
+  assert 0.1 < got["accuracy"] <= 1.0 and got["n"] == 200
+  # Another evaluator setting: evaluated again on the kept checkpoint, not retrained.
+  plan2 = make(100)
+  assert plan2.runs[0].key == plan.runs[0].key
+  assert not runner.is_finished(plan2.runs[0])
+  assert runner.execute(plan2, parallel=1, log=quiet) == {}
+  rec2 = runner.read_record(plan2.runs[0])
+  assert rec2["results"] == rec["results"] and rec2["wall_s"] == rec["wall_s"]
+  assert rec2["evals"]["cls"]["key"] != rec["evals"]["cls"]["key"]
+  log = open(os.path.join(plan.runs[0].workdir, "log.txt")).read()
+  assert log.count("evaluating cls") == 2 and log.count("Test accuracy:") == 1
+
+
+def test_study_baseline_is_a_run_the_evaluator_refers_to(tmp_path):
+  from kmnist_jax.studies import augmentation
+  cfg = config_lib.load_file("studies/augment_robustness")
+  a = augmentation.plan(cfg, str(tmp_path / "a"))
+  b = augmentation.plan(cfg, str(tmp_path / "b"))
+  names = [r.name for r in a.runs]
+  assert names[:2] == ["baseline-mnist", "baseline-kmnist"] and len(names) == 2 + 54
+  run = a.by_name("kmnist-mixup-s1")
+  assert run.after == ("baseline-kmnist",) and run.deps == ()
+  assert run.evals["corruption"]["baseline"] == {"kmnist": "@run:baseline-kmnist"}
+  # Keys do not depend on where the study lives; the baseline's settings enter the
+  # evaluator's key, not the training key.
+  assert [r.key for r in a.runs] == [r.key for r in b.runs]
+  assert [r.eval_keys for r in a.runs] == [r.eval_keys for r in b.runs]
+  cfg.study.baseline_config = "kmnist_mlp"          # another baseline model
+  c = augmentation.plan(cfg, str(tmp_path / "a"))
+  for name in ("kmnist-mixup-s1", "mnist-none-s2"):
+    old, new = a.by_name(name), c.by_name(name)
+    assert new.key == old.key                                      # not retrained
+    assert new.eval_keys["corruption"] != old.eval_keys["corruption"]   # re-evaluated
+    assert new.eval_keys["attack"] == old.eval_keys["attack"]
+  # SLURM: the baselines and the policy runs wait in separate arrays.
+  assert [len(s) for s in slurm.stages(a, range(len(a.runs)))] == [2, 54]

@@ -82,7 +82,8 @@ def plan(cfg, workdir: str = "") -> runner.Plan:
   policies = parse_policies(st.policies)
   evals = runner.evals_dict(cfg)
   base = runner.training_config(cfg)
-  runs = []
+  runs = _baselines(cfg, base, evals)
+  names = {r.info["dataset"]: r.name for r in runs}
   for seed in st.seeds:                # seeds outermost: every cell gets a value early
     for ds in st.datasets:
       for p in policies:
@@ -94,9 +95,11 @@ def plan(cfg, workdir: str = "") -> runner.Plan:
           config_lib.validate(tcfg)
         except UserError as e:
           raise UserError(f"run {ds}/{p['label']}/seed {seed}: {e}") from None
+        after = (names[ds],) if ds in names else ()
         runs.append(runner.Run(
             name=f"{ds}-{p['label']}-s{seed}", kind="train",
-            config=train.resolved_config(tcfg), seed=int(seed), evals=evals,
+            config=train.resolved_config(tcfg), seed=int(seed),
+            evals=_with_baseline(evals, ds, after), after=after,
             info={"dataset": ds, "label": p["label"], "policy": p["policy"]}))
   options = {"policies": policies, "datasets": list(st.datasets),
              "seeds": [int(s) for s in st.seeds],
@@ -111,6 +114,46 @@ def plan(cfg, workdir: str = "") -> runner.Plan:
              "train_limit": base.train_limit}
   return runner.Plan("augmentation_study", workdir or "workdirs/augmentation_study",
                      runs, options)
+
+
+STUDY_BASELINE = "study"     # corruption evaluator baseline: the study's own runs
+
+
+def _baselines(cfg, base, evals) -> list:
+  """The mCE baselines (``study.baseline_config``, e.g. '{dataset}_logreg'): one train
+  run per dataset, when a corruption evaluator asks for the study's baseline."""
+  from kmnist_jax import config as config_lib
+  from kmnist_jax import train
+  wants = [n for n, e in evals.items() if e.get("type", n) == "corruption"
+           and e.get("baseline", STUDY_BASELINE) == STUDY_BASELINE]
+  template = cfg[STUDY].get("baseline_config", "")
+  if not wants:
+    return []
+  if not template:
+    raise UserError(f"config.evals.{wants[0]}: baseline '{STUDY_BASELINE}' needs "
+                    "config.study.baseline_config (e.g. '{dataset}_logreg')")
+  runs = []
+  for ds in cfg[STUDY].datasets:
+    b = config_lib.load_file(template.format(dataset=ds))
+    for f in ("data_dir", "data_source", "tfds_dir"):
+      b[f] = base[f]
+    b.dataset, b.progress, b.tensorboard = ds, False, False
+    config_lib.validate(b)
+    runs.append(runner.Run(name=f"baseline-{ds}", kind="train",
+                           config=train.resolved_config(b), seed=int(b.seed),
+                           info={"role": "baseline", "dataset": ds}))
+  return runs
+
+
+def _with_baseline(evals: dict, dataset: str, after: tuple) -> dict:
+  out = {}
+  for n, e in evals.items():
+    e = dict(e)
+    if (e.get("type", n) == "corruption" and after
+        and e.get("baseline", STUDY_BASELINE) == STUDY_BASELINE):
+      e["baseline"] = {dataset: runner.REF + after[0]}
+    out[n] = e
+  return out
 
 
 # ---- Summaries ----------------------------------------------------------------------------
@@ -149,7 +192,7 @@ def summarize(records, plan: runner.Plan) -> dict:
   pgd_eps = opt.get("pgd_eps")
   got: dict = {}
   for run, rec in zip(plan.runs, records):
-    if rec is not None:
+    if rec is not None and run.info.get("role") != "baseline":
       got[(run.info["dataset"], run.info["label"], run.seed)] = rec
   rows = []
   for ds in opt["datasets"]:

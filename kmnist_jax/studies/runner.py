@@ -11,7 +11,7 @@ The cache rule (one rule for every study, sweep and benchmark):
   after overrides and validation, model defaults filled in; only the fields in
   :data:`KEY_EXCLUDED`, which say where data is read from and how progress is shown or
   saved, are left out) and the keys of the runs it is built on (``deps``: a transfer
-  run's source model). Changing a source setting changes the source's key, so the
+  run's source model; ``after`` only orders: a baseline an evaluator compares with). Changing a source setting changes the source's key, so the
   source and every run built on it are redone, and nothing else;
 * a run whose ``record.json`` holds its key is finished and skipped; an evaluator
   whose settings changed is re-run on the kept checkpoint, without retraining;
@@ -92,8 +92,14 @@ class Run:
   deps: tuple = ()
   evals: dict = dataclasses.field(default_factory=dict)
   info: dict = dataclasses.field(default_factory=dict)
+  after: tuple = ()        # runs this one waits for without them entering its key
   key: str = ""
   workdir: str = ""
+  eval_keys: dict = dataclasses.field(default_factory=dict)
+
+  @property
+  def waits_for(self) -> tuple:
+    return tuple(self.deps) + tuple(self.after)
 
 
 def key_config(config: dict) -> dict:
@@ -109,8 +115,18 @@ def run_key(run: Run, dep_keys: dict) -> str:
                  "deps": {d: dep_keys[d] for d in run.deps}})
 
 
-def eval_key(cfg: dict) -> str:
-  return digest(cfg)[:16]
+REF = "@run:"      # in an evaluator setting: the workdir of that run of the plan
+
+
+def map_refs(obj, fn):
+  """`obj` with every string '@run:<name>' replaced by fn(name), recursively."""
+  if isinstance(obj, dict):
+    return {k: map_refs(v, fn) for k, v in obj.items()}
+  if isinstance(obj, (list, tuple)):
+    return [map_refs(v, fn) for v in obj]
+  if isinstance(obj, str) and obj.startswith(REF):
+    return fn(obj[len(REF):])
+  return obj
 
 
 def safe_name(name: str) -> str:
@@ -133,7 +149,7 @@ class Plan:
                         f"{', '.join(KINDS)}")
       if r.name in names:
         raise UserError(f"two runs of study {self.study} are named {r.name!r}")
-      for d in r.deps:
+      for d in r.waits_for:
         if d not in keys:
           raise UserError(f"run {r.name!r} is built on {d!r}, which is not an earlier "
                           "run of the plan")
@@ -142,6 +158,14 @@ class Plan:
       keys[r.name] = r.key
       r.workdir = os.path.join(os.path.abspath(self.workdir), RUNS,
                                f"{safe_name(r.name)}-{r.key[:12]}")
+
+      def ref_key(name, r=r):
+        if name not in r.waits_for:
+          raise UserError(f"run {r.name!r}: an evaluator names {REF}{name}, which the "
+                          "run neither is built on nor waits for")
+        return keys[name]
+      # An evaluator's key: its settings, a referenced run by that run's key.
+      r.eval_keys = {n: digest(map_refs(c, ref_key))[:16] for n, c in r.evals.items()}
 
   def by_name(self, name: str) -> Run:
     return next(r for r in self.runs if r.name == name)
@@ -155,10 +179,10 @@ class Plan:
 
   @classmethod
   def from_json(cls, d: dict) -> "Plan":
-    runs = [Run(**{k: v for k, v in r.items() if k not in ("key", "workdir")})
-            for r in d["runs"]]
+    runs = [Run(**{k: v for k, v in r.items()
+                   if k not in ("key", "workdir", "eval_keys")}) for r in d["runs"]]
     for r in runs:
-      r.deps = tuple(r.deps)
+      r.deps, r.after = tuple(r.deps), tuple(r.after)
     p = cls(d["study"], d["workdir"], runs, d.get("options", {}))
     for r, saved in zip(p.runs, d["runs"]):
       if r.key != saved["key"]:
@@ -233,7 +257,11 @@ def evals_dict(cfg) -> dict:
   except ImportError:
     evaluators = None
   if evaluators is not None and hasattr(evaluators, "from_config"):
-    evaluators.from_config(evals)          # unknown type / bad setting -> UserError
+    # Unknown type / bad setting -> UserError. A baseline the study provides (one of
+    # its own runs, filled in per run) is checked when the plan fills it in.
+    evaluators.from_config({n: {k: v for k, v in e.items()
+                                if not (k == "baseline" and v == "study")}
+                            for n, e in evals.items()})
   return evals
 
 
@@ -254,8 +282,7 @@ def read_record(run: Run) -> dict | None:
 
 def missing_evals(run: Run, rec: dict | None) -> list[str]:
   have = (rec or {}).get("evals", {})
-  return [n for n, c in run.evals.items()
-          if have.get(n, {}).get("key") != eval_key(c)]
+  return [n for n in run.evals if have.get(n, {}).get("key") != run.eval_keys[n]]
 
 
 def is_finished(run: Run) -> bool:
@@ -317,13 +344,13 @@ def external_run(run: Run, plan: Plan, log) -> dict:
 
 def _evaluate(run: Run, plan: Plan, names: list[str], log) -> dict:
   from kmnist_jax.studies import evaluate as evaluate_lib
-  evals = {n: run.evals[n] for n in names}
+  evals = map_refs({n: run.evals[n] for n in names}, lambda r: plan.by_name(r).workdir)
   log(f"{run.name}: evaluating {', '.join(names)}")
   recs = evaluate_lib.evaluate(run.workdir, evals, step=plan.options.get("eval_step",
                                                                            "latest"),
                                data_dir=plan.options.get("data_dir") or
                                run.config.get("data_dir") or None)
-  return {n: {"key": eval_key(run.evals[n]), "record": recs[n]} for n in names}
+  return {n: {"key": run.eval_keys[n], "record": recs[n]} for n in names}
 
 
 def execute_one(plan: Plan, run: Run, *, log=print) -> tuple[dict, bool]:
@@ -332,7 +359,7 @@ def execute_one(plan: Plan, run: Run, *, log=print) -> tuple[dict, bool]:
   rec = read_record(run)
   if rec is not None and not missing_evals(run, rec):
     return rec, False
-  for d in run.deps:
+  for d in run.waits_for:
     if read_record(plan.by_name(d)) is None:
       raise UserError(f"run {run.name} is built on {d}, which has not finished; run "
                       "the study (or that array task) first")
@@ -455,7 +482,7 @@ def _sequential(plan: Plan, todo: list[int], status: Status, show,
     run = plan.runs[i]
     if deadline is not None and time.time() > deadline:
       break
-    bad = [d for d in run.deps if plan.index(d) in failures]
+    bad = [d for d in run.waits_for if plan.index(d) in failures]
     if bad:
       failures[i] = f"not run: {bad[0]} failed"
       status.failed += 1
@@ -526,14 +553,14 @@ def _side_by_side(plan: Plan, todo: list[int], n: int, status: Status, show,
     sel.register(w.proc.stdout, selectors.EVENT_READ, w)
 
   def ready(i):
-    return all(plan.index(d) in finished for d in plan.runs[i].deps)
+    return all(plan.index(d) in finished for d in plan.runs[i].waits_for)
 
   try:
     while pending or any(w.current is not None for w in workers):
       if deadline is not None and time.time() > deadline:
         pending.clear()                  # start nothing new; let the running finish
       for i in [i for i in pending
-                if any(plan.index(d) in failures for d in plan.runs[i].deps)]:
+                if any(plan.index(d) in failures for d in plan.runs[i].waits_for)]:
         pending.remove(i)
         failures[i] = "not run: a run it is built on failed"
         status.failed += 1

@@ -44,7 +44,7 @@ def stages(plan, todo) -> list[list[int]]:
   pending = set(todo)
   depth: dict[int, int] = {}
   for i in todo:                                  # the plan is in dependency order
-    deps = [plan.index(d) for d in plan.runs[i].deps]
+    deps = [plan.index(d) for d in plan.runs[i].waits_for]
     depth[i] = 1 + max([depth[d] for d in deps if d in pending], default=-1)
   out: list[list[int]] = []
   for i in todo:
