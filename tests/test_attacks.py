@@ -9,7 +9,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
 from test_mce import kmnist_test, trained
 
 from kmnist_jax import inference, models, train

@@ -67,7 +67,8 @@ def test_baseline_given_as_numbers_or_itself(setup):
   assert given["errors"] == rec["errors"]
   # The baseline against itself: every CE is exactly 1.
   logreg = train.restore_model(base_dir, "latest")
-  own = corruption.run(logreg, baseline={"kmnist": base_dir}, baseline_step="latest", **kw)
+  own = corruption.run(logreg, baseline={"kmnist": base_dir}, baseline_step="latest",
+                       **kw)
   assert own["mce"] == 1.0 and own["relative_mce"] == 1.0
   assert own["errors"] == b["errors"]
 

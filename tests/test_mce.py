@@ -16,7 +16,6 @@ import tempfile
 
 import numpy as np
 import pytest
-
 from test_train import run as train_run
 from test_train import tiny
 
@@ -83,7 +82,8 @@ def test_ce_mce_hand_computed():
   assert rob.relative_ces(MODEL, 0.05, BASE, 0.1) == pytest.approx({"a": 0.5, "b": 0.375})
   assert rob.relative_mce(MODEL, 0.05, BASE, 0.1) == pytest.approx(0.4375)
   assert rob.corruption_errors(MODEL) == pytest.approx({"a": 0.2, "b": 0.2})
-  assert rob.mean_corruption_error({"a": [0.1, 0.3], "b": [0.5, 0.7]}) == pytest.approx(0.4)
+  assert rob.mean_corruption_error({"a": [0.1, 0.3], "b": [0.5, 0.7]}) == pytest.approx(
+      0.4)
   s = rob.summary(MODEL, 0.05, BASE, 0.1)
   assert s["mce"] == pytest.approx(0.45) and s["relative_mce"] == pytest.approx(0.4375)
   assert s["undefined"] == {"ce": [], "relative_ce": []}
@@ -155,7 +155,8 @@ def test_bad_inputs_one_line():
     sets.parse_severities("1,x")
   with pytest.raises(UserError, match="identity' is the clean column"):
     sets.parse_corruptions("identity")
-  assert sets.parse_corruptions("identity,fog", allow_identity=True) == ("identity", "fog")
+  assert sets.parse_corruptions("identity,fog", allow_identity=True) == (
+      "identity", "fog")
   with pytest.raises(UserError, match="unknown attack 'cw'"):
     attack_eval.parse_attacks("fgsm,cw")
   with pytest.raises(UserError, match="unknown dataset 'kmnsit'"):
@@ -169,29 +170,38 @@ def test_bad_inputs_one_line():
       "kmnist": "/a", "mnist": "/b"}
   assert corruption_eval.parse_dataset_dirs(["/x/w"], infer=lambda p: "mnist") == {
       "mnist": "/x/w"}
-  assert attack_eval.parse_attacks("none") == () and sets.parse_severities("3,1") == (1, 3)
+  assert attack_eval.parse_attacks("none") == ()
+  assert sets.parse_severities("3,1") == (1, 3)
 
 
 def test_baseline_for_another_dataset_refused(data_dir, tmp_path):
   cnn, mnist_base = trained(data_dir), trained(data_dir, "mnist_logreg")
   kw = dict(out=str(tmp_path / "o"), data_dir=data_dir, log=lambda *_: None)
-  with pytest.raises(UserError, match=r"baseline .*tiny_mnist_logreg was trained on mnist, "
-                                      r"not kmnist"):
+  with pytest.raises(UserError, match=r"baseline .*tiny_mnist_logreg was trained on "
+                                      r"mnist, not kmnist"):
     study.run([cnn], baseline=[f"kmnist={mnist_base}"], **kw)
-  with pytest.raises(UserError, match=r"^baseline .*tiny_mnist_logreg is for mnist but the "
-                                      r"models are evaluated on kmnist"):
+  with pytest.raises(UserError, match=r"^baseline .*tiny_mnist_logreg is for mnist but "
+                                      r"the models are evaluated on kmnist"):
     study.run([cnn], baseline=[mnist_base], **kw)
   assert not os.path.exists(tmp_path / "o")
 
 
-def test_script_bad_flag_is_one_line(tmp_path):
+@pytest.mark.parametrize("flag, line", [
+    ("--severities=1,6",
+     "error: severity 6 is out of range; valid choices: 1, 2, 3, 4, 5"),
+    ("--baseline=kmnsit=/x", "error: --baseline kmnsit=/x: unknown dataset 'kmnsit'; "
+                             "valid choices: fashion_mnist, k49, kmnist, mnist (write "
+                             "DATASET=DIR)"),
+    ("--adversarial=fgsm,cw", "error: unknown attack 'cw'; valid choices: both, fgsm, "
+                              "none, pgd"),
+])
+def test_script_bad_flag_is_one_line(tmp_path, flag, line):
   p = subprocess.run([sys.executable, os.path.join(REPO, "experiments", "robustness.py"),
-                      f"--workdirs={tmp_path}", "--severities=1,6",
-                      f"--out={tmp_path / 'o'}"], capture_output=True, text=True,
-                     timeout=300)
+                      f"--workdirs={tmp_path}", flag, f"--out={tmp_path / 'o'}"],
+                     capture_output=True, text=True, timeout=300)
   assert p.returncode == 2, p.stderr
   err = [line for line in p.stderr.splitlines() if line.strip()]
-  assert err == ["error: severity 6 is out of range; valid choices: 1, 2, 3, 4, 5"], err
+  assert err == [line], err
   assert not os.path.exists(tmp_path / "o")
 
 
@@ -260,5 +270,6 @@ def test_script_end_to_end(data_dir, tmp_path):
   assert list(again["errors"]) == ["inverse", "fog"]
   for k in ("inverse", "fog"):
     np.testing.assert_allclose(again["errors"][k], cnn_rec["errors"][k])
-  with pytest.raises(UserError, match=r"lacks 2 of the requested sets \(rotate 1, rotate 5\)"):
+  with pytest.raises(UserError,
+                     match=r"lacks 2 of the requested sets \(rotate 1, rotate 5\)"):
     study.run([cnn], corruption_names="fog,rotate", **kw)

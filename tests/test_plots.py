@@ -187,3 +187,69 @@ def test_png_written_atomically_over_an_old_file(tmp_path, fake_eval):
   check_png(path, (6, 6.5))
   with pytest.raises(ValueError, match="not a PNG"):
     plots.png_size(__file__)
+
+
+# ---- Readability: colours, units, cell text, near-zero bars ----------------------------
+
+def test_cell_text_is_legible_or_absent():
+  fig = plots.figure(6, 5)
+  ax = fig.add_subplot()
+  vals = np.linspace(0, 1, 100).reshape(10, 10)
+  im = ax.imshow(vals, cmap=plots.SEQUENTIAL, vmin=0, vmax=1)
+  assert plots.annotate_cells(fig, ax, vals, [[f"{v:.0%}" for v in r] for r in vals], im)
+  sizes = {t.get_fontsize() for t in ax.texts}
+  assert len(ax.texts) == 100 and min(sizes) >= plots.MIN_CELL_PT, sizes
+  # Dark text on light cells, light text on dark ones.
+  assert ax.texts[0].get_color() == "white" and ax.texts[-1].get_color() == "black"
+  small = plots.figure(2, 2)
+  ax2 = small.add_subplot()
+  vals = np.random.default_rng(0).random((40, 40))
+  im2 = ax2.imshow(vals)
+  assert not plots.annotate_cells(small, ax2, vals, [["0.50"] * 40] * 40, im2)
+  assert len(ax2.texts) == 0
+
+
+def test_near_zero_bars_get_a_marker_and_value():
+  fig = plots.figure(7, 4)
+  ax = fig.add_subplot()
+  plots.grouped_bars(ax, [("clean", [0.9, 0.8, 0.95], None),
+                          ("PGD", [0.0, 0.004, 0.3], None)], romanized_3(), scale=100.0)
+  marked = [line for line in ax.lines if line.get_marker() == "^"]
+  assert len(marked) == 1 and list(marked[0].get_ydata()) == [0.0, 0.4]
+  assert sorted(t.get_text() for t in ax.texts) == ["0", "0.4"]
+
+
+def romanized_3():
+  return plots.class_labels(["a", "b", "c"], None)
+
+
+def test_colour_maps_are_colour_blind_safe():
+  assert plots.SEQUENTIAL == "cividis"
+  rgb = [plots.diverging()(v)[:3] for v in (0.0, 0.5, 1.0)]
+  assert rgb[0][2] > rgb[0][0] and rgb[2][0] > rgb[2][2]   # blue ... orange
+  assert min(rgb[1]) > 0.9                                 # white at 0
+  # Okabe-Ito series colours (blue, orange, bluish green, ...): no red + green pair.
+  assert plots.palette(3) == list(plots.OKABE_ITO[:3])
+  assert plots.OKABE_ITO[:3] == ("#0072B2", "#E69F00", "#009E73")
+  assert len(plots.palette(12)) == 12
+
+
+def test_robustness_figures(tmp_path):
+  lab = romanized()
+  p = lambda n: str(tmp_path / n)  # noqa: E731
+  acc = np.random.default_rng(0).random((10, 21))
+  cols = ["clean"] + [f"c{i}" for i in range(20)]
+  check_png(plots.corruption_heatmap(acc, lab, cols, p("h.png")),
+            plots.corruption_heatmap_size(10, 21))
+  check_png(plots.corruption_heatmap(acc - 0.5, lab, cols, p("g.png"), gain=True),
+            plots.corruption_heatmap_size(10, 21))
+  series = [{"name": "m", "clean": 0.05,
+             "errors": {"fog": [0.2, 0.5], "zigzag": [0.1, 0.2]}}]
+  check_png(plots.error_vs_severity(series, [1, 5], p("e.png")),
+            plots.error_vs_severity_size(2))
+  curves = [{"name": "m", "attack": a, "epsilons": [0, 0.1], "accuracy": [0.9, 0.0]}
+            for a in ("fgsm", "pgd")]
+  check_png(plots.accuracy_vs_epsilon(curves, p("a.png")), (8, 5))
+  check_png(plots.robust_per_class([{"name": "clean", "accuracy": acc[:, 0]},
+                                    {"name": "PGD", "accuracy": np.zeros(10)}], lab,
+                                   p("r.png")), (plots.bar_width_in(10, 2), 4.8))

@@ -158,7 +158,10 @@ def _baseline_record(path: str, step, dataset: str, data_dir, c_items: tuple):
   """A baseline workdir evaluated on a suite (cached per process: every seed of a
   study uses it)."""
   from kmnist_jax.evaluators import common
-  restored = common.restore(path, step)
+  try:
+    restored = common.restore(path, step)
+  except UserError as e:
+    raise UserError(f"baseline {dataset}={path}: {e}") from None
   trained = restored.config.dataset
   if trained != dataset:
     raise UserError(f"baseline {path} was trained on {trained}, not {dataset}; give a "

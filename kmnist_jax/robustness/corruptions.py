@@ -20,8 +20,8 @@ not part of MNIST-C's published 15: they use the 5-level tables of MNIST-C's cod
 defaults to; pixelate's level 1 is 0.7 instead of 0.6 (a 16-pixel BOX round trip
 distorts more than a 14-pixel one), elastic is Simard et al.'s (MNIST-C's table is not
 monotone) and inverse is blended with the clean image below level 5.
-``python -m kmnist_jax.robustness.corruptions`` prints every definition and parameter table (the
-README shows it).
+``python -m kmnist_jax.robustness.corruptions`` prints every definition and parameter
+table (the README shows it).
 
 Randomness. Everything comes from one seed: the key ``fold_in(fold_in(key(seed),
 index of the name in NAMES), severity)``; every draw comes from a
@@ -174,7 +174,7 @@ assert tuple(SPECS) == NAMES
 MNIST_C_SEVERITY: dict[str, int] = {n: s.mnist_c for n, s in SPECS.items()}
 
 
-# ---- Checks --------------------------------------------------------------------------------
+# ---- Checks ---------------------------------------------------------------------------
 
 def check_severity(severity) -> None:
   """UserError unless `severity` is one of SEVERITIES."""
@@ -211,10 +211,11 @@ def _rng(key) -> np.random.Generator:
   return np.random.default_rng(np.asarray(jax.random.key_data(key)).astype(np.uint64))
 
 
-# ---- Helpers -------------------------------------------------------------------------------
+# ---- Helpers --------------------------------------------------------------------------
 
 def _gauss(x: np.ndarray, sigma: float) -> np.ndarray:
-  """skimage.filters.gaussian(image, sigma) of every image (mode 'nearest', truncate 4)."""
+  """skimage.filters.gaussian(image, sigma) of every image (mode 'nearest',
+  truncate 4)."""
   return ndimage.gaussian_filter(x, sigma=(0, sigma, sigma), mode="nearest", truncate=4.0)
 
 
@@ -258,7 +259,8 @@ def affine_matrices(name: str, p: dict, rng: np.random.Generator, n: int) -> np.
     a[:, 0, 0], a[:, 0, 1], a[:, 1, 1] = 1.0, -np.sin(s), np.cos(s)
   elif name == "rotate":
     r = p["r"] * sign
-    a[:, 0, 0], a[:, 0, 1], a[:, 1, 0], a[:, 1, 1] = np.cos(r), -np.sin(r), np.sin(r), np.cos(r)
+    a[:, 0, 0], a[:, 0, 1] = np.cos(r), -np.sin(r)
+    a[:, 1, 0], a[:, 1, 1] = np.sin(r), np.cos(r)
   else:
     raise ValueError(name)
   return _centred(a)
@@ -376,7 +378,7 @@ def _box_matrix(src: int, dst: int) -> np.ndarray:
   return _BOX_CACHE[(src, dst)]
 
 
-# ---- The corruptions: x float32 [N, 28, 28] in [0, 1] -> float in [0, 1] -------------------
+# ---- The corruptions: x float32 [N, 28, 28] in [0, 1] -> float in [0, 1] --------------
 
 def _shot_noise(x, p, rng, key):
   return rng.poisson(x * p["lam"]) / p["lam"]
@@ -391,8 +393,10 @@ def _glass_blur(x, p, rng, key):
   d, n = p["delta"], len(x)
   # MNIST-C calls skimage's gaussian(..., multichannel=True) on a 2-D image, which
   # takes the columns for channels: the blur runs down the rows only (vertical).
-  blur = lambda a: ndimage.gaussian_filter(a, sigma=(0, p["sigma"], 0), mode="nearest",
-                                           truncate=4.0)
+  def blur(a):
+    return ndimage.gaussian_filter(a, sigma=(0, p["sigma"], 0), mode="nearest",
+                                   truncate=4.0)
+
   y = np.floor(blur(x) * 255.0) / 255.0  # MNIST-C: np.uint8(blur * 255)
   for _ in range(p["iterations"]):
     for h in range(_H - d, d, -1):
@@ -546,12 +550,16 @@ def apply(name: str, images: np.ndarray, severity: int, seed: int) -> np.ndarray
 
 def describe() -> str:
   """Markdown table: every corruption, its definition, and its 5 parameter sets."""
-  fmt = lambda v: "(" + ", ".join(f"{a:g}" for a in v) + ")" if len(v) > 1 else f"{v[0]:g}"
+  def fmt(v):
+    return "(" + ", ".join(f"{a:g}" for a in v) + ")" if len(v) > 1 else f"{v[0]:g}"
+
   rows = ["| corruption | definition | parameters | severity 1 | 2 | 3 | 4 | 5 |",
           "|---|---|---|---|---|---|---|---|"]
   for name, s in SPECS.items():
-    cells = [fmt(v) + (" *" if i + 1 == s.mnist_c else "") for i, v in enumerate(s.levels)]
-    rows.append(f"| `{name}` | {s.definition} | {', '.join(s.keys)} | " + " | ".join(cells) + " |")
+    cells = [fmt(v) + (" *" if i + 1 == s.mnist_c else "")
+             for i, v in enumerate(s.levels)]
+    rows.append(f"| `{name}` | {s.definition} | {', '.join(s.keys)} | "
+                + " | ".join(cells) + " |")
   return "\n".join(rows)
 
 

@@ -126,7 +126,8 @@ def ce(errors, base_errors) -> float:
   return float(e.sum() / den) if den > 0 else float("nan")
 
 
-def relative_ce(errors, clean_error: float, base_errors, base_clean_error: float) -> float:
+def relative_ce(errors, clean_error: float, base_errors,
+                base_clean_error: float) -> float:
   """relative CE_c = sum_s (E_{s,c} - E_clean) / sum_s (E^base_{s,c} - E^base_clean)
   (NaN if the baseline's errors do not change under the corruption)."""
   e, b = np.asarray(errors, np.float64), np.asarray(base_errors, np.float64)

@@ -2,11 +2,11 @@
 
 Why files: a robustness evaluation must see exactly the same corrupted bytes every
 time, on any machine, and other tools (``tfds.load``, PyTorch) must be able to read
-them. :func:`build` applies :mod:`kmnist_jax.robustness.corruptions` to one split of a dataset
-and writes::
+them. :func:`build` applies :mod:`kmnist_jax.robustness.corruptions` to one split of a
+dataset and writes::
 
   <out_dir>/manifest.json                        what, from what, with which seed, sums
-  <out_dir>/<corruption>/severity_<s>.npz        images uint8 [N, 28, 28], labels uint8 [N]
+  <out_dir>/<corruption>/severity_<s>.npz        images uint8 [N, 28, 28], labels [N]
 
 The manifest records the dataset, split, seed, limit, the SHA-256 fingerprint of the
 clean source arrays, the corruption parameters of each severity, and per file its
@@ -37,8 +37,8 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from kmnist_jax import data, io
-from kmnist_jax.robustness import corruptions
 from kmnist_jax.errors import UserError, unknown
+from kmnist_jax.robustness import corruptions
 
 MANIFEST = "manifest.json"
 FORMAT = 1
@@ -154,8 +154,9 @@ def _read_npz(path: str, expect_sha: str | None, what: str):
                     f"({type(e).__name__}: {e})") from None
   if (images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (28, 28)
       or labels.dtype != np.uint8 or labels.shape != images.shape[:1]):
-    raise UserError(f"{what}: {path} holds images {images.dtype}{images.shape} and labels "
-                    f"{labels.dtype}{labels.shape}; expected uint8 [N,28,28] and uint8 [N]")
+    raise UserError(f"{what}: {path} holds images {images.dtype}{images.shape} and "
+                    f"labels {labels.dtype}{labels.shape}; expected uint8 [N,28,28] and "
+                    "uint8 [N]")
   return images, labels
 
 
@@ -168,8 +169,9 @@ def load(out_dir: str, name: str, severity: int) -> tuple[np.ndarray, np.ndarray
   entry = manifest["files"].get(rel)
   if entry is None:
     have = sorted(manifest["files"])
-    raise UserError(f"the build in {out_dir} has no {name} at severity {severity}; it has "
-                    f"{len(have)} files ({', '.join(have[:6])}{', ...' if len(have) > 6 else ''}); "
+    more = ", ..." if len(have) > 6 else ""
+    raise UserError(f"the build in {out_dir} has no {name} at severity {severity}; it "
+                    f"has {len(have)} files ({', '.join(have[:6])}{more}); "
                     "add it with experiments/make_corrupted.py --corruptions=" + name)
   return _read_npz(os.path.join(out_dir, rel), entry["sha256"],
                    f"{manifest['dataset']} {name} severity {severity}")
@@ -216,8 +218,8 @@ def build(dataset: str, out_dir: str, *, names: Sequence[str] | str = corruption
   names, severities = parse_corruptions(names), parse_severities(severities)
   if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
     raise UserError(f"seed must be a non-negative int, got {seed!r}")
-  if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, np.integer))
-                            or limit < 1):
+  if limit is not None and (isinstance(limit, bool)
+                            or not isinstance(limit, (int, np.integer)) or limit < 1):
     raise UserError(f"limit must be a positive int or None, got {limit!r}")
   out_dir = os.path.abspath(os.path.expanduser(out_dir))
   if os.path.isfile(out_dir):
@@ -237,12 +239,14 @@ def build(dataset: str, out_dir: str, *, names: Sequence[str] | str = corruption
     old = read_manifest(out_dir)  # a non-empty folder must be a build
     differ = [f"{k} {old.get(k)!r} -> {v!r}" for k, v in ident.items() if old.get(k) != v]
     if differ:
-      raise UserError(f"{out_dir} holds a build with other settings ({'; '.join(differ)}); "
+      raise UserError(f"{out_dir} holds a build with other settings "
+                      f"({'; '.join(differ)}); "
                       "use another --out or delete it")
     for rel, e in old["files"].items():
       if e.get("params") != corruptions.params(e["corruption"], e["severity"]):
-        raise UserError(f"{out_dir}: {rel} was made with parameters {e.get('params')}, the "
-                        f"code now has {corruptions.params(e['corruption'], e['severity'])}; "
+        now = corruptions.params(e["corruption"], e["severity"])
+        raise UserError(f"{out_dir}: {rel} was made with parameters {e.get('params')}, "
+                        f"the code now has {now}; "
                         "use another --out or delete it")
     todo = [(n, s) for n, s in wanted if file_name(n, s) not in old["files"]]
     if not todo:
@@ -299,7 +303,7 @@ def build(dataset: str, out_dir: str, *, names: Sequence[str] | str = corruption
   return manifest
 
 
-# ---- Picture ------------------------------------------------------------------------------
+# ---- Picture --------------------------------------------------------------------------
 
 def example_indices(labels: np.ndarray, k: int) -> list[int]:
   """The first example of each of the first `k` classes present (distinct classes)."""
@@ -325,7 +329,8 @@ def grid(out_dir: str, path: str, *, examples: int = 3, title: str = "",
     raise UserError(f"the clean {manifest['dataset']} {manifest['split']} data no longer "
                     f"match the build in {out_dir}; rebuild it")
   idx = example_indices(clean.labels, examples)
-  k, px, sep, gap = len(idx), 28, 2, 10  # images, their size, space between, between blocks
+  # images, their size, the space between them, between blocks
+  k, px, sep, gap = len(idx), 28, 2, 10
   width = k * (px + sep) - sep
   block = width + gap
   mosaic = np.ones(((len(names) + 1) * (px + 4), len(sevs) * block - gap))
@@ -350,7 +355,7 @@ def grid(out_dir: str, path: str, *, examples: int = 3, title: str = "",
               ["clean"] + list(names)))
 
 
-# ---- A verified suite in memory ------------------------------------------------------------
+# ---- A verified suite in memory -------------------------------------------------------
 
 def default_cache_dir() -> str:
   """Where evaluators build corrupted sets when given no folder:
@@ -422,7 +427,7 @@ class Suite:
     return images[:self.n]
 
 
-# ---- What experiments/make_corrupted.py runs -----------------------------------------------
+# ---- What experiments/make_corrupted.py runs ------------------------------------------
 
 def make(*, dataset: str, out: str, names="all", severities="1,2,3,4,5", seed: int = 0,
          split: str = "test", limit: int = 0, data_dir: str = "", tfds: bool = False,
@@ -447,7 +452,8 @@ def make(*, dataset: str, out: str, names="all", severities="1,2,3,4,5", seed: i
                    progress=progress)
   size = sum(os.path.getsize(os.path.join(out, f)) for f in manifest["files"])
   log(f"{dataset}-C {split}: {len(manifest['files'])} files, {manifest['count']} images "
-      f"each, {size / 1e6:.0f} MB in {out} ({time.perf_counter() - t0:.0f} s; seed {seed})")
+      f"each, {size / 1e6:.0f} MB in {out} ({time.perf_counter() - t0:.0f} s; "
+      f"seed {seed})")
   if tfds:
     built = [n for n in manifest["corruptions"] if file_name(
         n, corruptions.MNIST_C_SEVERITY[n]) in manifest["files"]]

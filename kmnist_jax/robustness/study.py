@@ -88,13 +88,13 @@ def run(workdirs: Sequence[str], *, baseline=(), out: str = "", step="best",
       progress=progress)
   data_dir = data_dir or data_lib.default_data_dir()
 
+  base = corruption_eval.parse_dataset_dirs(
+      baseline, "--baseline", infer=lambda p: _trained_on(p, step))
   runs = []
   for w, name in zip(workdirs, model_names(workdirs)):
     ckpt = common.restore(w, step)
     runs.append((name, ckpt, common.check_dataset(ckpt, dataset or None).name))
   evaluated = list(dict.fromkeys(ds for _, _, ds in runs))
-  base = corruption_eval.parse_dataset_dirs(
-      baseline, "--baseline", infer=lambda p: _trained_on(p, step))
   for ds, path in base.items():
     trained = _trained_on(path, step)
     if trained != ds:

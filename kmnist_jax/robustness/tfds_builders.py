@@ -11,9 +11,10 @@ Builders (import this module to register them)::
                             the published one-severity set, downloaded from zenodo)
   fashion_mnist_corrupted   Fashion-MNIST-C
 
-Configs, for each of the 20 corruptions in :data:`kmnist_jax.robustness.corruptions.NAMES`:
-``<corruption>`` is the MNIST-C setting (severity
-:data:`~kmnist_jax.robustness.corruptions.MNIST_C_SEVERITY`, 3 for the 15 MNIST-C ones) and
+Configs, for each of the 20 corruptions in
+:data:`kmnist_jax.robustness.corruptions.NAMES`: ``<corruption>`` is the MNIST-C setting
+(severity :data:`~kmnist_jax.robustness.corruptions.MNIST_C_SEVERITY`, 3 for the 15
+MNIST-C ones) and
 ``<corruption>_<s>`` is severity s = 1..5 (so ``shot_noise`` and ``shot_noise_3`` hold
 the same images). The one split is the build's (``test``). Features: ``image``
 uint8 (28, 28, 1), ``label`` ClassLabel with the dataset's class names, ``index``
@@ -43,9 +44,9 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from kmnist_jax import data
-from kmnist_jax.robustness import sets as corrupted
-from kmnist_jax.robustness import corruptions
 from kmnist_jax.errors import UserError
+from kmnist_jax.robustness import corruptions
+from kmnist_jax.robustness import sets as corrupted
 
 DIR_ENV = "KMNIST_JAX_CORRUPTED_DIR"
 VERSION = "1.0.0"
@@ -81,7 +82,8 @@ def _configs() -> list[CorruptedConfig]:
       tag = " (the MNIST-C setting)" if s == corruptions.MNIST_C_SEVERITY[name] else ""
       out.append(CorruptedConfig(
           name=config_name(name, sev), version=tfds.core.Version(VERSION),
-          description=(f"{name} at severity {s}{tag}: {corruptions.SPECS[name].definition}; "
+          description=(f"{name} at severity {s}{tag}: "
+                       f"{corruptions.SPECS[name].definition}; "
                        f"{corruptions.params(name, s)}"),
           corruption=name, severity=s))
   return out
@@ -117,9 +119,10 @@ class _CorruptedBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True)
     info = data.get_info(self.DATASET)
     return tfds.core.DatasetInfo(
         builder=self,
-        description=(f"{self.DATASET} test images under 20 corruptions (the 15 of MNIST-C "
-                     "plus gaussian_noise, contrast, pixelate, elastic, inverse) at 5 "
-                     "severities, made by kmnist_jax.robustness.sets.build."),
+        description=(f"{self.DATASET} test images under 20 corruptions (the 15 of "
+                     "MNIST-C plus gaussian_noise, contrast, pixelate, elastic, "
+                     "inverse) at 5 severities, made by kmnist_jax.robustness.sets."
+                     "build."),
         features=tfds.features.FeaturesDict({
             "image": tfds.features.Image(shape=(28, 28, 1)),
             "label": tfds.features.ClassLabel(names=list(info.class_names)),
@@ -150,7 +153,8 @@ class KmnistCorrupted(_CorruptedBuilder):
 
 
 class MnistCorrupted5sev(_CorruptedBuilder):
-  """MNIST-C at 5 severities, re-generated (tfds' mnist_corrupted is the published set)."""
+  """MNIST-C at 5 severities, re-generated (tfds' mnist_corrupted is the published
+  set)."""
   name = "mnist_corrupted_5sev"
   DATASET = "mnist"
 

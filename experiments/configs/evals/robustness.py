@@ -1,0 +1,53 @@
+r"""Robustness (what experiments/robustness.py gives): errors on every corruption x
+severity of MNIST-C / KMNIST-C, CE / mCE / relative mCE against the logistic-regression
+baseline of the model's dataset, per-class accuracy x corruption, FGSM / PGD accuracy
+against epsilon, overall and per class.
+
+  python experiments/evaluate.py --workdirs=workdirs/mnist_cnn,workdirs/kmnist_cnn \
+      --config=experiments/configs/evals/robustness.py \
+      [--config.evals.corruption.baseline.kmnist=workdirs/kmnist_logreg] \
+      [--config.evals.corruption.limit=0 --config.evals.attack.limit=1000]   # full
+
+The default is the cheap subset studies use (the first 1,000 test images, all 20
+corruptions x 5 severities, attacks on 500); limit=0 evaluates all 10,000. The corrupted
+sets are built once into ~/.cache/kmnist_jax/corrupted (or cache_dir) and reused.
+
+Measured: MEASURED
+"""
+
+import ml_collections
+
+
+def get_config():
+  c = ml_collections.ConfigDict()
+  c.title = "Robustness"
+  c.cjk_font = "auto"            # hiragana labels: auto (find a CJK font), none, a family
+  c.evals = ml_collections.ConfigDict()
+  c.evals.corruption = dict(
+      type="corruption",
+      dataset="",                  # default: each checkpoint's own
+      corruptions="all",           # or "fog,rotate,..." (robustness/corruptions.py)
+      severities=(1, 2, 3, 4, 5),
+      limit=1000,                  # first N test images (0: all)
+      seed=0,                      # of the corruptions
+      # A logreg workdir per dataset (missing datasets: no CE / mCE), or precomputed
+      # errors {"clean_error": e, "errors": {corruption: [per severity]}}.
+      baseline={"kmnist": "workdirs/kmnist_logreg", "mnist": "workdirs/mnist_logreg"},
+      baseline_step="best",
+      cache_dir="",                # default: $KMNIST_JAX_CACHE_DIR/corrupted
+      corrupted_dir={},            # prebuilt sets: {"kmnist": DIR} (make_corrupted.py)
+      batch_size=1000,
+  )
+  c.evals.attack = dict(
+      type="attack",
+      dataset="",
+      attacks=("fgsm", "pgd"),
+      epsilons=(0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3),   # L-inf, pixels in [0, 1]
+      pgd_steps=10,
+      pgd_step_size=0.0,           # 0: 2.5 * eps / steps
+      limit=500,                   # first N test images (0: all)
+      seed=0,                      # PGD's random start
+      per_class_epsilon=0.1,       # the per-class figure's epsilon (nearest evaluated)
+      batch_size=500,
+  )
+  return c
