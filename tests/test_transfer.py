@@ -266,3 +266,13 @@ def test_study_report_from_a_summary(data_dir, tmp_path):
   assert csv_text[0].startswith("direction,mode,k,seeds,acc_mean,acc_std,gain_mean,gain_std")
   assert len(csv_text) == 1 + 2 * 3 * 2
   assert "mnist vs random init" in (out / "report.md").read_text()
+
+
+def test_committed_headline_table_has_the_study_schema():
+  import csv
+  from kmnist_jax.studies import transfer as study
+  with open(os.path.join(REPO, "results", "transfer_study", "table.csv")) as f:
+    header = next(csv.reader(f))
+  assert header == list(study.TABLE_COLUMNS)
+  assert header[:8] == ["direction", "mode", "k", "seeds", "acc_mean", "acc_std",
+                        "gain_mean", "gain_std"]

@@ -308,6 +308,8 @@ def table_rows(summary: dict) -> list[dict]:
   out = []
   for r in summary["rows"]:
     row = {c: r.get(c) for c in TABLE_COLUMNS}
+    for m in ("clean_acc", "mce"):
+      row[f"{m}_significant"] = r.get(f"{m}_delta_significant")
     for c in ("mce_mean", "mce_std", "rel_mce_mean", "rel_mce_std", "mce_delta_mean",
               "mce_delta_std"):
       row[c] = None if row[c] is None else 100 * row[c]
