@@ -360,7 +360,7 @@ class _StopFlag:
     from jax.experimental import multihost_utils
     flags = multihost_utils.process_allgather(np.int32(local))
     if np.any(flags) and self.signame is None:
-      self.signame = "a stop on another process"
+      self.signame = "a signal to another process"
     return bool(np.any(flags))
 
 

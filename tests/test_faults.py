@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -234,16 +235,21 @@ def test_analyze_under_faults(reference, data_dir, tmp_path):
 
 
 @pytest.mark.skipif(not IS_ROOT, reason="mounting a small tmpfs needs root")
-def test_full_disk_is_one_line_and_leaves_nothing(data_dir, tmp_path):
+@pytest.mark.parametrize("size", ["256k", "8k"])
+def test_full_disk_is_one_line_and_leaves_nothing(data_dir, tmp_path, size):
+  """256k: room for the logs, not for a checkpoint (~3 MB); 8k: not even the logs."""
   wd = tmp_path / "small"
   wd.mkdir()
-  subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(wd)],
+  subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(wd)],
                  check=True)
   try:
     msg = one_line_error(train(wd, data_dir=data_dir))
-    assert "disk full" in msg and f"{wd}/checkpoints" in msg and "MB" in msg
-    left = os.listdir(wd / "checkpoints")
-    assert left == [], left                         # nothing half-written
+    if size == "256k":
+      assert "disk full" in msg and f"{wd}/checkpoints" in msg and "MB" in msg
+      left = os.listdir(wd / "checkpoints")
+      assert left == [], left                         # nothing half-written
+    else:
+      assert str(wd) in msg and "No space left on device" in msg
   finally:
     subprocess.run(["umount", str(wd)], check=True)
 
@@ -290,3 +296,41 @@ def test_bad_flags_are_one_line(case, data_dir, tmp_path):
     msg = one_line_error(train(tmp_path, "--config.num_epochs.x=1", data_dir=data_dir))
     assert "config.num_epochs is not a group of fields" in msg
   assert not (tmp_path / "checkpoints").exists()
+
+
+def test_multi_host_sigterm_to_one_process_all_stop_at_the_same_step(data_dir,
+                                                                     tmp_path):
+  """Two processes (1 CPU device each, gloo): SIGTERM to process 1 only; both save the
+  same step together (one agreed checkpoint) and exit 75."""
+  with socket.socket() as s:
+    s.bind(("localhost", 0))
+    port = s.getsockname()[1]
+  wd = tmp_path / "w"
+  e = dict(env(data_dir), XLA_FLAGS="--xla_force_host_platform_device_count=1")
+  procs = [subprocess.Popen(
+      command(wd, "--config.parallel=sharded", f"--coordinator_address=localhost:{port}",
+              "--num_processes=2", f"--process_id={i}"),
+      cwd=REPO, env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+      for i in range(2)]
+  try:
+    deadline = time.monotonic() + 300
+    while not (wd / "metrics.jsonl").exists() or not (wd / "metrics.jsonl").read_text():
+      assert all(p.poll() is None for p in procs), [p.communicate() for p in procs]
+      assert time.monotonic() < deadline
+      time.sleep(0.05)
+    procs[1].send_signal(signal.SIGTERM)
+    outs = [p.communicate(timeout=300) for p in procs]
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+        p.wait()
+  assert [p.returncode for p in procs] == [75, 75], [o[1][-2000:] for o in outs]
+  steps = []
+  for _, err in outs:
+    assert "Traceback" not in err, err[-3000:]
+    (line,) = [x for x in err.splitlines() if x.startswith("preempted:")]
+    steps.append(int(line.split("at step ")[1].split()[0]))
+  assert steps[0] == steps[1] and STEPS <= steps[0] < 3 * STEPS, steps
+  assert "by SIGTERM" in outs[1][1] and "by a signal to another process" in outs[0][1]
+  assert steps[0] in ckpt_lib.Checkpoints(str(wd), read_only=True).steps()
