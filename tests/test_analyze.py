@@ -1,26 +1,22 @@
-"""experiments/analyze.py and experiments/embed.py end to end on a small real checkpoint:
-every file written, numbers consistent with training's own evaluation, comparison mode,
-atomic output, and one clear line for each bad input."""
+"""The analysis and embedding outputs (kmnist_jax.studies.evaluate.analyze / embed, run
+by experiments/analyze.py and embed.py) end to end on a small real checkpoint: every
+file written, numbers consistent with training's own evaluation, comparison mode,
+atomic output, one clear line for each bad input; the scripts as subprocesses."""
 
 import json
 import os
 import shutil
-import subprocess
 import sys
 
 import numpy as np
 import pytest
+import tiny_runs
 
 from kmnist_jax import checkpoint as ckpt_lib
 from kmnist_jax import plots, train
 from kmnist_jax.errors import UserError
-from test_train import run as train_run
-from test_train import tiny
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.append(os.path.join(REPO, "experiments"))  # analyze.py, embed.py, _bootstrap
-import analyze  # noqa: E402
-import embed  # noqa: E402
+from kmnist_jax.evaluators import embedding
+from kmnist_jax.studies import evaluate
 
 PNGS = {"confusion.png": plots.confusion_size(10),
         "per_class_accuracy.png": (7, 4.5),
@@ -28,6 +24,10 @@ PNGS = {"confusion.png": plots.confusion_size(10),
         "reliability.png": (6, 6.5),
         "learning_curves.png": (14, 4),
         "per_class_error_epochs.png": (9, 5)}
+TABLES = ["summary", "confused_pairs", "confused_directed", "per_class",
+          "per_class_error_epochs"]
+FILES = sorted(list(PNGS) + ["metrics.json", "report.md"]
+               + [f"{t}.{ext}" for t in TABLES for ext in ("md", "csv", "json")])
 LIMIT = 1000  # == tiny()'s test_limit: the analysis must reproduce results.json
 
 
@@ -37,20 +37,21 @@ def quiet(*_):
 
 @pytest.fixture(scope="module")
 def workdir(data_dir, tmp_path_factory):
-  """A small KMNIST CNN, 2 epochs with a validation split (per-epoch confusions)."""
+  """A copy of the tiny KMNIST run (this module writes analysis/ into it)."""
   wd = tmp_path_factory.mktemp("analyze") / "kmnist_tiny"
-  train_run(tiny(data_dir, train_limit=1024, val_size=256, num_epochs=2), wd)
+  shutil.copytree(tiny_runs.workdir(tmp_path_factory, data_dir), wd)
   return str(wd)
 
 
 @pytest.fixture(scope="module")
 def both(workdir, data_dir, tmp_path_factory):
-  """The workdir and a copy of it (as if a second seed) analysed by one run()."""
+  """The workdir and a copy of it (as if a second seed) analysed by one call."""
   copy = tmp_path_factory.mktemp("copy") / "kmnist_tiny_copy"
   shutil.copytree(workdir, copy)
   cmp = tmp_path_factory.mktemp("cmp") / "comparison"
-  return analyze.run([workdir, str(copy)], step="latest", limit=LIMIT, data_dir=data_dir,
-                     cjk_font=None, compare_out=str(cmp), log=quiet)
+  return evaluate.analyze([workdir, str(copy)], step="latest", limit=LIMIT,
+                          data_dir=data_dir, cjk_font=None, compare_out=str(cmp),
+                          log=quiet)
 
 
 @pytest.fixture(scope="module")
@@ -69,12 +70,11 @@ def check_png(path, size_in):
 def test_writes_every_file(analysed, workdir):
   out = os.path.join(workdir, "analysis")
   assert analysed["out"] == out
-  assert sorted(os.listdir(out)) == sorted(list(PNGS) + ["metrics.json", "report.md"])
+  assert sorted(os.listdir(out)) == FILES
   for name, size in PNGS.items():
     check_png(os.path.join(out, name), size)
   # No temporary folders left beside it.
-  assert sorted(os.listdir(workdir)) == ["analysis", "checkpoints", "metrics.jsonl",
-                                         "results.json"]
+  assert not [f for f in os.listdir(workdir) if f.startswith(".analysis")]
 
 
 def test_numbers_match_training_evaluation(analysed, workdir):
@@ -104,6 +104,7 @@ def test_numbers_match_training_evaluation(analysed, workdir):
                              1 - np.diag(conf1) / conf1.sum(1))
   assert m["labels_drawn_with_font"] is None
   assert m["class_glyphs"][0] == "お" and m["config"]["model"] == "cnn"
+  assert "versions" in m["meta"] and "command" in m["meta"]  # run metadata
 
 
 def test_report_reads_well(analysed, workdir):
@@ -118,6 +119,8 @@ def test_report_reads_well(analysed, workdir):
   a, b = top["a"], top["b"]
   pair = f"{glyphs[a]} ({names[a]}) ↔ {glyphs[b]} ({names[b]})"
   assert f"| 1 | {pair} | {top['count']} |" in md
+  assert f"| 1 | {pair} | {top['count']} |" in open(os.path.join(
+      out, "confused_pairs.md")).read()
   assert "**In short**" in md
   for link in [line.split("](")[1].rstrip(")") for line in md.splitlines()
                if line.startswith("![")]:
@@ -134,10 +137,10 @@ def test_a_crash_leaves_the_old_analysis_and_a_rerun_replaces_it_whole(
 
   def boom(*a, **k):
     raise RuntimeError("disk full")
-  monkeypatch.setattr(plots, "mistakes_grid", boom)  # after two PNGs are written
+  monkeypatch.setattr(plots, "mistakes_grid", boom)  # after tables are written
   with pytest.raises(RuntimeError, match="disk full"):
-    analyze.analyze_run(workdir, limit=200, out=str(out), data_dir=data_dir,
-                        cjk_font=None, log=quiet)
+    evaluate.analyze_one(workdir, limit=200, out=str(out), data_dir=data_dir,
+                         cjk_font=None, log=quiet)
   assert sorted(os.listdir(out)) == ["confusion.png", "report.md"]  # untouched
   assert (out / "report.md").read_text() == "an earlier report"
   assert sorted(os.listdir(tmp_path)) == ["analysis"]  # no temporary folder left
@@ -145,11 +148,11 @@ def test_a_crash_leaves_the_old_analysis_and_a_rerun_replaces_it_whole(
   # A checkpoints/<step> folder works as a workdir; --step=best is the highest
   # validation accuracy.
   best = train.best_step(workdir)
-  rec = analyze.analyze_run(os.path.join(workdir, "checkpoints", str(best)),
-                            step="latest", limit=200, out=str(out), data_dir=data_dir,
-                            cjk_font=None, log=quiet)
+  rec = evaluate.analyze_one(os.path.join(workdir, "checkpoints", str(best)),
+                             step="latest", limit=200, out=str(out), data_dir=data_dir,
+                             cjk_font=None, log=quiet)
   assert rec["step"] == best and rec["n"] == 200
-  assert sorted(os.listdir(out)) == sorted(list(PNGS) + ["metrics.json", "report.md"])
+  assert sorted(os.listdir(out)) == FILES
   assert "earlier" not in (out / "report.md").read_text()
   assert sorted(os.listdir(tmp_path)) == ["analysis"]
 
@@ -159,12 +162,15 @@ def test_a_crash_leaves_the_old_analysis_and_a_rerun_replaces_it_whole(
 def test_run_compares_seeds(both):
   groups = both["comparison"]["groups"]
   assert len(groups) == 1 and len(groups[0]["runs"]) == 2
-  np.testing.assert_array_equal(groups[0]["per_class_accuracy_std"], np.zeros(10))
+  acc = groups[0]["summary"]["per_class"]["accuracy"]
+  np.testing.assert_array_equal(acc["std"], np.zeros(10))
   out = both["comparison"]["out"]
-  assert sorted(os.listdir(out)) == ["comparison.json", "comparison.md",
-                                     "comparison_per_class.png"]
+  assert sorted(os.listdir(out)) == ["comparison.csv", "comparison.json", "comparison.md",
+                                     "comparison_per_class.png", "metrics.json",
+                                     "report.md"]
   md = open(os.path.join(out, "comparison.md")).read()
   assert "cnn on kmnist (2 seeds)" in md and "| 0 | お (o) |" in md
+  assert "cnn on kmnist (2 seeds)" in open(os.path.join(out, "report.md")).read()
   check_png(os.path.join(out, "comparison_per_class.png"), (max(7, 0.35 * 10 + 2.5), 4.8))
 
 
@@ -173,21 +179,22 @@ def test_comparison_groups_seeds_and_sets_datasets_side_by_side(analysed, workdi
   seed1 = dict(analysed, seed=1, workdir=analysed["workdir"] + "_s1",
                config=dict(analysed["config"], seed=1))
   other = dict(analysed, per_class=dict(analysed["per_class"]))
-  other["per_class"]["accuracy"] = np.clip(np.asarray(analysed["per_class"]["accuracy"])
-                                           + 0.1, 0, 1)
+  other["per_class"]["accuracy"] = list(np.clip(np.asarray(
+      analysed["per_class"]["accuracy"]) + 0.1, 0, 1))
   other.update(seed=2, workdir=analysed["workdir"] + "_s2",
                config=dict(analysed["config"], seed=2))
-  on_mnist = analyze.analyze_run(workdir, dataset="mnist", limit=300, data_dir=data_dir,
-                                 out=str(tmp_path / "mnist_eval"), cjk_font=None,
-                                 log=quiet)
-  res = analyze.compare([analysed, seed1, other, on_mnist], str(tmp_path / "cmp"),
-                        cjk_font=None, log=quiet)
+  on_mnist = evaluate.analyze_one(workdir, dataset="mnist", limit=300, data_dir=data_dir,
+                                  out=str(tmp_path / "mnist_eval"), cjk_font=None,
+                                  log=quiet)
+  res = evaluate.compare([analysed, seed1, other, on_mnist], str(tmp_path / "cmp"),
+                         cjk_font=None, log=quiet)
   groups = res["groups"]
   assert [len(g["runs"]) for g in groups] == [3, 1]
   acc = np.array([np.asarray(r["per_class"]["accuracy"])
                   for r in (analysed, seed1, other)])
-  np.testing.assert_allclose(groups[0]["per_class_accuracy_mean"], acc.mean(0))
-  np.testing.assert_allclose(groups[0]["per_class_accuracy_std"], acc.std(0, ddof=1))
+  got = groups[0]["summary"]["per_class"]["accuracy"]
+  np.testing.assert_allclose(got["mean"], acc.mean(0))
+  np.testing.assert_allclose(got["std"], acc.std(0, ddof=1))
   md = open(tmp_path / "cmp" / "comparison.md").read()
   assert "kmnist class" in md and "mnist class" in md and "(3 seeds)" in md
   assert "| 0 | お (o) | 0 |" in md and " ± " in md
@@ -202,11 +209,11 @@ def test_comparison_groups_seeds_and_sets_datasets_side_by_side(analysed, workdi
 
 def test_workdir_without_checkpoint(tmp_path):
   with pytest.raises(UserError, match=r"does not exist.*expected a training workdir"):
-    analyze.run([str(tmp_path / "nowhere")], log=quiet)
+    evaluate.analyze([str(tmp_path / "nowhere")], log=quiet)
   empty = tmp_path / "empty"
   empty.mkdir()
   with pytest.raises(UserError, match=f"no checkpoints in '{empty}'"):
-    analyze.run([str(empty)], log=quiet)
+    evaluate.analyze([str(empty)], log=quiet)
   assert os.listdir(empty) == []  # nothing written
 
 
@@ -218,7 +225,7 @@ def test_checkpoint_of_unknown_model(workdir, tmp_path):
   ck.save(step, state, dict(cfg, model="vision_transformer"), history)
   ck.close()
   with pytest.raises(UserError) as e:
-    analyze.run([str(wd)], log=quiet)
+    evaluate.analyze([str(wd)], log=quiet)
   msg = str(e.value)
   assert str(wd) in msg and "'vision_transformer'" in msg and "cnn" in msg
   assert "\n" not in msg and not (wd / "analysis").exists()
@@ -226,7 +233,7 @@ def test_checkpoint_of_unknown_model(workdir, tmp_path):
 
 def test_dataset_with_wrong_class_count(workdir):
   with pytest.raises(UserError) as e:
-    analyze.run([workdir], dataset="k49", out="/nonexistent/never", log=quiet)
+    evaluate.analyze([workdir], dataset="k49", out="/nonexistent/never", log=quiet)
   msg = str(e.value)
   assert workdir in msg and "49 classes" in msg and "10-class head" in msg
   assert "kmnist" in msg and "mnist" in msg  # the datasets that would fit
@@ -234,56 +241,56 @@ def test_dataset_with_wrong_class_count(workdir):
 
 def test_other_bad_flags(workdir, tmp_path):
   with pytest.raises(UserError, match="--step='bst' is not valid; use best, latest or a"):
-    analyze.run([workdir], step="bst", log=quiet)
+    evaluate.analyze([workdir], step="bst", log=quiet)
   with pytest.raises(UserError, match="no checkpoint at step 7 .*available steps"):
-    analyze.run([workdir], step="7", log=quiet)
+    evaluate.analyze([workdir], step="7", log=quiet)
   with pytest.raises(UserError, match="--out names one folder but 2 workdirs"):
-    analyze.run([workdir, workdir], out=str(tmp_path), log=quiet)
+    evaluate.analyze([workdir, workdir], out=str(tmp_path), log=quiet)
   with pytest.raises(UserError, match="unknown dataset 'kmnsit'"):
-    analyze.run([workdir], dataset="kmnsit", log=quiet)
+    evaluate.analyze([workdir], dataset="kmnsit", log=quiet)
 
 
 # ---- The scripts as a user runs them ---------------------------------------------------
 
-def script(name, *args, data_dir):
-  env = dict(os.environ, KMNIST_JAX_DATA_DIR=data_dir, XLA_FLAGS="")
-  return subprocess.run([sys.executable, f"experiments/{name}", *args], cwd=REPO,
-                        env=env, capture_output=True, text=True, timeout=600)
-
-
 def test_analyze_script(workdir, data_dir, tmp_path):
   out = tmp_path / "out"
-  p = script("analyze.py", f"--workdirs={workdir}", "--limit=200", "--step=best",
-             "--split=validation", f"--out={out}", data_dir=data_dir)
+  p = tiny_runs.script("analyze.py", f"--workdirs={workdir}", "--limit=200",
+                       "--step=best", "--split=validation", f"--out={out}",
+                       data_dir=data_dir)
   assert p.returncode == 0, p.stderr[-3000:]
   assert "validation accuracy" in p.stdout and f"report: {out}/report.md" in p.stdout
   m = json.load(open(out / "metrics.json"))
   assert m["split"] == "validation" and m["n"] == 200 and m["step_requested"] == "best"
-  assert sorted(os.listdir(out)) == sorted(list(PNGS) + ["metrics.json", "report.md"])
+  assert sorted(os.listdir(out)) == FILES
 
 
 def test_scripts_bad_input_is_one_line(data_dir, tmp_path):
-  p = script("analyze.py", f"--workdirs={tmp_path}", data_dir=data_dir)
-  assert p.returncode == 2, p.stderr[-2000:]
-  errors = [ln for ln in p.stderr.splitlines() if ln.startswith("error:")]
-  assert len(errors) == 1 and str(tmp_path) in errors[0], p.stderr[-2000:]
+  for name, args in (("analyze.py", [f"--workdirs={tmp_path}"]),
+                     ("analyze.py", ["--workdirs=x", "--split=bogus"]),
+                     ("embed.py", ["--methods=pca", f"--out={tmp_path}/e"])):
+    p = tiny_runs.script(name, *args, data_dir=data_dir)
+    assert p.returncode == 2, p.stderr[-2000:]
+    errors = tiny_runs.error_lines(p.stderr)
+    assert len(errors) == 1 and "Traceback" not in p.stderr, p.stderr[-2000:]
+  assert "'pca'" in errors[0] and "tsne" in errors[0]
 
 
 # ---- Embeddings ------------------------------------------------------------------------
 
 def test_embed_pixels_and_features(workdir, data_dir, tmp_path):
   out = tmp_path / "emb"
-  res = embed.run(workdirs=[workdir], datasets=["mnist"], methods=["tsne"],
-                  num_points=150, data_dir=data_dir, out=str(out), progress=False,
-                  cjk_font=None, tsne_iter=250, log=quiet)
-  assert sorted(os.listdir(out)) == ["embeddings.npz", "embeddings.png", "report.md",
-                                     "separability.json", "separability.png"]
+  res = evaluate.embed(workdirs=[workdir], datasets=["mnist"], methods=["tsne"],
+                       num_points=150, data_dir=data_dir, out=str(out), cjk_font=None,
+                       tsne_iter=250, log=quiet)
+  assert sorted(os.listdir(out)) == ["embeddings.npz", "embeddings.png", "metrics.json",
+                                     "report.md", "separability.csv", "separability.json",
+                                     "separability.md", "separability.png"]
   rows = res["rows"]
-  # original space: mnist pixels, kmnist pixels, kmnist features; then t-SNE of each.
+  # Per dataset: the original spaces, then their t-SNE maps.
   assert [(r["dataset"], r["representation"], r["method"]) for r in rows] == [
-      ("mnist", "pixels", None), ("kmnist", "pixels", None), ("kmnist", "features", None),
-      ("mnist", "pixels", "tsne"), ("kmnist", "pixels", "tsne"),
-      ("kmnist", "features", "tsne")]
+      ("mnist", "pixels", None), ("mnist", "pixels", "tsne"),
+      ("kmnist", "pixels", None), ("kmnist", "features", None),
+      ("kmnist", "pixels", "tsne"), ("kmnist", "features", "tsne")]
   for r in rows:
     assert 0 <= r["knn_accuracy"] <= 1 and -1 <= r["silhouette"] <= 1
   assert rows[0]["knn_accuracy"] > 0.5  # MNIST pixels: well above chance (0.1)
@@ -293,17 +300,17 @@ def test_embed_pixels_and_features(workdir, data_dir, tmp_path):
   assert z["tsne_pixels_mnist"].shape == (150, 2) and z["labels_kmnist"].shape == (150,)
   # Deterministic subsample from the seed.
   np.testing.assert_array_equal(z["indices_mnist"],
-                                embed.subsample(10000, 150, 0, "mnist"))
-  assert "| mnist | pixels | original (784-d) |" in open(out / "report.md").read()
+                                embedding.subsample(10000, 150, 0, "mnist"))
+  assert "| mnist | mnist | pixels | original (784-d) |" in (out / "report.md").read_text()
 
 
 def test_embed_bad_input(workdir, data_dir, tmp_path, monkeypatch):
   with pytest.raises(UserError, match="unknown embedding method 'pca'"):
-    embed.run(methods=["pca"], out=str(tmp_path), log=quiet)
+    evaluate.embed(methods=["pca"], out=str(tmp_path), log=quiet)
   with pytest.raises(UserError, match="two checkpoints trained on kmnist"):
-    embed.run(workdirs=[workdir, workdir], methods=["tsne"], data_dir=data_dir,
-              out=str(tmp_path / "x"), log=quiet)
-  monkeypatch.setitem(sys.modules, "umap", None)  # as if umap-learn were not installed
+    evaluate.embed(workdirs=[workdir, workdir], methods=["tsne"], data_dir=data_dir,
+                   out=str(tmp_path / "x"), log=quiet)
+  monkeypatch.setitem(sys.modules, "umap", None)  # as if umap-learn were missing
   with pytest.raises(UserError, match="needs umap-learn.*--methods=tsne"):
-    embed.run(methods=["umap"], out=str(tmp_path / "y"), log=quiet)
+    evaluate.embed(methods=["umap"], out=str(tmp_path / "y"), log=quiet)
   assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()

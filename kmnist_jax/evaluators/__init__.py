@@ -31,19 +31,21 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from kmnist_jax.errors import UserError, unknown
-from kmnist_jax.evaluators import attack, classification, corruption
+from kmnist_jax.evaluators import attack, classification, cka, corruption, embedding
 from kmnist_jax.evaluators.common import (  # noqa: F401  (re-exported)
     SPLITS, STEP_CHOICES, Checkpoint, check_dataset, load_split, parse_step, restore,
     resolve_workdir)
 
-REGISTRY = {"classification": classification, "corruption": corruption, "attack": attack}
+REGISTRY = {"classification": classification, "corruption": corruption, "attack": attack,
+            "embedding": embedding, "cka": cka}
 
 
-def _plain(x):
+def plain(x):
+  """A ConfigDict / nested mapping as plain dicts (other values as they are)."""
   if hasattr(x, "to_dict"):
     x = x.to_dict()
   if isinstance(x, Mapping):
-    return {str(k): _plain(v) for k, v in x.items()}
+    return {str(k): plain(v) for k, v in x.items()}
   return x
 
 
@@ -52,7 +54,7 @@ def from_config(evals) -> list[tuple[str, object, dict]]:
   ``name: dict(type=<registry key>, **settings)``), in the given order; every entry
   checked (unknown type or setting -> one-line UserError naming the valid ones)."""
   out = []
-  for name, entry in _plain(evals or {}).items():
+  for name, entry in plain(evals or {}).items():
     if not isinstance(entry, Mapping):
       raise UserError(f"config.evals.{name} must be a dict(type=..., ...), got "
                       f"{entry!r}; valid types: {', '.join(sorted(REGISTRY))}")

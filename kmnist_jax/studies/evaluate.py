@@ -21,8 +21,11 @@ checkpoints with each other (``cka``) get all of them at once (``run_many``).
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
+import sys
 from collections.abc import Callable, Sequence
 
 from kmnist_jax import config as config_lib
@@ -114,7 +117,7 @@ def summarize_runs(runs: Sequence[dict], evals) -> dict[str, list[tuple[str, dic
   out = {}
   for name, module, _ in evaluators.from_config(evals):
     if hasattr(module, "run_many"):
-      out[name] = [("all", module.summarize([runs[0]["records"][name]]))]
+      out[name] = [("all checkpoints", module.summarize([runs[0]["records"][name]]))]
       continue
     out[name] = [(g, module.summarize([r["records"][name] for r in members]))
                  for g, members in groups]
@@ -154,15 +157,64 @@ def run(workdirs: Sequence[str], evals, *, out: str = "", step="best", data_dir=
   """Evaluates every workdir with `evals`, summarises and writes the report folder
   `out` (default ``<first workdir>/evaluation/<preset or 'evaluation'>``)."""
   workdirs = [w for w in workdirs if w]
+  if not workdirs:
+    raise UserError("--workdirs is empty; give one or more training workdirs")
+  out = out or default_out(workdirs, preset)
+  check_writable(out)
   runs = evaluate_many(workdirs, evals, step=step, data_dir=data_dir, log=log)
   summaries = summarize_runs(runs, evals)
-  out = out or default_out(workdirs, preset)
   with io.atomic_dir(out) as tmp:
     rep = Report(tmp, title=title)
     render(rep, runs, summaries, evals, cjk_font=cjk_font)
     rep.write()
   log(f"report: {os.path.join(os.path.abspath(out), 'report.md')}")
   return {"runs": runs, "summaries": summaries, "out": os.path.abspath(out)}
+
+
+def with_overrides(evals, *, dataset: str = "", split: str = "") -> dict:
+  """`evals` as a plain dict with `dataset` / `split` set in every entry whose
+  evaluator has that setting (experiments/evaluate.py's --dataset / --split)."""
+  from kmnist_jax import data as data_lib
+  if dataset and dataset not in data_lib.DATASETS:
+    raise UserError(f"unknown dataset {dataset!r} (--dataset); valid choices: "
+                    + ", ".join(sorted(data_lib.DATASETS)))
+  if split and split not in evaluators.SPLITS:
+    raise UserError(f"unknown split {split!r} (--split); valid choices: "
+                    + ", ".join(evaluators.SPLITS))
+  plain = evaluators.plain(evals)
+  for name, module, _ in evaluators.from_config(plain):
+    for key, value in (("dataset", dataset), ("split", split)):
+      if value and key in getattr(module, "DEFAULTS", {}):
+        plain[name][key] = value
+  return plain
+
+
+def run_config(workdirs: Sequence[str], config, *, step="best", out: str = "",
+               dataset: str = "", split: str = "", data_dir=None, preset: str = "",
+               log: Callable[[str], None] = print) -> dict:
+  """experiments/evaluate.py: :func:`run` with a preset config (``config.evals``,
+  optional ``config.cjk_font`` and ``config.title``)."""
+  if "evals" not in config:
+    raise UserError("the --config file has no config.evals (see "
+                    "experiments/configs/evals/*.py)")
+  evals = with_overrides(config.evals, dataset=dataset, split=split)
+  return run(workdirs, evals, out=out, step=step, data_dir=data_dir, preset=preset,
+             title=config.get("title") or f"Evaluation: {preset or 'evaluators'}",
+             cjk_font=_font(config.get("cjk_font", "auto")), log=log)
+
+
+def _font(value):
+  return None if value is None or str(value).lower() == "none" else value
+
+
+def check_writable(out: str, flag: str = "--out") -> None:
+  """UserError unless the folder `out` can be created (before any work is done)."""
+  parent = os.path.dirname(os.path.abspath(out))
+  while parent and not os.path.exists(parent):
+    parent = os.path.dirname(parent)
+  if not (os.path.isdir(parent) and os.access(parent, os.W_OK | os.X_OK)):
+    raise UserError(f"cannot write {out}: {parent} is not a folder you can write to; "
+                    f"give {flag} another folder")
 
 
 def default_out(workdirs: Sequence[str], preset: str = "") -> str:
@@ -209,7 +261,7 @@ def analyze_one(workdir: str, *, step="best", out: str = "", data_dir=None,
 
 
 def analyze(workdirs: Sequence[str], *, out: str = "", compare_out: str = "",
-            step="best", log=print, cjk_font="auto", **settings) -> dict:
+            step="best", data_dir=None, log=print, cjk_font="auto", **settings) -> dict:
   """experiments/analyze.py: each workdir's analysis; with several, a comparison
   (``comparison/`` in their common parent, or `compare_out`)."""
   from kmnist_jax.evaluators import classification
@@ -221,8 +273,8 @@ def analyze(workdirs: Sequence[str], *, out: str = "", compare_out: str = "",
                     "drop --out (each gets <workdir>/analysis) and use --compare_out")
   evaluators.parse_step(step)
   classification.check_config(**settings)
-  records = [analyze_one(w, step=step, out=out, cjk_font=cjk_font, log=log, **settings)
-             for w in workdirs]
+  records = [analyze_one(w, step=step, out=out, data_dir=data_dir, cjk_font=cjk_font,
+                         log=log, **settings) for w in workdirs]
   result = {"runs": records}
   if len(records) > 1:
     result["comparison"] = compare(records, compare_out or default_compare_out(workdirs),
@@ -258,3 +310,137 @@ def compare(records: Sequence[dict], out: str, *, cjk_font="auto", log=print) ->
 def default_compare_out(workdirs: Sequence[str]) -> str:
   parents = [os.path.dirname(os.path.abspath(w.rstrip("/"))) for w in workdirs]
   return os.path.join(os.path.commonpath(parents), "comparison")
+
+
+# ---- Command line (experiments/evaluate.py, analyze.py, embed.py) ----------------------
+
+EXIT_USER_ERROR = 2
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES,
+                          errno.EPERM, errno.ENOENT})
+
+
+def fail(msg: str):
+  """One `error:` line on stderr, exit 2."""
+  print(f"error: {msg}", file=sys.stderr)
+  sys.exit(EXIT_USER_ERROR)
+
+
+def _first(e: BaseException) -> str:
+  lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+  text = " ".join(lines[:1] + lines[-1:] if len(lines) > 1 else lines) or repr(e)
+  if isinstance(e, (AttributeError, KeyError)) and text.strip("\"'") != text:
+    text = (f"the preset has no setting {text.strip(chr(34))} (a --config.X override "
+            "names a setting that does not exist)")
+  return text
+
+
+def parse_flags(argv):
+  """absl flag parsing where any error (unknown flag, bad value, unreadable --config
+  file, bad --config.X override) is one `error:` line and exit 2."""
+  from absl import flags
+  try:
+    return flags.FLAGS(argv)
+  except Exception as e:  # noqa: BLE001 - flag parsing: every failure is the user's
+    fail(_first(e))
+
+
+@contextlib.contextmanager
+def user_errors(out_flag: str = "--out"):
+  """UserError, and a failed write of the output folder, as one `error:` line."""
+  try:
+    yield
+  except UserError as e:
+    fail(str(e))
+  except OSError as e:
+    if e.errno not in WRITE_ERRNOS or e.filename is None:
+      raise
+    fail(f"cannot write {e.filename}: {e.strerror}; give {out_flag} a folder you can "
+         "write to")
+
+
+def _config_flag(FLAGS):
+  """The loaded --config preset and its name (missing / broken: one line)."""
+  from ml_collections import config_flags
+  if not FLAGS["config"].present:
+    fail("--config is required: experiments/configs/evals/<preset>.py")
+  path = config_flags.get_config_filename(FLAGS["config"])
+  try:
+    cfg = FLAGS.config
+    cfg.to_dict()
+  except Exception as e:  # noqa: BLE001 - loading the user's config file
+    fail(f"--config={path} cannot be loaded: {_first(e)}")
+  return cfg, os.path.splitext(os.path.basename(path))[0]
+
+
+def main(argv):
+  """experiments/evaluate.py's main (its flags: --workdirs --config --step --out
+  --dataset --split --data_dir)."""
+  from absl import flags, logging
+  FLAGS = flags.FLAGS
+  if len(argv) > 1:
+    fail(f"unexpected arguments: {' '.join(argv[1:])}")
+  logging.set_verbosity(logging.ERROR)  # Orbax warns about every read-only open
+  if not FLAGS.workdirs:
+    fail("--workdirs is required: one or more training workdirs")
+  cfg, preset = _config_flag(FLAGS)
+  with user_errors():
+    run_config(FLAGS.workdirs, cfg, step=FLAGS.step, out=FLAGS.out,
+               dataset=FLAGS.dataset, split=FLAGS.split,
+               data_dir=FLAGS.data_dir or None, preset=preset)
+
+
+# ---- experiments/embed.py --------------------------------------------------------------
+
+def embed(*, workdirs=(), datasets=("mnist", "kmnist"), out: str = "workdirs/embeddings",
+          step="best", data_dir=None, cjk_font="auto", log=print, **settings) -> dict:
+  """experiments/embed.py: one column per dataset (raw pixels, and the penultimate
+  features of the checkpoint trained on it, one per dataset), 2-D maps and scores into
+  `out`: embeddings.png, separability.png / .md / .csv / .json, embeddings.npz
+  (coordinates, labels, subsample indices), report.md, metrics.json."""
+  import numpy as np
+
+  from kmnist_jax import data as data_lib
+  from kmnist_jax.evaluators import embedding
+  embedding.check_config(**settings)
+  datasets = [d.strip() for d in datasets if d.strip()]
+  for d in datasets:
+    data_lib.get_info(d)
+  check_writable(out)
+  models = {}
+  for w in [w for w in workdirs if w]:
+    ckpt = evaluators.restore(w, step)
+    d = ckpt.config.dataset
+    if d in models:
+      raise UserError(f"two checkpoints trained on {d}: {models[d].workdir} and "
+                      f"{ckpt.workdir}; give one workdir per dataset")
+    models[d] = ckpt
+    if d not in datasets:
+      datasets.append(d)
+  if not datasets:
+    raise UserError("--datasets is empty and no --workdirs were given")
+  named = []
+  for d in datasets:
+    rec = (embedding.run(models[d], data_dir=data_dir, log=log, **settings)
+           if d in models else
+           embedding.pixels_record(d, data_dir=data_dir, log=log, **settings))
+    named.append((d, embedding.summarize([rec])))
+  with io.atomic_dir(out) as tmp:
+    rep = Report(tmp, title=f"Embeddings: {' vs '.join(datasets)}")
+    for d, ckpt in models.items():
+      rep.text(f"- `{d}` features: penultimate layer of `{ckpt.config.model}` from "
+               f"`{ckpt.workdir}` (step {ckpt.step}).")
+    shown = embedding.render_many(named, rep, cjk_font=cjk_font)
+    np.savez_compressed(
+        os.path.join(tmp, "embeddings.npz"),
+        **{f"{k}_{d}": np.asarray(xy, np.float32) for d, s in named
+           for k, xy in s["coords"].items()},
+        **{f"labels_{d}": np.asarray(s["labels"]) for d, s in named},
+        **{f"indices_{d}": np.asarray(s["indices"]) for d, s in named})
+    rep.metrics["embeddings"] = {d: {k: v for k, v in s.items() if k != "coords"}
+                                 for d, s in named}
+    rep.write()
+  for row in shown["rows"]:
+    log(f"{row['name']}: kNN accuracy {row['knn_accuracy']:.3f}, silhouette "
+        f"{row['silhouette']:.3f}")
+  log(f"embeddings: {os.path.join(os.path.abspath(out), 'report.md')}")
+  return {"rows": shown["rows"], "out": os.path.abspath(out)}
