@@ -56,7 +56,7 @@ import optax
 from flax import nnx
 
 from kmnist_jax import config as config_lib
-from kmnist_jax import models, optim, parallel, train
+from kmnist_jax import inference, models, optim, parallel, train
 from kmnist_jax.errors import UserError
 
 MODES = ("linear_probe", "finetune", "finetune_last")
@@ -393,20 +393,9 @@ class Trainer:
 
 
 def layer_activations(model: models.Model, images, batch: int = 500) -> dict[str, np.ndarray]:
-  """``model.activations`` (eval mode) of uint8 images, as host float arrays."""
-  graphdef, params, rest = models.split(model)
-  names: list[str] = []
-
-  def fn(p, r, x):
-    out, _ = models.apply(graphdef, p, r, models.preprocess(x), train=False,
-                          method="activations")
-    names[:] = list(out)         # jit returns dicts key-sorted: keep the layer order
-    return tuple(out.values())
-
-  fn = jax.jit(fn)
-  parts = [jax.device_get(fn(params, rest, images[i:i + batch]))
-           for i in range(0, len(images), batch)]
-  return {k: np.concatenate([p[j] for p in parts]) for j, k in enumerate(names)}
+  """``model.activations`` (eval mode) of uint8 images, as host float arrays, in layer
+  order: :func:`kmnist_jax.inference.predict` with ``output='activations'``."""
+  return inference.predict(model, images, output="activations", batch_size=batch)
 
 
 def subset_sizes(labels, subset: Sequence[int], num_classes: int) -> list[int]:
