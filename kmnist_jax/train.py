@@ -32,7 +32,7 @@ from flax import nnx
 from kmnist_jax import checkpoint as ckpt_lib
 from kmnist_jax import config as config_lib
 from kmnist_jax import data as data_lib
-from kmnist_jax import io, lock, models, optim, parallel
+from kmnist_jax import inference, io, lock, models, optim, parallel
 from kmnist_jax.errors import Preempted, UserError
 from kmnist_jax.io import atomic_write
 
@@ -208,16 +208,6 @@ def summarize_eval(sums: dict, n: int) -> dict:
 
 # ---- Driver ----------------------------------------------------------------------------
 
-def _pad(images: np.ndarray, labels: np.ndarray, multiple: int):
-  n = len(labels)
-  total = max(multiple, math.ceil(n / multiple) * multiple)
-  if total == n:
-    return images, labels
-  pad = total - n
-  return (np.concatenate([images, np.zeros((pad,) + images.shape[1:], images.dtype)]),
-          np.concatenate([labels, np.zeros((pad,), labels.dtype)]))
-
-
 def _chunk_steps(steps_per_epoch: int, updates: int) -> int:
   """The divisor of steps_per_epoch closest to steps_per_epoch / updates."""
   target = max(1, steps_per_epoch / max(1, updates))
@@ -231,7 +221,9 @@ class _Evaluator:
   """Evaluates one split, placed on device once, compiled once."""
 
   def __init__(self, eval_fn, par, split: data_lib.Split, eval_batch: int):
-    images, labels = _pad(split.images, split.labels, eval_batch)
+    # The padding inference uses; the evaluation itself stays a compiled, sharded loop
+    # under the training parallel mode (make_eval_fn), on device.
+    images, labels = inference.pad_to_multiple(eval_batch, split.images, split.labels)
     self.n = len(split.labels)
     self.par = par
     self.arrays = par.replicate((images, labels))
