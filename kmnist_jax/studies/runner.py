@@ -29,7 +29,7 @@ gets one device (``CUDA_VISIBLE_DEVICES``; several workers per device share it).
 A SLURM job array runs the same plan, one run per array task
 (``--run_index=$SLURM_ARRAY_TASK_ID``; :mod:`kmnist_jax.studies.slurm`).
 
-Measured (tests/test_runner.py's study, see :data:`DEFAULT_PARALLEL`).
+Sequential vs side by side on this project's 2-core CPU: see :data:`DEFAULT_PARALLEL`.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from kmnist_jax import io, lock
-from kmnist_jax.errors import UserError
+from kmnist_jax.errors import EXIT_PREEMPTED, EXIT_USER_ERROR, Preempted, UserError
 
 RUNS = "runs"
 RECORD = "record.json"
@@ -62,11 +62,16 @@ KEY_EXCLUDED = frozenset({
     "tensorboard", "checkpoint_every", "keep_checkpoints", "allow_config_mismatch",
 })
 
-# Side by side or one at a time, per backend (0 = this default). Measured on the
-# 2-core AMD EPYC box (tests' tiny study; see the report in the study configs):
-# sequential in one process is faster there (one process already keeps both cores
-# busy, and a worker process pays its start-up and compilations). On GPU one worker
-# per device.
+# Side by side or one at a time, per backend (--parallel=0 picks this). Measured on the
+# 2-core AMD EPYC box (/proc/cpuinfo "AMD EPYC", 2 cores), the same 4 runs (augmentation
+# study: kmnist x {none, affine} x seeds {0, 1}, small CNN, 2 epochs on 4,096 images),
+# fresh workdir and compilation cache each time, the whole script timed, twice in
+# alternating order: one at a time 90 s and 99 s, two side by side (one core each)
+# 157 s and 158 s. Other sessions' jobs kept the load average at 8-12 throughout, so
+# both figures are slow; the ranking held in both orders. One process already keeps
+# both cores busy (XLA's intra-op threads) and each worker pays its own start-up and
+# first compilations on one core: sequential is the CPU default. On GPU: one worker per
+# device (not measured here: no GPU was lent to this task).
 DEFAULT_PARALLEL = {"cpu": 1, "gpu": "devices"}
 
 # Run kinds: "module:function" executing one run -> its results dict.
@@ -513,6 +518,16 @@ class _Worker:
          "--worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.err,
         env=env, cwd=io.REPO, text=True, bufsize=1)
     self.current: int | None = None
+    self.buf = b""
+
+  def lines(self) -> list[str] | None:
+    """Complete lines the worker wrote since the last call (None: it exited)."""
+    data = os.read(self.proc.stdout.fileno(), 65536)
+    if not data:
+      return None
+    self.buf += data
+    *done, self.buf = self.buf.split(b"\n")
+    return [d.decode(errors="replace") for d in done]
 
   def give(self, i: int):
     self.current = i
@@ -580,8 +595,8 @@ def _side_by_side(plan: Plan, todo: list[int], n: int, status: Status, show,
       show(status.line())
       for sk, _ in sel.select(timeout=1.0):
         w = sk.data
-        line = w.proc.stdout.readline()
-        if not line:                       # the worker died
+        lines = w.lines()
+        if lines is None:                  # the worker died
           sel.unregister(w.proc.stdout)
           if w.current is not None:
             failures[w.current] = (f"worker exited (code {w.proc.wait()}); see "
@@ -590,17 +605,18 @@ def _side_by_side(plan: Plan, todo: list[int], n: int, status: Status, show,
             status.running -= 1
             w.current = None
           continue
-        if not line.startswith(_MARK):
-          continue
-        msg = json.loads(line[len(_MARK):])
-        status.running -= 1
-        if msg["ok"]:
-          finished.add(msg["index"])
-          status.done += 1
-        else:
-          failures[msg["index"]] = msg["error"]
-          status.failed += 1
-        w.current = None
+        for line in lines:
+          if not line.startswith(_MARK):
+            continue
+          msg = json.loads(line[len(_MARK):])
+          status.running -= 1
+          if msg["ok"]:
+            finished.add(msg["index"])
+            status.done += 1
+          else:
+            failures[msg["index"]] = msg["error"]
+            status.failed += 1
+          w.current = None
   finally:
     for w in workers:
       w.close()
@@ -773,7 +789,10 @@ def study_script(study, *, default_config: str, sources_flag: bool = False) -> N
                 compilation_cache=F.compilation_cache)
     except UserError as e:
       print(f"error: {e}", file=sys.stderr)
-      sys.exit(2)
+      sys.exit(EXIT_USER_ERROR)
+    except Preempted as e:
+      print(f"preempted: {e}", file=sys.stderr)
+      sys.exit(EXIT_PREEMPTED)
 
   app.run(main)
 
