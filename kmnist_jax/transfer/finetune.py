@@ -4,7 +4,7 @@ Why this module: the question "do MNIST features help KMNIST?" needs a source mo
 backbone under a head sized for the target's classes, trained with part of it frozen,
 on a few labelled examples per class, against a from-scratch model on the same subset
 with the same budget. Everything here is a function of (source checkpoint, target data,
-mode, k, seed); :mod:`experiments.transfer` runs the grid.
+mode, k, seed); :mod:`kmnist_jax.studies.transfer` runs the grid.
 
 Modes (:data:`MODES`):
 
@@ -56,7 +56,7 @@ import optax
 from flax import nnx
 
 from kmnist_jax import config as config_lib
-from kmnist_jax import inference, models, optim, parallel, train
+from kmnist_jax import inference, metrics, models, optim, parallel, train
 from kmnist_jax.errors import UserError
 
 MODES = ("linear_probe", "finetune", "finetune_last")
@@ -314,12 +314,6 @@ def make_train_fn(graphdef, tx, num_classes: int, *, probe: bool, batch_size: in
   return fn
 
 
-def per_class_accuracy(confusion) -> list[float]:
-  conf = np.asarray(confusion, np.float64)
-  total = conf.sum(1)
-  return np.divide(np.diag(conf), total, out=np.zeros(len(conf)), where=total > 0).tolist()
-
-
 class Trainer:
   """Trains and evaluates transfer / scratch runs on one target dataset, compiling
   each (mode, step count) once: the state, subset and its size are arguments."""
@@ -335,7 +329,8 @@ class Trainer:
     self.par = parallel.create("single")
     self.n_train = len(train_split.labels)
     self.train_arrays = jax.device_put((train_split.images, train_split.labels))
-    images, labels = train._pad(test_split.images, test_split.labels, eval_batch)
+    images, labels = inference.pad_to_multiple(eval_batch, test_split.images,
+                                               test_split.labels)
     self.n_test = len(test_split.labels)
     self.test_arrays = jax.device_put((images, labels))
     self._fns: dict = {}
@@ -384,7 +379,9 @@ class Trainer:
         "test_balanced_accuracy": summary["balanced_accuracy"],
         "test_loss": summary["loss"],
         "test_confusion": summary["confusion"],
-        "per_class_accuracy": per_class_accuracy(summary["confusion"]),
+        # A class absent from the test split counts 0 (the gains need a number).
+        "per_class_accuracy": np.nan_to_num(
+            metrics.per_class(summary["confusion"])["accuracy"]).tolist(),
         "train_loss": float(loss), "train_accuracy": float(acc),
         "steps": int(state.step), "train_examples": int(len(subset)),
         "wall_s": time.perf_counter() - t0,
