@@ -8,11 +8,16 @@ finetune, finetune_last (the dense block) and the from-scratch baseline; k = 1, 
 50, 100 and all examples per class; seeds 0, 1, 2: 198 runs of a small CNN (widths
 8,16, dense 64), each 100 steps of batch 64 (the same budget for every k and for
 scratch), tested on the full 10,000-image test sets. The three source models train
-first (2 epochs on 20,000 images each). Writes table.md / table.csv, results.json,
-accuracy_vs_shots.png, per_class_gain.png, cka.png and report.md in --workdir;
-re-running the command skips finished runs.
+first (2 epochs on 20,000 images each). Writes table.csv / .md / .json, report.md,
+metrics.json, accuracy_vs_shots.png, per_class_gain.png and cka.png into
+<workdir>/report (or --out); every source, cell and the CKA is a run of
+kmnist_jax.studies.runner keyed by its full config (a transfer run's key includes its
+source's), so re-running the command skips finished runs and a changed source setting
+redoes the source and the runs built on it.
 
-Measured on the 2-core CPU shared with other jobs (load ~8), from an empty workdir:
+Measured with the earlier study script (the same runs; not re-run through the runner
+yet) on the 2-core CPU shared with
+other jobs (load ~8), from an empty workdir:
 12 min 11 s in all (sources 16-56 s each, the 198 runs 9.5 min, 1.3-5 s each); a
 second run gave bit-identical tables. Sources: MNIST 97.61%, KMNIST 86.04%, Fashion-MNIST
 86.83% test accuracy. Target test accuracy, mean over seeds 0-2 (gain over scratch):
