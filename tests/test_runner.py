@@ -269,3 +269,45 @@ def test_study_baseline_is_a_run_the_evaluator_refers_to(tmp_path):
     assert new.eval_keys["attack"] == old.eval_keys["attack"]
   # SLURM: the baselines and the policy runs wait in separate arrays.
   assert [len(s) for s in slurm.stages(a, range(len(a.runs)))] == [2, 54]
+
+
+def test_slurm_submits_the_arrays_in_order(data_dir, tmp_path):
+  """--slurm with a stand-in sbatch: the plan and the script are written, the second
+  array waits for the first job (afterok), and nothing trains here."""
+  fake = tmp_path / "bin"
+  fake.mkdir()
+  calls = tmp_path / "calls.txt"
+  (fake / "sbatch").write_text(
+      f'#!/bin/sh\necho "$@" >> {calls}\nwc -l < {calls} | tr -d " " | sed s/^/100/\n')
+  (fake / "sbatch").chmod(0o755)
+  wd = tmp_path / "w"
+  env = dict(os.environ, KMNIST_JAX_DATA_DIR=data_dir, XLA_FLAGS="", PYTHONPATH=REPO,
+             PATH=f"{fake}:{os.environ['PATH']}")
+  cheap = ["--config.model=mlp", "--config.model_kwargs={'hidden_sizes': (16,)}",
+           "--config.transfer.steps=10", "--config.transfer.test_limit=200"]
+  p = subprocess.run([sys.executable, "experiments/transfer_study.py", f"--workdir={wd}",
+                      "--slurm", *TINY_T, *cheap], cwd=REPO, env=env,
+                     capture_output=True, text=True, timeout=300)
+  assert p.returncode == 0, p.stderr[-2000:]
+  first, second = [shlex.split(line) for line in calls.read_text().splitlines()]
+  assert first[:2] == ["--parsable", "--array=0-1,5,9,13"]
+  assert second[:3] == ["--parsable", "--array=2-4,6-8,10-12,14-16",
+                        "--dependency=afterok:1001"]
+  assert "-> job 1002" in p.stdout and "--report_only" in p.stdout
+  plan = runner.load_plan(str(wd / "plan.json"))
+  assert len(plan.runs) == 17 and not (wd / "runs").exists()
+  assert "--run_index=\"$SLURM_ARRAY_TASK_ID\"" in (
+      wd / "slurm" / "transfer_study.sbatch").read_text()
+  # An array task: a run whose source has not finished refuses in one line; one
+  # without sources runs (the same execute_one as here and in the workers).
+  task = [sys.executable, "-m", "kmnist_jax.studies.runner", f"--plan={wd}/plan.json"]
+  p = subprocess.run(task + ["--run_index=2"], cwd=REPO, env=env, capture_output=True,
+                     text=True, timeout=300)
+  assert p.returncode == 2 and p.stderr.strip().splitlines()[-1] == (
+      f"error: run {plan.runs[2].name} is built on source-mnist, which has not "
+      "finished; run the study (or that array task) first"), p.stderr[-2000:]
+  p = subprocess.run(task + ["--run_index=1"], cwd=REPO, env=env, capture_output=True,
+                     text=True, timeout=300)
+  assert p.returncode == 0, p.stderr[-2000:]
+  assert runner.is_finished(plan.runs[1]) and not runner.is_finished(plan.runs[0])
+  assert f"{plan.runs[1].name}: done" in p.stdout

@@ -668,7 +668,9 @@ class _Display:
 
   def __call__(self, text: str, force: bool = False):
     import re
-    key = re.sub(r", \d+ s\b.*", "", text)
+    # On a terminal every change; in a log only when a run finishes or fails.
+    key = (re.sub(r", \d+ s\b.*", "", text) if self.tty else
+           " ".join(re.findall(r"\d+/\d+ finished|\d+ failed", text)))
     if key == self.last and not force:
       return
     self.last = key
