@@ -51,7 +51,8 @@ def plain(x):
 
 def from_config(evals) -> list[tuple[str, object, dict]]:
   """``[(name, module, settings)]`` from ``config.evals`` (a dict / ConfigDict of
-  ``name: dict(type=<registry key>, **settings)``), in the given order; every entry
+  ``name: dict(type=<registry key>, **settings)``), in the given order (a ConfigDict
+  iterates sorted by name); every entry
   checked (unknown type or setting -> one-line UserError naming the valid ones)."""
   out = []
   for name, entry in plain(evals or {}).items():

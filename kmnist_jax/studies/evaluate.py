@@ -126,6 +126,11 @@ def summarize_runs(runs: Sequence[dict], evals) -> dict[str, list[tuple[str, dic
 
 # ---- The report ------------------------------------------------------------------------
 
+# The report's order of evaluator types (others after them, in the config's order).
+_ORDER = {t: i for i, t in enumerate(("classification", "embedding", "cka", "corruption",
+                                      "attack"))}
+
+
 def render(report: Report, runs: Sequence[dict], summaries: dict, evals, *,
            cjk_font="auto") -> None:
   """Runs table, then each evaluator's tables and figures, into `report`."""
@@ -134,7 +139,8 @@ def render(report: Report, runs: Sequence[dict], summaries: dict, evals, *,
                          "dataset": r["config"]["dataset"],
                          "seed": r["config"].get("seed"), "step": r["step"]}
                         for r in runs])
-  entries = evaluators.from_config(evals)
+  entries = sorted(evaluators.from_config(evals), key=lambda e: _ORDER.get(
+      evaluators.type_name(e[1]), len(_ORDER)))
   types = [evaluators.type_name(m) for _, m, _ in entries]
   for name, module, _ in entries:
     named = summaries[name]
