@@ -24,6 +24,7 @@ Exit codes: 0 done, 2 a user error (one `error:` line), 75 preempted (resumable)
 
 import contextlib
 import errno
+import signal
 import sys
 
 import _bootstrap  # noqa: F401  (puts the repo root on sys.path)
@@ -58,6 +59,10 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)
   distributed = bool(FLAGS.config.distributed or FLAGS.coordinator_address
                      or FLAGS.num_processes or FLAGS.process_id >= 0)
+  # Until training installs its own handlers (stop at the next chunk, save), a signal
+  # ends the run at once: nothing has been computed.
+  for sig in (signal.SIGTERM, signal.SIGINT):
+    signal.signal(sig, _stopped_early)
   try:
     # A busy workdir is refused before the slow imports (JAX, Orbax). Multi-host runs
     # lock inside train_and_evaluate, once the process ids are known (process 0 locks).
@@ -79,6 +84,13 @@ def main(argv):
          + ("; free some space and run the same command again to resume"
             if e.errno in (errno.ENOSPC, errno.EDQUOT) else
             "; give a --workdir you can write to"))
+
+
+def _stopped_early(signum, frame):
+  del frame
+  print(f"preempted: stopped by {signal.Signals(signum).name} before training started "
+        "(nothing to save); run the same command to start", file=sys.stderr, flush=True)
+  sys.exit(EXIT_PREEMPTED)
 
 
 def fail(message: str):

@@ -469,6 +469,10 @@ def _train_and_evaluate(cfg, workdir: str, log, stop: _StopFlag, t_start: float,
     """Saves this exact step (unless saved already) and raises Preempted."""
     nonlocal last_saved
     step = epoch * steps_per_epoch + start
+    if step == 0:   # the initial state comes from the seed: nothing to keep
+      ckpts.close()
+      raise Preempted(f"stopped by {stop.signame} before the first training step "
+                      "(nothing to save); run the same command to start", step=0)
     if last_saved != step:
       mid = None
       if start:
