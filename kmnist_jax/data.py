@@ -720,7 +720,8 @@ def load(name: str, *, data_dir: str | None = None, source: str = "auto",
     try:  # auto: download; TFDS only if that fails and TFDS is installed
       _download_files(name, data_dir)
     except download.DownloadError as e:
-      if info.tfds_name is None or importlib.util.find_spec("tensorflow_datasets") is None:
+      if (info.tfds_name is None
+          or importlib.util.find_spec("tensorflow_datasets") is None):
         raise
       warnings.warn(f"{e}; trying TFDS", stacklevel=2)
       use = "tfds"

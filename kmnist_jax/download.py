@@ -39,7 +39,8 @@ MIRRORS: dict[str, tuple[str, ...]] = {
     # Zalando's README: the S3 site, and the files in the GitHub repository.
     "fashion_mnist": (
         "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
-        "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/"),
+        "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/"
+        "fashion/"),
     # CODH (github.com/rois-codh/kmnist, download_data.py).
     "kmnist": ("https://codh.rois.ac.jp/kmnist/dataset/kmnist/",
                "http://codh.rois.ac.jp/kmnist/dataset/kmnist/"),
@@ -145,7 +146,8 @@ def fetch(name: str, data_dir: str, files: dict[str, tuple[str, int]], *,
   ``<data_dir>/<name>/``; returns the paths downloaded. Files already there are left
   alone (the loader verifies them)."""
   folder = os.path.join(data_dir, name)
-  missing = {f: v for f, v in files.items() if not os.path.isfile(os.path.join(folder, f))}
+  missing = {f: v for f, v in files.items()
+             if not os.path.isfile(os.path.join(folder, f))}
   if not missing:
     return []
   try:

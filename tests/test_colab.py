@@ -17,7 +17,8 @@ import venv
 import pytest
 
 if not os.environ.get("CI"):  # CI installs the notebook extra: there this must not skip
-  pytest.importorskip("nbclient", reason="needs the notebook extra (pip install -e '.[notebook]')")
+  pytest.importorskip("nbclient",
+                      reason="needs the notebook extra (pip install -e '.[notebook]')")
 import nbformat  # noqa: E402
 from nbclient import NotebookClient  # noqa: E402
 
@@ -52,8 +53,9 @@ def _kernel_venv(root) -> str:
   env_dir = root / "venv"
   venv.EnvBuilder(with_pip=False).create(env_dir)
   py = str(env_dir / "bin" / "python")
-  purelib = subprocess.run([py, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-                           check=True, capture_output=True, text=True).stdout.strip()
+  purelib = subprocess.run(
+      [py, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+      check=True, capture_output=True, text=True).stdout.strip()
   with open(os.path.join(purelib, "_outer_venv.pth"), "w") as f:
     f.write("\n".join(site.getsitepackages()) + "\n")
   spec = root / "jupyter" / "kernels" / "nbtest"
@@ -71,7 +73,8 @@ def test_notebook_runs_end_to_end(data_dir, wheel, tmp_path, monkeypatch):
   workdir, data = tmp_path / "run", tmp_path / "data"
   run_dir = tmp_path / "nb"
   run_dir.mkdir()
-  for k, v in {"KMNIST_JAX_NOTEBOOK_SMALL": "1", "KMNIST_JAX_NOTEBOOK_WORKDIR": str(workdir),
+  for k, v in {"KMNIST_JAX_NOTEBOOK_SMALL": "1",
+               "KMNIST_JAX_NOTEBOOK_WORKDIR": str(workdir),
                "KMNIST_JAX_DATA_DIR": str(data), "KMNIST_JAX_DOWNLOAD": "1",
                "KMNIST_JAX_NOTEBOOK_SOURCE": wheel,
                "KMNIST_JAX_NOTEBOOK_PIP_ARGS": "--no-deps --no-index",
@@ -98,7 +101,8 @@ def test_notebook_runs_end_to_end(data_dir, wheel, tmp_path, monkeypatch):
   # The data cell downloaded KMNIST from the loopback server.
   assert "Downloading kmnist (5 files" in text
   assert sorted(os.listdir(data / "kmnist")) == sorted(
-      f for f in os.listdir(os.path.join(data_dir, "kmnist")) if f.endswith((".npz", ".csv")))
+      f for f in os.listdir(os.path.join(data_dir, "kmnist"))
+      if f.endswith((".npz", ".csv")))
   assert "test accuracy" in text and "on cpu" in text
   assert "TensorBoard logs:" in text and "(1 event file(s))" in text
   # Samples, confusion heatmap and mistakes grid are shown as images.

@@ -22,7 +22,8 @@ from tests.test_download import serve
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PYPROJECT = tomllib.load(open(os.path.join(REPO, "pyproject.toml"), "rb"))["project"]
-HEAVY = ("tensorflow", "tensorflow-cpu", "tensorflow-datasets", "clu", "torch", "jax-cuda13-plugin")
+HEAVY = ("tensorflow", "tensorflow-cpu", "tensorflow-datasets", "clu", "torch",
+         "jax-cuda13-plugin")
 
 
 def _name(r: Requirement) -> str:
@@ -50,7 +51,8 @@ def test_default_install_is_light_and_extras_exist():
   # The CUDA / TPU extras are jax's own, at the pinned jax version.
   (jax,) = [d for d in deps if _name(d) == "jax"]
   (pin,) = [s.version for s in jax.specifier if s.operator == "=="]
-  assert extras["cuda"] == [f"jax[cuda13]=={pin}"] and extras["tpu"] == [f"jax[tpu]=={pin}"]
+  assert extras["cuda"] == [f"jax[cuda13]=={pin}"]
+  assert extras["tpu"] == [f"jax[tpu]=={pin}"]
 
 
 def test_lock_files_agree_with_pyproject():
@@ -83,13 +85,15 @@ def test_console_scripts_run_the_experiment_scripts():
 
 
 def test_unknown_script_and_missing_package_are_one_line_errors(tmp_path):
-  out = subprocess.run([sys.executable, "-c", "from kmnist_jax import cli; cli.run('nope')"],
-                       capture_output=True, text=True, timeout=60)
+  out = subprocess.run(
+      [sys.executable, "-c", "from kmnist_jax import cli; cli.run('nope')"],
+      capture_output=True, text=True, timeout=60)
   assert out.returncode == 2 and out.stderr.startswith("error: unknown script 'nope'")
   # A Python without the package installed (-S: no site-packages): the script says how
   # to install it instead of a traceback; nothing puts the checkout on sys.path.
-  out = subprocess.run([sys.executable, "-S", os.path.join(REPO, "experiments", "train.py")],
-                       capture_output=True, text=True, timeout=60, cwd=tmp_path)
+  out = subprocess.run(
+      [sys.executable, "-S", os.path.join(REPO, "experiments", "train.py")],
+      capture_output=True, text=True, timeout=60, cwd=tmp_path)
   assert out.returncode == 2, out.stderr
   assert out.stderr.startswith("error: the kmnist_jax package is not installed")
   assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
@@ -125,9 +129,9 @@ def test_wheel_ships_package_scripts_and_configs(tmp_path):
   meta = zipfile.ZipFile(whl).read(
       next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
   assert "License-Expression: Apache-2.0" in meta
-  required = [l for l in meta.splitlines()
-              if l.startswith("Requires-Dist:") and "extra ==" not in l]
-  assert required and not [l for l in required if re.search(r"tensorflow|clu|torch", l)]
+  required = [line for line in meta.splitlines()
+              if line.startswith("Requires-Dist:") and "extra ==" not in line]
+  assert required and not [r for r in required if re.search(r"tensorflow|clu|torch", r)]
   entry = zipfile.ZipFile(whl).read(
       next(n for n in names if n.endswith("entry_points.txt"))).decode()
   assert "kmnist-train = kmnist_jax.cli:train" in entry
@@ -135,7 +139,8 @@ def test_wheel_ships_package_scripts_and_configs(tmp_path):
 
 def test_default_import_paths_load_no_tensorflow():
   code = ("import sys\n"
-          "import kmnist_jax.train, kmnist_jax.data, kmnist_jax.download, kmnist_jax.cli\n"
+          "import kmnist_jax.train, kmnist_jax.data, kmnist_jax.download\n"
+          "import kmnist_jax.cli\n"
           "import kmnist_jax.tensorboard, kmnist_jax.plots, kmnist_jax.io\n"
           "bad = sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'clu',\n"
           "             'tensorflow_datasets', 'torch'})\n"
@@ -167,8 +172,8 @@ def test_console_script_trains_with_downloaded_data(data_dir, tmp_path, monkeypa
   assert sorted(os.listdir(data / "mnist")) == sorted(os.listdir(os.path.join(data_dir,
                                                                               "mnist")))
   # No TensorFlow / oneDNN / absl-C++ log lines at start.
-  noise = [l for l in out.stderr.splitlines()
-           if re.search(r"oneDNN|tensorflow|cuda_|absl::InitializeLog|TF_ENABLE", l)]
+  noise = [line for line in out.stderr.splitlines()
+           if re.search(r"oneDNN|tensorflow|cuda_|absl::InitializeLog|TF_ENABLE", line)]
   assert not noise, noise
   res = json.load(open(workdir / "results.json"))
   assert res["config"]["dataset"] == "mnist" and res["env"]["command"]

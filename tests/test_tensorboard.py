@@ -61,7 +61,8 @@ def test_training_run_writes_everything(data_dir, tmp_path):
   # Per epoch: train, validation and test metrics at the epoch's last step.
   for tag in ("train/loss", "train/accuracy", "val/accuracy", "val/loss", "test/accuracy",
               "lr"):
-    assert [e.step for e in acc.Scalars(tag)] == [steps_per_epoch, 2 * steps_per_epoch], tag
+    steps = [e.step for e in acc.Scalars(tag)]
+    assert steps == [steps_per_epoch, 2 * steps_per_epoch], tag
   hist = [json.loads(line) for line in open(workdir / "metrics.jsonl")]
   np.testing.assert_allclose([e.value for e in acc.Scalars("val/accuracy")],
                              [h["val_accuracy"] for h in hist], rtol=1e-6)
@@ -122,7 +123,8 @@ def test_writer_imports_no_tensorflow(tmp_path):
       "           'val_confusion': [[int(i == j) * 5 for j in range(10)]"
       " for i in range(10)]})\n"
       "log.close()\n"
-      "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'clu', 'torch')]\n"
+      "bad = [m for m in sys.modules\n"
+      "       if m.split('.')[0] in ('tensorflow', 'clu', 'torch')]\n"
       "assert not bad, bad\n")
   out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        timeout=120, env=dict(os.environ, MPLBACKEND="Agg"))
