@@ -68,6 +68,7 @@ def _kernel_venv(root) -> str:
   return purelib
 
 
+@pytest.mark.slow  # about 50 s on 2 cores: builds a wheel, a venv, a kernel
 def test_notebook_runs_end_to_end(data_dir, wheel, tmp_path, monkeypatch):
   purelib = _kernel_venv(tmp_path)
   workdir, data = tmp_path / "run", tmp_path / "data"
