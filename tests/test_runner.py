@@ -98,6 +98,32 @@ def test_skips_finished_and_resumes_interrupted(data_dir, tmp_path):
   assert not runner.is_finished(plan.runs[0]) and runner.is_finished(plan.runs[1])
 
 
+def test_records_copied_elsewhere_continue_a_study_in_a_new_workdir(data_dir, tmp_path):
+  """A study's records committed (e.g. under results/) count as finished in an empty
+  workdir; a run built on a train run known only from its copy retrains that run."""
+  cfg = tiny_transfer(data_dir)
+  a = transfer_study.plan(cfg, str(tmp_path / "a"))
+  a.set_records_dir(str(tmp_path / "records"))
+  assert runner.execute(a, parallel=1, log=quiet) == {}
+  copies = sorted(os.listdir(tmp_path / "records"))
+  assert copies == sorted(os.path.basename(r.workdir) + ".json" for r in a.runs)
+  b = transfer_study.plan(cfg, str(tmp_path / "b"))            # another machine
+  b.set_records_dir(str(tmp_path / "records"))
+  lines = []
+  assert runner.execute(b, parallel=1, log=lines.append) == {}
+  assert "3 finished before, 0 to run" in lines[0]
+  assert [r["key"] for r in runner.records(b)] == [r.key for r in a.runs]
+  assert not (tmp_path / "b" / "runs").exists()
+  # A changed transfer setting: its runs are new, the source is needed here.
+  cfg.transfer.steps = 25
+  c = transfer_study.plan(cfg, str(tmp_path / "b"))
+  c.set_records_dir(str(tmp_path / "records"))
+  assert [c.runs[i].name for i in runner.to_run(c)] == [r.name for r in c.runs]
+  assert runner.execute(c, parallel=1, log=quiet) == {}
+  assert all(runner.is_finished(r, local=True) for r in c.runs)
+  assert runner.read_record(c.runs[0])["key"] == a.runs[0].key    # same source key
+
+
 def test_side_by_side_gives_the_sequential_records(data_dir, tmp_path):
   seq = train_plan(tmp_path / "seq", data_dir)
   par = train_plan(tmp_path / "par", data_dir)

@@ -101,6 +101,7 @@ class Run:
   key: str = ""
   workdir: str = ""
   eval_keys: dict = dataclasses.field(default_factory=dict)
+  mirror: str = ""         # a copy of record.json elsewhere (e.g. under results/)
 
   @property
   def waits_for(self) -> tuple:
@@ -171,6 +172,17 @@ class Plan:
         return keys[name]
       # An evaluator's key: its settings, a referenced run by that run's key.
       r.eval_keys = {n: digest(map_refs(c, ref_key))[:16] for n, c in r.evals.items()}
+    self.set_records_dir(self.options.get("records_dir", ""))
+
+  def set_records_dir(self, path: str) -> None:
+    """Keep a copy of every record in `path` (``<name>-<key[:12]>.json``) and count a
+    record found there as finished: a study committed with its records continues on
+    another machine. A run built on a train run found there only trains that run again
+    (same key, same numbers) for its checkpoint."""
+    self.options["records_dir"] = os.path.abspath(path) if path else ""
+    for r in self.runs:
+      r.mirror = (os.path.join(self.options["records_dir"],
+                               os.path.basename(r.workdir) + ".json") if path else "")
 
   def by_name(self, name: str) -> Run:
     return next(r for r in self.runs if r.name == name)
@@ -185,7 +197,8 @@ class Plan:
   @classmethod
   def from_json(cls, d: dict) -> "Plan":
     runs = [Run(**{k: v for k, v in r.items()
-                   if k not in ("key", "workdir", "eval_keys")}) for r in d["runs"]]
+                   if k not in ("key", "workdir", "eval_keys", "mirror")})
+            for r in d["runs"]]
     for r in runs:
       r.deps, r.after = tuple(r.deps), tuple(r.after)
     p = cls(d["study"], d["workdir"], runs, d.get("options", {}))
@@ -276,13 +289,17 @@ def record_path(run: Run) -> str:
   return os.path.join(run.workdir, RECORD)
 
 
-def read_record(run: Run) -> dict | None:
-  """The run's record if it holds the run's key (else None: not finished)."""
-  try:
-    rec = io.read_json(record_path(run))
-  except (OSError, ValueError):
-    return None
-  return rec if rec.get("key") == run.key else None
+def read_record(run: Run, *, local: bool = False) -> dict | None:
+  """The run's record if it holds the run's key (else None: not finished): the one in
+  its workdir, else (unless `local`) its copy in the plan's records folder."""
+  for path in [record_path(run)] + ([run.mirror] if run.mirror and not local else []):
+    try:
+      rec = io.read_json(path)
+    except (OSError, ValueError):
+      continue
+    if rec.get("key") == run.key:
+      return rec
+  return None
 
 
 def missing_evals(run: Run, rec: dict | None) -> list[str]:
@@ -290,9 +307,21 @@ def missing_evals(run: Run, rec: dict | None) -> list[str]:
   return [n for n in run.evals if have.get(n, {}).get("key") != run.eval_keys[n]]
 
 
-def is_finished(run: Run) -> bool:
-  rec = read_record(run)
+def is_finished(run: Run, *, local: bool = False) -> bool:
+  rec = read_record(run, local=local)
   return rec is not None and not missing_evals(run, rec)
+
+
+def to_run(plan: Plan) -> list[int]:
+  """Indices of the runs to execute: the unfinished ones, and the train runs they are
+  built on whose record is only a copy (their checkpoint is needed here)."""
+  todo = {i for i, r in enumerate(plan.runs) if not is_finished(r)}
+  for i in list(todo):
+    for d in plan.runs[i].deps:
+      dep = plan.by_name(d)
+      if dep.kind == "train" and not is_finished(dep, local=True):
+        todo.add(plan.index(d))
+  return sorted(todo)
 
 
 # ---- Statistics over seeds --------------------------------------------------------------
@@ -361,7 +390,7 @@ def _evaluate(run: Run, plan: Plan, names: list[str], log) -> dict:
 def execute_one(plan: Plan, run: Run, *, log=print) -> tuple[dict, bool]:
   """(record, did_work): trains (or resumes) the run and evaluates it, unless its
   record is complete. Holds the run's workdir lock."""
-  rec = read_record(run)
+  rec = read_record(run, local=True)
   if rec is not None and not missing_evals(run, rec):
     return rec, False
   for d in run.waits_for:
@@ -372,7 +401,7 @@ def execute_one(plan: Plan, run: Run, *, log=print) -> tuple[dict, bool]:
     t0 = time.time()
     log(f"== run {run.name} (key {run.key[:12]}), started "
         f"{time.strftime('%Y-%m-%d %H:%M:%S')}")
-    rec = read_record(run)
+    rec = read_record(run, local=True)
     if rec is None:
       results = _kind_fn(run.kind)(run, plan, log)
       rec = {"key": run.key, "name": run.name, "kind": run.kind, "seed": run.seed,
@@ -385,6 +414,9 @@ def execute_one(plan: Plan, run: Run, *, log=print) -> tuple[dict, bool]:
                          if n in run.evals}, **_evaluate(run, plan, todo, log)}
     rec["meta"] = io.run_meta()
     io.write_json(record_path(run), rec)
+    if run.mirror:
+      os.makedirs(os.path.dirname(run.mirror), exist_ok=True)
+      io.write_json(run.mirror, rec)
   return rec, True
 
 
@@ -635,7 +667,7 @@ def execute(plan: Plan, *, parallel: int = 0, max_minutes: float = 0.0, log=prin
     raise UserError(f"--parallel={parallel} must be >= 0 (0: the backend's default)")
   parallel = parallel or default_parallel()
   plan.save()
-  todo = [i for i, r in enumerate(plan.runs) if not is_finished(r)]
+  todo = to_run(plan)
   status = Status(total=len(plan.runs), cached=len(plan.runs) - len(todo))
   show = show or _Display(log)
   log(f"{plan.study}: {len(plan.runs)} runs, {status.cached} finished before, "
@@ -693,7 +725,8 @@ def records(plan: Plan) -> list[dict | None]:
 def run_study(study, cfg, workdir: str, *, out: str = "", parallel: int = 0,
               slurm: bool = False, slurm_args: str = "", dry_run: bool = False,
               report_only: bool = False, data_dir: str = "",
-              compilation_cache: bool = True, log=print) -> dict:
+              compilation_cache: bool = True, records_dir: str = "",
+              log=print) -> dict:
   """One study end to end: `study` is a module with ``plan(cfg, workdir)``,
   ``summarize(records, plan)`` and ``render(summary, report)``. Plans (every bad input
   fails here, before anything loads), runs what is not finished (here, side by side, or
@@ -703,10 +736,12 @@ def run_study(study, cfg, workdir: str, *, out: str = "", parallel: int = 0,
   if data_dir:
     plan.options["data_dir"] = data_dir
   plan.options["compilation_cache"] = bool(compilation_cache)
+  if records_dir:
+    plan.set_records_dir(records_dir)
   out = out or os.path.join(workdir, "report")
   if slurm or dry_run:
     from kmnist_jax.studies import slurm as slurm_lib
-    todo = [i for i, r in enumerate(plan.runs) if not is_finished(r)]
+    todo = to_run(plan)
     if not dry_run:
       plan.save()
     slurm_lib.submit(plan, todo, extra_args=slurm_args, dry_run=dry_run, log=log)
@@ -769,6 +804,9 @@ def study_script(study, *, default_config: str, sources_flag: bool = False) -> N
   flags.DEFINE_bool("dry_run", False, "Print the sbatch commands and script; submit "
                     "and run nothing.")
   flags.DEFINE_bool("report_only", False, "Write the report from the finished runs.")
+  flags.DEFINE_string("records", "", "Also keep each run's record.json in this folder "
+                      "(e.g. results/augmentation_study/runs, small enough to commit) and "
+                      "count the records found there as finished runs.")
   flags.DEFINE_bool("compilation_cache", True, "Persistent XLA compilation cache in "
                     "<workdir>/jax_cache: runs that differ only in seed or dataset reuse "
                     "the compiled training step.")
@@ -788,7 +826,7 @@ def study_script(study, *, default_config: str, sources_flag: bool = False) -> N
         cfg = study.with_sources(cfg, F.sources)
       run_study(study, cfg, F.workdir, out=F.out, parallel=F.parallel, slurm=F.slurm,
                 slurm_args=F.slurm_args, dry_run=F.dry_run, report_only=F.report_only,
-                compilation_cache=F.compilation_cache)
+                compilation_cache=F.compilation_cache, records_dir=F.records)
     except UserError as e:
       print(f"error: {e}", file=sys.stderr)
       sys.exit(EXIT_USER_ERROR)
