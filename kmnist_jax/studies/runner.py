@@ -313,11 +313,11 @@ def is_finished(run: Run, *, local: bool = False) -> bool:
 
 
 def to_run(plan: Plan) -> list[int]:
-  """Indices of the runs to execute: the unfinished ones, and the train runs they are
-  built on whose record is only a copy (their checkpoint is needed here)."""
+  """Indices of the runs to execute: the unfinished ones, and the train runs they wait
+  for whose record is only a copy (their checkpoint is needed here)."""
   todo = {i for i, r in enumerate(plan.runs) if not is_finished(r)}
   for i in list(todo):
-    for d in plan.runs[i].deps:
+    for d in plan.runs[i].waits_for:     # sources, and baselines evaluators compare to
       dep = plan.by_name(d)
       if dep.kind == "train" and not is_finished(dep, local=True):
         todo.add(plan.index(d))
