@@ -13,9 +13,8 @@ skips finished runs and resumes partial ones. Side by side (--parallel=2) was sl
 on the 2-core CPU than one at a time (kmnist_jax.studies.runner.DEFAULT_PARALLEL).
 
 Expected (measured with the earlier study script, the same runs, not re-run through
-the runner yet, on the 2-core CPU
-shared with other jobs): 6 min 50 s in all
-(10-36 s a run, depending on the load; budget up to ~12 min on a busy machine).
+the runner yet, on the 2-core CPU shared with other jobs): 6 min 50 s in all (10-36 s
+a run, depending on the load; budget up to ~12 min on a busy machine).
 Without augmentation 97.44% +- 0.02 MNIST and 85.99% +- 0.32 KMNIST test accuracy. At
 this budget (40,000 images seen by a small network) augmentation costs accuracy:
 -0.2 to -1.1 pp on MNIST, -3.0 (elastic) to -8.2 pp (the combination) on KMNIST;

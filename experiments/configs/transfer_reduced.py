@@ -16,9 +16,8 @@ source's), so re-running the command skips finished runs and a changed source se
 redoes the source and the runs built on it.
 
 Measured with the earlier study script (the same runs; not re-run through the runner
-yet) on the 2-core CPU shared with
-other jobs (load ~8), from an empty workdir:
-12 min 11 s in all (sources 16-56 s each, the 198 runs 9.5 min, 1.3-5 s each); a
+yet) on the 2-core CPU shared with other jobs (load ~8), from an empty workdir: 12 min
+11 s in all (sources 16-56 s each, the 198 runs 9.5 min, 1.3-5 s each); a
 second run gave bit-identical tables. Sources: MNIST 97.61%, KMNIST 86.04%, Fashion-MNIST
 86.83% test accuracy. Target test accuracy, mean over seeds 0-2 (gain over scratch):
 MNIST->KMNIST k=10: scratch 53.8%, linear_probe 41.8% (-12.0 pp), finetune 52.7%
