@@ -102,10 +102,12 @@ def test_summarize_across_seeds(setup):
 
 def test_attack_eps0_is_clean_and_monotone(setup, data_dir):
   cnn, _, _, _, images, labels = setup
-  rec = attack.run(cnn, data_dir=data_dir, limit=N, epsilons=(0.0, 0.02, 0.1),
+  n = N // 2
+  images, labels = images[:n], labels[:n]
+  rec = attack.run(cnn, data_dir=data_dir, limit=n, epsilons=(0.0, 0.02, 0.1),
                    pgd_steps=3, seed=1)
   clean_acc = float((inference.predict(cnn, images) == labels).mean())
-  assert rec["n"] == N
+  assert rec["n"] == n
   for a in ("fgsm", "pgd"):
     acc = rec["attacks"][a]["accuracy"]
     assert acc[0] == pytest.approx(clean_acc, abs=1e-12)

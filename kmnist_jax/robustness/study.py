@@ -14,6 +14,10 @@ metrics.json (every number, with the run metadata), table.csv / table.md / table
 error_vs_severity_<ds>.png, per_class_corruption_<model>.png, accuracy_vs_epsilon.png,
 robust_per_class_<model>.png, and corrupted/ (the sets built on first use, carried
 from one report to the next).
+
+Measured on the shared 2-core AMD EPYC CPU (load 6-10): kmnist_cnn + kmnist_logreg,
+--limit=1000 --adv_limit=500 with prebuilt sets, 176 s (the same numbers as
+experiments/configs/evals/robustness.py, which runs these evaluators).
 """
 
 from __future__ import annotations
