@@ -726,7 +726,7 @@ def run_study(study, cfg, workdir: str, *, out: str = "", parallel: int = 0,
               slurm: bool = False, slurm_args: str = "", dry_run: bool = False,
               report_only: bool = False, data_dir: str = "",
               compilation_cache: bool = True, records_dir: str = "",
-              log=print) -> dict:
+              max_minutes: float = 0.0, log=print) -> dict:
   """One study end to end: `study` is a module with ``plan(cfg, workdir)``,
   ``summarize(records, plan)`` and ``render(summary, report)``. Plans (every bad input
   fails here, before anything loads), runs what is not finished (here, side by side, or
@@ -749,7 +749,7 @@ def run_study(study, cfg, workdir: str, *, out: str = "", parallel: int = 0,
   failures = {}
   with lock.WorkdirLock(workdir):
     if not report_only:
-      failures = execute(plan, parallel=parallel, log=log)
+      failures = execute(plan, parallel=parallel, max_minutes=max_minutes, log=log)
     summary = study.summarize(records(plan), plan)
     summary["failed"] = failures
     write_report(study, summary, out)
@@ -807,6 +807,8 @@ def study_script(study, *, default_config: str, sources_flag: bool = False) -> N
   flags.DEFINE_string("records", "", "Also keep each run's record.json in this folder "
                       "(e.g. results/augmentation_study/runs, small enough to commit) and "
                       "count the records found there as finished runs.")
+  flags.DEFINE_float("max_minutes", 0.0, "Start no run after this long (0: no limit); "
+                     "the report shows what is missing, the same command continues.")
   flags.DEFINE_bool("compilation_cache", True, "Persistent XLA compilation cache in "
                     "<workdir>/jax_cache: runs that differ only in seed or dataset reuse "
                     "the compiled training step.")
@@ -826,7 +828,8 @@ def study_script(study, *, default_config: str, sources_flag: bool = False) -> N
         cfg = study.with_sources(cfg, F.sources)
       run_study(study, cfg, F.workdir, out=F.out, parallel=F.parallel, slurm=F.slurm,
                 slurm_args=F.slurm_args, dry_run=F.dry_run, report_only=F.report_only,
-                compilation_cache=F.compilation_cache, records_dir=F.records)
+                compilation_cache=F.compilation_cache, records_dir=F.records,
+                max_minutes=F.max_minutes)
     except UserError as e:
       print(f"error: {e}", file=sys.stderr)
       sys.exit(EXIT_USER_ERROR)
