@@ -301,7 +301,8 @@ def test_embed_pixels_and_features(workdir, data_dir, tmp_path):
   # Deterministic subsample from the seed.
   np.testing.assert_array_equal(z["indices_mnist"],
                                 embedding.subsample(10000, 150, 0, "mnist"))
-  assert "| mnist | mnist | pixels | original (784-d) |" in (out / "report.md").read_text()
+  md = (out / "report.md").read_text()
+  assert "| mnist | mnist | pixels | original (784-d) |" in md
 
 
 def test_embed_bad_input(workdir, data_dir, tmp_path, monkeypatch):

@@ -36,7 +36,7 @@ def fake_seed(rec, seed, shift):
   return r
 
 
-# ---- Registry ---------------------------------------------------------------------------
+# ---- Registry ------------------------------------------------------------------------
 
 def test_registry_is_a_plain_dict_of_complete_modules():
   assert type(evaluators.REGISTRY) is dict
@@ -63,7 +63,8 @@ def test_from_config():
   with pytest.raises(UserError) as e:
     evaluators.from_config({"x": {"type": "clasification"}})
   msg = str(e.value)
-  assert "'clasification'" in msg and "attack, cka, classification, corruption, embedding" in msg
+  assert "'clasification'" in msg
+  assert "attack, cka, classification, corruption, embedding" in msg
   assert "\n" not in msg
   with pytest.raises(UserError, match=r"config.evals.x: unknown classification "
                                       r"evaluator setting 'limt'.*limit"):
@@ -76,7 +77,7 @@ def test_from_config():
     evaluators.from_config({"x": {"type": "embedding", "num_points": 5}})
 
 
-# ---- Classification ----------------------------------------------------------------------
+# ---- Classification ------------------------------------------------------------------
 
 def test_classification_record(ckpt, cls_record, data_dir):
   r = cls_record
@@ -123,7 +124,7 @@ def test_classification_summarize_two_seeds_and_render(cls_record, tmp_path):
   assert (tmp_path / "b_per_class.csv").exists()
 
 
-# ---- Embedding ---------------------------------------------------------------------------
+# ---- Embedding -----------------------------------------------------------------------
 
 def test_embedding_record_summary_render(ckpt, data_dir, tmp_path):
   r = embedding.run(ckpt, data_dir=data_dir, methods="tsne", num_points=80,
@@ -148,7 +149,7 @@ def test_embedding_record_summary_render(ckpt, data_dir, tmp_path):
   assert "kNN std" in (tmp_path / "report.md").read_text()
 
 
-# ---- CKA ---------------------------------------------------------------------------------
+# ---- CKA -----------------------------------------------------------------------------
 
 def test_cka_run_many(ckpt, data_dir, tmp_path):
   r = cka.run_many([ckpt, ckpt], data_dir=data_dir, examples=100)

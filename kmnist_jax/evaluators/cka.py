@@ -101,9 +101,11 @@ def summarize(records: Sequence[dict]) -> dict:
   if not records:
     raise UserError("cka.summarize: no records")
   r0 = records[0]
-  shape = [(len(r0["layers"][p["a"]]), len(r0["layers"][p["b"]])) for p in r0["pairs"]]
+  def shapes(r):
+    return [(len(r["layers"][p["a"]]), len(r["layers"][p["b"]])) for p in r["pairs"]]
+
   for r in records[1:]:
-    if [(len(r["layers"][p["a"]]), len(r["layers"][p["b"]])) for p in r["pairs"]] != shape:
+    if shapes(r) != shapes(r0):
       raise UserError("cka records compare different layers; summarize one setting at "
                       "a time")
   pairs = []

@@ -20,6 +20,7 @@ history, so that :func:`render` needs nothing but the record.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime
 import json
 import os
@@ -281,137 +282,171 @@ def _in_short(s, cls) -> str:
   return text + "\n"
 
 
+@dataclasses.dataclass
+class _View:
+  """What every section of one rendered setting needs."""
+  s: dict
+  report: object
+  pre: str                 # heading prefix ('<name>: ' or '')
+  fpre: str                # file prefix ('<name>_' or '')
+  lab: object              # plots.Labels of the data's classes
+  pred_lab: object         # ... of the model's classes
+
+  @property
+  def n(self) -> int:
+    return self.s["runs"]
+
+  def cls(self, i) -> str:
+    return _name(self.s["class_names"], self.s["class_glyphs"], i)
+
+  def pcls(self, i) -> str:
+    return _name(self.s["predicted_class_names"], self.s["predicted_class_glyphs"], i)
+
+  @property
+  def tag(self) -> str:
+    s = self.s
+    return f"{s['model']} on {s['dataset']} {s['split']}" + (
+        f", step {s['first']['step']}" if self.n == 1 else f", {self.n} runs")
+
+
 def render(summary: dict, report, *, name: str | None = None, cjk_font="auto") -> dict:
   """The analysis of one setting (one run, or seeds as mean ± std) into `report`:
   headline table, confused pairs (tables + mistakes figure), per class (table +
-  figure), confusion matrix, calibration, training. Returns {'figures': [...]}."""
-  from kmnist_jax import plots
-  s = summary
-  n = s["runs"]
-  pre, fpre = (f"{name}: ", f"{_safe(name)}_") if name else ("", "")
-  lab, pred_lab, same = _labels(s, cjk_font)
-  names, glyphs = s["class_names"], s["class_glyphs"]
-  cls = lambda i: _name(names, glyphs, i)  # noqa: E731
-  pnames, pglyphs = s["predicted_class_names"], s["predicted_class_glyphs"]
-  pcls = lambda i: _name(pnames, pglyphs, i)  # noqa: E731
-  first = s["first"]
-  tag = f"{s['model']} on {s['dataset']} {s['split']}" + (
-      f", step {first['step']}" if n == 1 else f", {n} runs")
-  level = int(round(100 * s["interval"]["confidence"]))
-  figs = []
-
+  figure), confusion matrix, calibration, training. Returns {'figures', 'font'}."""
+  lab, pred_lab, _ = _labels(summary, cjk_font)
+  v = _View(summary, report, f"{name}: " if name else "",
+            f"{_safe(name)}_" if name else "", lab, pred_lab)
   if name:
     report.section(name)
-  intro = (f"`{s['model']}` trained on `{s['trained_on']}`, evaluated on {s['n']:,} "
-           f"`{s['dataset']}` {s['split']} images"
-           + (f" (first {s['limit']:,} only)" if s.get("limit") else "") + "; "
-           + (f"checkpoint `{first['workdir']}` at step {first['step']} (epoch "
-              f"{first.get('epoch')}; `--step={first.get('step_requested')}`), seed "
-              f"{first['seed']}." if n == 1 else
-              f"{n} runs (seeds {', '.join(map(str, s['seeds']))}): mean ± std "
-              "(sample, ddof=1)."))
-  report.text(intro + "\n")
+  _render_head(v)
+  figs = [_render_pairs(v), _render_per_class(v), *_render_confusion(v),
+          *_render_training(v)]
+  return {"figures": figs, "font": lab.font}
+
+
+def _render_head(v: _View) -> None:
+  s, n, first = v.s, v.n, v.s["first"]
+  v.report.text(
+      f"`{s['model']}` trained on `{s['trained_on']}`, evaluated on {s['n']:,} "
+      f"`{s['dataset']}` {s['split']} images"
+      + (f" (first {s['limit']:,} only)" if s.get("limit") else "") + "; "
+      + (f"checkpoint `{first['workdir']}` at step {first['step']} (epoch "
+         f"{first.get('epoch')}; `--step={first.get('step_requested')}`), seed "
+         f"{first['seed']}." if n == 1 else
+         f"{n} runs (seeds {', '.join(map(str, s['seeds']))}): mean ± std "
+         "(sample, ddof=1).") + "\n")
   if s["dataset"] != s["trained_on"]:
-    report.text(f"**Cross-dataset**: rows are {s['dataset']} classes, predictions are "
-                f"the model's {s['trained_on']} classes; accuracy compares class "
-                "indices.\n")
-  report.table(f"{fpre}summary", [{
+    v.report.text(f"**Cross-dataset**: rows are {s['dataset']} classes, predictions "
+                  f"are the model's {s['trained_on']} classes; accuracy compares class "
+                  "indices.\n")
+  v.report.table(f"{v.fpre}summary", [{
       "accuracy": _pm(s["accuracy"], n), "balanced": _pm(s["balanced_accuracy"], n),
       "nll": f"{s['nll']['mean']:.4f}" + (f" ± {s['nll']['std']:.4f}" if n > 1 else ""),
       "ece": _pm(s["ece"], n), "mce": _pm(s["calibration"]["mce"], n, 1)}],
       columns={"accuracy": "accuracy", "balanced": "balanced accuracy", "nll": "NLL",
                "ece": "ECE", "mce": "MCE"})
-  report.text(_in_short(s, cls))
+  v.report.text(_in_short(s, v.cls))
 
-  report.section(f"{pre}Most confused pairs",
-                 "Either direction (errors a as b plus b as a; rate = errors / images "
-                 "of both)" + (", errors summed over the runs" if n > 1 else "") + ":\n")
-  report.table(f"{fpre}confused_pairs", [
+
+def _render_pairs(v: _View) -> str:
+  from kmnist_jax import plots
+  s, rep, cls = v.s, v.report, v.cls
+  rep.section(f"{v.pre}Most confused pairs",
+              "Either direction (errors a as b plus b as a; rate = errors / images "
+              "of both)" + (", errors summed over the runs" if v.n > 1 else "") + ":\n")
+  rep.table(f"{v.fpre}confused_pairs", [
       {"#": i, "pair": f"{cls(d['a'])} ↔ {cls(d['b'])}", "errors": d["count"],
        "a_as_b": d["a_as_b"], "b_as_a": d["b_as_a"], "rate": pct(d["rate"])}
       for i, d in enumerate(s["most_confused_symmetric"], 1)],
       columns={"#": "#", "pair": "pair", "errors": "errors", "a_as_b": "a as b",
                "b_as_a": "b as a", "rate": "rate"})
-  report.text("Directed (rate = errors / images of the true class):\n")
-  report.table(f"{fpre}confused_directed", [
-      {"#": i, "true": cls(d["true"]), "pred": pcls(d["pred"]), "errors": d["count"],
+  rep.text("Directed (rate = errors / images of the true class):\n")
+  rep.table(f"{v.fpre}confused_directed", [
+      {"#": i, "true": cls(d["true"]), "pred": v.pcls(d["pred"]), "errors": d["count"],
        "rate": pct(d["rate"])} for i, d in enumerate(s["most_confused"], 1)],
       columns={"#": "#", "true": "true", "pred": "predicted as", "errors": "errors",
                "rate": "rate"})
-  ex = first.get("examples") or []
+  first = s["first"]
   rows = [{"true": e["true"], "pred": e["pred"], "count": e["count"],
            "mistakes": list(zip(decode_images(e["mistakes"]), e["mistake_prob"])),
            "typical_true": list(decode_images(e["typical_true"])),
-           "typical_pred": list(decode_images(e["typical_pred"]))} for e in ex]
-  report.text("The most confident mistakes of the top directed pairs (with the "
-              "probability given to the wrong class) beside typical examples of both "
-              "classes (correctly classified with the highest probability)"
-              + (f", from `{first['workdir']}`" if n > 1 else "") + ":\n")
-  figs.append(plots.mistakes_grid(
-      rows, lab, report.figure(f"{fpre}confused_pairs", "confused pairs"),
-      pred_labels=pred_lab,
+           "typical_pred": list(decode_images(e["typical_pred"]))}
+          for e in first.get("examples") or []]
+  rep.text("The most confident mistakes of the top directed pairs (with the "
+           "probability given to the wrong class) beside typical examples of both "
+           "classes (correctly classified with the highest probability)"
+           + (f", from `{first['workdir']}`" if v.n > 1 else "") + ":\n")
+  return plots.mistakes_grid(
+      rows, v.lab, rep.figure(f"{v.fpre}confused_pairs", "confused pairs"),
+      pred_labels=v.pred_lab,
       title=f"top {len(rows)} confused pairs: most confident mistakes beside typical "
-            "examples"))
+            "examples")
 
-  report.section(f"{pre}Per class",
-                 "Accuracy is recall (correct / images of the class), "
-                 + (f"with a {level}% {s['interval']['method']} interval."
-                    if n == 1 else "mean ± std over the runs.") + "\n")
-  pc = s["per_class"]
-  conf = np.asarray(s["confusion"])
+
+def _render_per_class(v: _View) -> str:
+  from kmnist_jax import plots
+  s, n = v.s, v.n
+  level = int(round(100 * s["interval"]["confidence"]))
+  v.report.section(f"{v.pre}Per class",
+                   "Accuracy is recall (correct / images of the class), "
+                   + (f"with a {level}% {s['interval']['method']} interval."
+                      if n == 1 else "mean ± std over the runs.") + "\n")
+  pc, conf = s["per_class"], np.asarray(s["confusion"])
   table = []
-  for i in range(len(names)):
+  for i in range(len(s["class_names"])):
     row = conf[i].copy()
     if i < len(row):
       row[i] = 0
     worst = int(np.argmax(row)) if row.sum() else None
     acc = {"mean": pc["accuracy"]["mean"][i], "std": pc["accuracy"]["std"][i]}
     table.append({
-        "class": cls(i), "images": pc["support"][i],
+        "class": v.cls(i), "images": pc["support"][i],
         "accuracy": _pm(acc, n) + (f" [{pct(pc['interval_lo'][i], 1)}, "
                                    f"{pct(pc['interval_hi'][i], 1)}]" if n == 1 else ""),
         **{k: _pm({"mean": pc[k]["mean"][i], "std": pc[k]["std"][i]}, n, 1)
            for k in ("precision", "recall", "f1")},
-        "confused_with": f"{pcls(worst)} ({row[worst]})" if worst is not None else "-"})
-  acc_head = f"accuracy [{level}% interval]" if n == 1 else "accuracy"
-  report.table(f"{fpre}per_class", table, columns={
-      "class": "class", "images": "images", "accuracy": acc_head,
+        "confused_with": f"{v.pcls(worst)} ({row[worst]})" if worst is not None else "-"})
+  v.report.table(f"{v.fpre}per_class", table, columns={
+      "class": "class", "images": "images",
+      "accuracy": f"accuracy [{level}% interval]" if n == 1 else "accuracy",
       "precision": "precision", "recall": "recall", "f1": "F1",
       "confused_with": "most often predicted as"})
-  figs.append(plots.per_class_accuracy(
-      pc["accuracy"]["mean"], pc["interval_lo"], pc["interval_hi"], lab,
-      report.figure(f"{fpre}per_class_accuracy", "per-class accuracy"),
+  return plots.per_class_accuracy(
+      pc["accuracy"]["mean"], pc["interval_lo"], pc["interval_hi"], v.lab,
+      v.report.figure(f"{v.fpre}per_class_accuracy", "per-class accuracy"),
       overall=s["accuracy"]["mean"],
       title="per-class accuracy, "
             + (f"{level}% {s['interval']['method']} intervals" if n == 1 else
-               "mean ± std over runs") + f" ({tag})"))
+               "mean ± std over runs") + f" ({v.tag})")
 
-  report.section(f"{pre}Confusion matrix",
-                 "Rows: true class; columns: predicted; colour: fraction of the true "
-                 "class; numbers: counts" + (" (summed over the runs)" if n > 1 else "")
-                 + ".\n")
-  figs.append(plots.confusion_heatmap(
-      conf, lab, report.figure(f"{fpre}confusion", "confusion"), pred_labels=pred_lab,
-      title=f"confusion: {tag}"))
 
+def _render_confusion(v: _View) -> list[str]:
+  from kmnist_jax import plots
+  s, n, rep = v.s, v.n, v.report
+  rep.section(f"{v.pre}Confusion matrix",
+              "Rows: true class; columns: predicted; colour: fraction of the true "
+              "class; numbers: counts" + (" (summed over the runs)" if n > 1 else "")
+              + ".\n")
+  figs = [plots.confusion_heatmap(
+      np.asarray(s["confusion"]), v.lab, rep.figure(f"{v.fpre}confusion", "confusion"),
+      pred_labels=v.pred_lab, title=f"confusion: {v.tag}")]
   cal = s["calibration"]
-  report.section(f"{pre}Calibration",
-                 f"Expected calibration error {_pm(cal['ece'], n)} over "
-                 f"{cal['num_bins']} equal-width confidence bins (maximum gap "
-                 f"{_pm(cal['mce'], n, 1)})" + ("; the diagram pools the runs' bins"
-                                                if n > 1 else "") + ".\n")
+  rep.section(f"{v.pre}Calibration",
+              f"Expected calibration error {_pm(cal['ece'], n)} over "
+              f"{cal['num_bins']} equal-width confidence bins (maximum gap "
+              f"{_pm(cal['mce'], n, 1)})" + ("; the diagram pools the runs' bins"
+                                             if n > 1 else "") + ".\n")
   figs.append(plots.reliability_diagram(
       {**cal, "accuracy": _floats(cal["accuracy"]), "confidence": _floats(
           cal["confidence"]), "ece": cal["ece"]["mean"], "mce": cal["mce"]["mean"]},
-      report.figure(f"{fpre}reliability", "reliability"),
-      title=f"reliability, ECE {pct(cal['ece']['mean'])} ({tag})"))
-
-  figs += _render_training(s, report, pre, fpre, pcls, pred_lab)
-  return {"figures": figs, "font": lab.font}
+      rep.figure(f"{v.fpre}reliability", "reliability"),
+      title=f"reliability, ECE {pct(cal['ece']['mean'])} ({v.tag})"))
+  return figs
 
 
-def _render_training(s, report, pre, fpre, pcls, pred_lab) -> list[str]:
+def _render_training(v: _View) -> list[str]:
   from kmnist_jax import plots
+  s, pre, fpre, report = v.s, v.pre, v.fpre, v.report
   first = s["first"]
   run = os.path.basename(os.path.normpath(first["workdir"] or "")) or "the run"
   report.section(f"{pre}Training", "" if s["runs"] == 1 else
@@ -427,14 +462,14 @@ def _render_training(s, report, pre, fpre, pcls, pred_lab) -> list[str]:
     report.text("Per-class validation error (from the confusion recorded each epoch), "
                 "first and last epoch:\n")
     report.table(f"{fpre}per_class_error_epochs", [
-        {"class": pcls(i), "first": pct(err[0, i], 1), "last": pct(err[-1, i], 1)}
+        {"class": v.pcls(i), "first": pct(err[0, i], 1), "last": pct(err[-1, i], 1)}
         for i in range(err.shape[1])],
         columns={"class": "class", "first": f"epoch {ep[0]}", "last": f"epoch {ep[-1]}"})
   else:
     report.text("No per-epoch validation confusion in this run's history (trained "
                 "with val_size=0).\n")
   figs.append(plots.per_class_error_over_epochs(
-      ep, err.reshape(len(ep), -1) if len(ep) else np.zeros((0, 0)), pred_lab,
+      ep, err.reshape(len(ep), -1) if len(ep) else np.zeros((0, 0)), v.pred_lab,
       report.figure(f"{fpre}per_class_error_epochs", "per-class error over epochs"),
       title=f"per-class validation error over epochs ({s['trained_on']})"))
   return figs
