@@ -31,6 +31,7 @@ def study(workdir, *extra, data_dir):
                         timeout=600)
 
 
+@pytest.mark.slow   # real (tiny) training runs
 def test_tiny_study_end_to_end_then_skips_finished_runs(data_dir, tmp_path):
   wd = tmp_path / "study"
   p = study(wd, "--parallel=1", data_dir=data_dir)

@@ -73,6 +73,7 @@ def test_key_is_the_full_resolved_config(tmp_path):
     runner.Plan("t", str(tmp_path), [b, a])
 
 
+@pytest.mark.slow   # real (tiny) training runs
 def test_skips_finished_and_resumes_interrupted(data_dir, tmp_path):
   plan = train_plan(tmp_path / "s", data_dir, num_epochs=2)
   # Interrupt seed 1 after its first epoch: a checkpoint, no record.
@@ -98,6 +99,7 @@ def test_skips_finished_and_resumes_interrupted(data_dir, tmp_path):
   assert not runner.is_finished(plan.runs[0]) and runner.is_finished(plan.runs[1])
 
 
+@pytest.mark.slow   # real (tiny) training runs
 def test_records_copied_elsewhere_continue_a_study_in_a_new_workdir(data_dir, tmp_path):
   """A study's records committed (e.g. under results/) count as finished in an empty
   workdir; a run built on a train run known only from its copy retrains that run."""
@@ -124,6 +126,7 @@ def test_records_copied_elsewhere_continue_a_study_in_a_new_workdir(data_dir, tm
   assert runner.read_record(c.runs[0])["key"] == a.runs[0].key    # same source key
 
 
+@pytest.mark.slow   # real (tiny) training runs
 def test_side_by_side_gives_the_sequential_records(data_dir, tmp_path):
   seq = train_plan(tmp_path / "seq", data_dir)
   par = train_plan(tmp_path / "par", data_dir)
@@ -163,6 +166,7 @@ def tiny_transfer(data_dir):
   return cfg
 
 
+@pytest.mark.slow   # real (tiny) training runs
 def test_changed_source_setting_redoes_exactly_the_runs_built_on_it(data_dir, tmp_path):
   cfg = tiny_transfer(data_dir)
   plan = transfer_study.plan(cfg, str(tmp_path))
@@ -248,6 +252,7 @@ def test_bad_study_config_one_line_before_any_training(tmp_path, script, args, n
   assert not (tmp_path / "w").exists()
 
 
+@pytest.mark.slow   # real (tiny) training runs
 def test_evaluators_run_through_evaluate_and_are_cached_per_setting(data_dir, tmp_path):
   def make(limit):
     r = runner.Run(name="logreg", kind="train",
@@ -297,6 +302,7 @@ def test_study_baseline_is_a_run_the_evaluator_refers_to(tmp_path):
   assert [len(s) for s in slurm.stages(a, range(len(a.runs)))] == [2, 54]
 
 
+@pytest.mark.slow   # real (tiny) training runs
 def test_slurm_submits_the_arrays_in_order(data_dir, tmp_path):
   """--slurm with a stand-in sbatch: the plan and the script are written, the second
   array waits for the first job (afterok), and nothing trains here."""

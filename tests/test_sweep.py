@@ -96,6 +96,7 @@ def test_cli_unknown_key_one_line(tmp_path):
   assert not (tmp_path / "wd").exists()
 
 
+@pytest.mark.slow   # real (tiny) training runs
 def test_sweep_runs_tabulates_and_resumes(data_dir, tmp_path):
   s = write(tmp_path, {
       "config": "kmnist_logreg",   # by name; the cheapest model to compile
