@@ -320,3 +320,34 @@ def test_workdir_in_use_is_refused(data_dir, tmp_path):
     assert f"pid {os.getpid()}" in out and "in use by another run" in out
     run(tiny(data_dir, num_epochs=1, model="logreg", model_kwargs={}), tmp_path / "w")
   assert lock.holder(tmp_path / "w") is None
+
+
+# ---- --config flags (checked before absl parses them) ---------------------------------
+
+CNN_FILE = "experiments/configs/kmnist_cnn.py"
+
+
+@pytest.mark.parametrize("args,match", [
+    (["--config=nope.py"], r"--config file 'nope.py' does not exist; valid choices: .*"
+                           r"kmnist_cnn.py"),
+    (["--config", CNN_FILE, "--config.model_kwargs.widthz=1"],
+     r"unknown config field 'model_kwargs.widthz' .*did you mean widths.*"
+     r"config.model_kwargs: dense, depth, dropout, widths"),
+    ([f"--config={CNN_FILE}", "--config.model_kwargs.widths.x=1"],
+     r"config.model_kwargs.widths is not a group of fields"),
+    ([f"--config={CNN_FILE}", "--config.lerning_rate=1"],
+     r"unknown config field 'lerning_rate'.*did you mean learning_rate"),
+])
+def test_bad_config_flags(args, match):
+  with pytest.raises(UserError, match=match):
+    config_lib.check_override_flags(["train.py", *args])
+
+
+def test_valid_nested_override_and_broken_config_file(tmp_path):
+  config_lib.check_override_flags(["train.py", f"--config={CNN_FILE}",
+                                   "--config.model_kwargs.widths=(8,16)"])
+  bad = tmp_path / "bad.py"
+  bad.write_text("def get_config(:\n")
+  with pytest.raises(UserError, match=r"config file .*bad.py' cannot be loaded "
+                                      r"\(line 1\): SyntaxError"):
+    config_lib.check_override_flags(["train.py", f"--config={bad}"])
