@@ -5,7 +5,10 @@ confused pairs with their most confident mistakes, calibration, learning curves.
   python experiments/evaluate.py --workdirs=workdirs/mnist_cnn,workdirs/kmnist_cnn \
       --config=experiments/configs/evals/classification.py
 
-Measured: MEASURED
+Measured on the 2-core CPU (AMD EPYC, shared with other jobs, load ~5): 21 s wall for
+mnist_cnn + kmnist_cnn (1-epoch checkpoints of the default configs), 10,000 test images
+each, report with 13 figures; accuracy 98.81% (MNIST) / 93.38% (KMNIST) for those
+1-epoch checkpoints (the 6-epoch default reaches 96.34% on KMNIST, README).
 """
 
 import ml_collections
