@@ -1,7 +1,8 @@
 """Classification metrics: pure functions of labels, predictions and probabilities.
 
 Computation only (numpy in, numpy / plain dicts out); :mod:`kmnist_jax.plots` draws
-them and ``experiments/analyze.py`` wires both to checkpoints.
+them and :mod:`kmnist_jax.evaluators` (classification, embedding) wire both to
+checkpoints.
 
 Conventions
 -----------
