@@ -3,8 +3,8 @@
 One run folder (``<workdir>/tensorboard``) gets:
 - ``train/loss_chunk``, ``train/accuracy_chunk``: every training chunk (the compiled
   multi-step call; ``progress_updates_per_epoch`` of them per epoch);
-- the per-epoch record: ``train/*``, ``val/*``, ``test/*`` (``val_accuracy`` is
-  written as ``val/accuracy``), ``lr``, timings;
+- the per-epoch record: ``train/*``, ``val/*``, ``lr``, timings, and ``test/*`` when
+  ``config.eval_test_every_epoch`` (``val_accuracy`` is written as ``val/accuracy``);
 - the final ``test/*`` metrics of the run (``final/test_*``);
 - the config as hparams (the HParams dashboard lists the run with its final metrics);
 - the validation confusion matrix each epoch as an image (``val/confusion``), drawn
