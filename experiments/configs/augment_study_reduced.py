@@ -9,8 +9,9 @@ first 10,000 training images, tested on the full 10,000-image test sets. Writes
 table.csv / .md / .json, report.md, metrics.json, samples_<dataset>.png and
 per_class_gain_<dataset>.png into <workdir>/report (or --out); each run lives in
 <workdir>/runs/<name>-<key>/ (kmnist_jax.studies.runner), so re-running the command
-skips finished runs and resumes partial ones. Side by side (--parallel=2) was slower
-on the 2-core CPU than one at a time (kmnist_jax.studies.runner.DEFAULT_PARALLEL).
+skips finished runs and resumes partial ones. Side by side (--parallel=2) vs one at a
+time, 4 of these runs on the shared 2-core CPU: 72-77 s vs 77-79 s, within the noise;
+on smaller runs side by side is slower (kmnist_jax.studies.runner.DEFAULT_PARALLEL).
 
 Expected (measured with the earlier study script, the same runs, not re-run through
 the runner yet, on the 2-core CPU shared with other jobs): 6 min 50 s in all (10-36 s

@@ -63,15 +63,20 @@ KEY_EXCLUDED = frozenset({
 })
 
 # Side by side or one at a time, per backend (--parallel=0 picks this). Measured on the
-# 2-core AMD EPYC box (/proc/cpuinfo "AMD EPYC", 2 cores), the same 4 runs (augmentation
-# study: kmnist x {none, affine} x seeds {0, 1}, small CNN, 2 epochs on 4,096 images),
-# fresh workdir and compilation cache each time, the whole script timed, twice in
-# alternating order: one at a time 90 s and 99 s, two side by side (one core each)
-# 157 s and 158 s. Other sessions' jobs kept the load average at 8-12 throughout, so
-# both figures are slow; the ranking held in both orders. One process already keeps
-# both cores busy (XLA's intra-op threads) and each worker pays its own start-up and
-# first compilations on one core: sequential is the CPU default. On GPU: one worker per
-# device (not measured here: no GPU was lent to this task).
+# 2-core AMD EPYC box (lscpu: "AMD EPYC", 2 cores) with the augmentation study script:
+# the same 4 runs (kmnist x {none, affine} x seeds {0, 1}, CNN widths 8,16), a fresh
+# workdir and compilation cache each time, the whole command timed, in both orders.
+# Other sessions' jobs were running throughout (load average in brackets):
+#   2 epochs on 4,096 images:  one at a time 90 s (10), 99 s (12), 34 s (4.5);
+#                              two side by side 157 s (8), 158 s (10), 47 s (4.5);
+#   4 epochs on 10,000 images (augment_study_reduced's runs):
+#                              one at a time 79 s (5), 77 s (2.5);
+#                              two side by side 77 s (7), 72 s (4).
+# One process already keeps both cores busy (XLA's intra-op threads) and each worker
+# pays its own start-up and first compilations on one core: side by side loses on
+# small runs and gains 3-6% (within the noise of a shared machine) at the reduced
+# study's run size, so one at a time stays the CPU default. On GPU: one worker per
+# device (not measured: no GPU was lent to this task).
 DEFAULT_PARALLEL = {"cpu": 1, "gpu": "devices"}
 
 # Run kinds: "module:function" executing one run -> its results dict.
