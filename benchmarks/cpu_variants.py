@@ -1,29 +1,28 @@
 r"""What each CPU performance idea gives: JAX training throughput under variants.
 
-  python benchmarks/cpu_variants.py [--models keras_cnn,cnn] [--seconds 8] \
-      [--variants default,fwdconv,...] [--out results]
+  python benchmarks/cpu_variants.py [--models=keras_cnn,cnn] [--seconds=8] \
+      [--variants=default,fwdconv,...] [--out=results]
 
 Runs the throughput benchmark's JAX worker (benchmarks/throughput.py: the library's
 compiled epoch chunk, batch 128, Adam, real KMNIST images) once per variant, one
 subprocess each, and tabulates img/s against the first variant. Variants change one
 thing at a time: the parallel mode and device count, the convolution formulation
 (``conv_impl``), the compute dtype, and XLA:CPU flags. Writes
-``<out>/cpu_variants.json`` and ``.md``. Run it on a quiet machine: it records the CPU
-that other processes used while each variant was timed (``others``), as throughput.py
-does.
+``<out>/cpu_variants.json`` (the rows and the ``meta`` block of kmnist_jax.io.run_meta,
+CPU model included) and ``.md``, each atomically. Run it on a quiet machine: it records
+the CPU that other processes used while each variant was timed (``others``), as
+throughput.py does. A bad flag or value is one ``error:`` line, exit 2.
 """
 
 from __future__ import annotations
 
-import argparse
-import datetime
-import json
 import os
-import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-import throughput as tp  # noqa: E402
+import throughput as tp  # benchmarks/throughput.py: this script's folder is on sys.path
+from absl import app, flags
+
+from kmnist_jax import io
+from kmnist_jax.errors import UserError
 
 # name: (description, spec overrides)
 VARIANTS = {
@@ -45,7 +44,8 @@ VARIANTS = {
                        {"xla_flags": "--xla_cpu_use_thunk_runtime=false"}),
     "fast_math": ("--xla_cpu_enable_fast_math=true",
                   {"xla_flags": "--xla_cpu_enable_fast_math=true"}),
-    "xnnpack": ("--xla_cpu_use_xnnpack=true", {"xla_flags": "--xla_cpu_use_xnnpack=true"}),
+    "xnnpack": ("--xla_cpu_use_xnnpack=true",
+                {"xla_flags": "--xla_cpu_use_xnnpack=true"}),
     "concurrent_scheduler": ("--xla_cpu_enable_concurrency_optimized_scheduler=true",
                              {"xla_flags":
                               "--xla_cpu_enable_concurrency_optimized_scheduler=true"}),
@@ -53,22 +53,35 @@ VARIANTS = {
 }
 
 
-def main(argv=None) -> int:
-  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  p.add_argument("--models", default="keras_cnn,cnn")
-  p.add_argument("--variants", default=",".join(VARIANTS))
-  p.add_argument("--seconds", type=float, default=8.0)
-  p.add_argument("--out", default=os.path.join(tp.ROOT, "results"))
-  p.add_argument("--data_dir", default="")
-  p.add_argument("--timeout", type=float, default=600.0)
-  a = p.parse_args(argv)
-  models = tp._csv(a.models, tp.MODELS, "model")
-  variants = tp._csv(a.variants, tuple(VARIANTS), "variant")
-  cores = tp._cores()
-  data_dir = tp._data_dir(a.data_dir)
+flags.DEFINE_string("models", "keras_cnn,cnn", f"Comma list of {', '.join(tp.MODELS)}.")
+flags.DEFINE_string("variants", ",".join(VARIANTS), "Comma list of variants: "
+                    f"{', '.join(VARIANTS)}.")
+flags.DEFINE_float("seconds", 8.0, "Timed seconds per variant.", lower_bound=0.0)
+flags.DEFINE_string("out", os.path.join(tp.ROOT, "results"), "Output folder.")
+flags.DEFINE_string("data_dir", "", "Datasets folder (default $KMNIST_JAX_DATA_DIR / "
+                    "~/kmnist_jax_data).")
+flags.DEFINE_float("timeout", 600.0, "Seconds per variant.", lower_bound=0.0)
+FLAGS = flags.FLAGS
+
+
+def main(argv) -> int:
+  if len(argv) > 1:
+    tp.fail(f"unexpected arguments {' '.join(argv[1:])!r}; flags are --name=value "
+            "(--help lists them)")
+  try:
+    return run(FLAGS)
+  except UserError as e:
+    tp.fail(str(e))
+
+
+def run(a) -> int:
+  models = tp.csv_list(a.models, tp.MODELS, "model")
+  variants = tp.csv_list(a.variants, tuple(VARIANTS), "variant")
+  cores = tp.core_count()
+  data_dir = tp.resolve_data_dir(a.data_dir)
   rows = []
   for model in models:
-    kwargs = tp._model_kwargs(model)
+    kwargs = tp.model_kwargs(model)
     for v in variants:
       desc, over = VARIANTS[v]
       spec = {"framework": "jax", "mode": "sharded", "model": model,
@@ -77,7 +90,7 @@ def main(argv=None) -> int:
               "max_reps": 1000, "warmup": 1, "chunk_steps": 0, "devices": cores,
               "threads": cores, "augment": ""}
       spec.update(over)
-      r = tp.run_worker(spec, a.timeout)
+      r = tp.run_worker(spec, a.timeout, "--timeout")
       row = {"model": model, "variant": v, "description": desc,
              "img_per_s": r.get("img_per_s"), "compile_s": r.get("compile_s"),
              "cpu_util": r.get("cpu_util"), "other_cpu": r.get("other_cpu"),
@@ -89,27 +102,26 @@ def main(argv=None) -> int:
                f"failed: {row['error']}"), flush=True)
   base = {m: next((r["img_per_s"] for r in rows if r["model"] == m and r["img_per_s"]),
                   None) for m in models}
-  lines = [f"JAX training throughput on this CPU by variant ({tp._cpu_model()}, {cores} "
-           f"cores, {datetime.datetime.now().isoformat(timespec='seconds')}); batch 128, "
-           "Adam; relative to the first variant.",
-           f"Command: `python benchmarks/cpu_variants.py {' '.join(sys.argv[1:])}`", "",
+  meta = tp.machine_meta("cpu", cores)
+  lines = [f"JAX training throughput on this CPU by variant ({meta['cpu_model']}, "
+           f"{cores} cores, {meta['date']}); batch 128, Adam; relative to the first "
+           "variant.",
+           f"Command: `{meta['command']}`", "",
            "| model | variant | what changes | img/s | vs first | others' CPU |",
            "|---|---|---|---|---|---|"]
   for r in rows:
     rate = f"{r['img_per_s']:,.0f}" if r["img_per_s"] else f"failed ({r['error']})"
     rel = (f"{r['img_per_s'] / base[r['model']]:.2f}x"
            if r["img_per_s"] and base[r["model"]] else "--")
-    lines.append(f"| {r['model']} | {r['variant']} | {r['description']} | {rate} | {rel} | "
-                 f"{r['other_cpu'] or 0:.2f} |")
+    lines.append(f"| {r['model']} | {r['variant']} | {r['description']} | {rate} | "
+                 f"{rel} | {r['other_cpu'] or 0:.2f} |")
   os.makedirs(a.out, exist_ok=True)
   stem = os.path.join(a.out, "cpu_variants")
-  with open(stem + ".json", "w") as f:
-    json.dump({"rows": rows, "command": sys.argv}, f, indent=1)
-  with open(stem + ".md", "w") as f:
-    f.write("\n".join(lines) + "\n")
+  io.write_json(stem + ".json", {"meta": meta, "rows": rows})
+  io.atomic_write(stem + ".md", "\n".join(lines) + "\n")
   print("\n".join(lines))
   return 0
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  app.run(main, flags_parser=tp.parse_flags)

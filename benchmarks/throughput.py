@@ -2,7 +2,7 @@ r"""Training throughput: kmnist_jax (single / pmap / sharded) vs PyTorch, one ma
 
   python benchmarks/throughput.py                    # CPU, full (~7 min on 2 cores)
   python benchmarks/throughput.py --quick            # smoke run: a few steps each
-  python benchmarks/throughput.py --platform gpu     # GPU: JAX and torch.cuda
+  python benchmarks/throughput.py --platform=gpu     # GPU: JAX and torch.cuda
 
 Measures steady-state TRAINING images/s (compile excluded, reported separately) of
 ``keras_cnn`` and the default ``cnn`` (model kwargs of experiments/configs/kmnist_cnn.py),
@@ -30,15 +30,15 @@ chunks of ``chunk_steps`` steps until ``--seconds`` have passed (at least
 compile time is (first call - median chunk). PyTorch is timed in repetitions of
 ``--torch_steps`` steps (its per-step cost does not depend on how steps are grouped).
 
-Writes ``<out_dir>/throughput_<platform>.json`` (every number, machine info, the
-command) and ``.md`` (the table, also printed). ``--quick`` writes to results/tmp/
-by default so that a smoke run never overwrites measured results.
+Writes ``<out_dir>/throughput_<platform>.json`` (every number, machine info, and the
+``meta`` block of kmnist_jax.io.run_meta: versions, git commit, command, CPU model) and
+``.md`` (the table, also printed), each atomically. ``--quick`` writes to results/tmp/
+by default so that a smoke run never overwrites measured results. Flags are absl
+flags (``--name=value``); a bad flag or value is one ``error:`` line, exit 2.
 """
 
 from __future__ import annotations
 
-import argparse
-import datetime
 import importlib.metadata
 import importlib.util
 import json
@@ -53,11 +53,14 @@ import tempfile
 import time
 import traceback
 
+from absl import app, flags
+
+from kmnist_jax import io
+from kmnist_jax.errors import EXIT_USER_ERROR, UserError
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-for _p in (ROOT, HERE):
-  if _p not in sys.path:
-    sys.path.insert(0, _p)
+FLAGS = flags.FLAGS
 
 MODELS = ("keras_cnn", "cnn")
 # The model kwargs come from these config files (so the benchmark follows them).
@@ -82,14 +85,14 @@ LABELS = {
 
 # ---- Machine info -------------------------------------------------------------------
 
-def _cores() -> int:
+def core_count() -> int:
   try:
     return len(os.sched_getaffinity(0))
   except AttributeError:  # pragma: no cover - not Linux
     return os.cpu_count() or 1
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
   try:
     with open("/proc/cpuinfo") as f:
       for line in f:
@@ -146,7 +149,8 @@ def _cpu_busy_s() -> float | None:
 
 
 def _wait_idle(max_s: float, cores: int) -> float:
-  """Waits (at most max_s) until other processes use < 0.1 cores; returns seconds waited."""
+  """Waits (at most max_s) until other processes use < 0.1 cores; returns seconds
+  waited."""
   t0 = time.perf_counter()
   while time.perf_counter() - t0 < max_s:
     b0 = _cpu_busy_s()
@@ -164,19 +168,20 @@ def _version(pkg: str) -> str | None:
     return None
 
 
-def _data_dir(flag: str) -> str:
+def resolve_data_dir(flag: str) -> str:
   if flag:
     return os.path.abspath(flag)
   from kmnist_jax import data as data_lib  # numpy only: no jax import in the parent
   return os.path.abspath(os.path.expanduser(data_lib.default_data_dir()))
 
 
-def _model_kwargs(name: str) -> dict:
+def model_kwargs(name: str) -> dict:
   """model_kwargs of the model's experiment config (tuples as lists)."""
   from kmnist_jax import config as config_lib  # no jax import in the parent
   cfg = config_lib.load_file(os.path.join(ROOT, MODEL_CONFIGS[name]))
   if cfg.model != name:
-    raise SystemExit(f"{MODEL_CONFIGS[name]} configures model {cfg.model!r}, not {name!r}")
+    raise SystemExit(f"error: {MODEL_CONFIGS[name]} configures model {cfg.model!r}, "
+                     f"not {name!r}")
   return json.loads(json.dumps(cfg.model_kwargs.to_dict()))
 
 
@@ -312,7 +317,6 @@ def _torch_worker(spec) -> dict:
   import numpy as np
   import torch
   import torch.nn.functional as F
-
   import torch_models
 
   gpu = spec["platform"] == "gpu"
@@ -393,7 +397,7 @@ def worker_main(spec_json: str) -> int:
   try:
     fn = _jax_worker if spec["framework"] == "jax" else _torch_worker
     out = fn(spec)
-  except Exception as e:  # reported as a result: one failing config must not stop the rest
+  except Exception as e:  # a result: one failing config must not stop the rest
     traceback.print_exc()
     out = {"error": f"{type(e).__name__}: {str(e).strip().splitlines()[0][:300]}"
            if str(e).strip() else type(e).__name__}
@@ -423,8 +427,8 @@ def _worker_env(spec) -> dict:
   return env
 
 
-def run_worker(spec, timeout: float) -> dict:
-  cmd = [sys.executable, os.path.abspath(__file__), "--worker", json.dumps(spec)]
+def run_worker(spec, timeout: float, timeout_flag: str = "--worker_timeout") -> dict:
+  cmd = [sys.executable, os.path.abspath(__file__), "--worker=" + json.dumps(spec)]
   env = _worker_env(spec)
   load0 = _loadavg()
   t0 = time.perf_counter()
@@ -435,9 +439,9 @@ def run_worker(spec, timeout: float) -> dict:
       p = subprocess.run(cmd, env=env, capture_output=True, text=True,
                          timeout=timeout, cwd=ROOT)
   except subprocess.TimeoutExpired:
-    out = {"error": f"timed out after {timeout:.0f} s (--worker_timeout)"}
+    out = {"error": f"timed out after {timeout:.0f} s ({timeout_flag})"}
   else:
-    lines = [l for l in p.stdout.splitlines() if l.startswith(RESULT_TAG)]
+    lines = [ln for ln in p.stdout.splitlines() if ln.startswith(RESULT_TAG)]
     if lines:
       out = json.loads(lines[-1][len(RESULT_TAG):])
     else:
@@ -492,7 +496,8 @@ def make_table(report: dict) -> str:
       _, best_t = _best(results, m, "torch")
       ok = r is not None and "img_per_s" in r
       row.append(_fmt_rate(r))
-      row.append(f"{r['img_per_s'] / best_t['img_per_s']:.2f}x" if ok and best_t else "--")
+      row.append(f"{r['img_per_s'] / best_t['img_per_s']:.2f}x" if ok and best_t
+                 else "--")
       show_compile = ok and (c[0] == "jax" or c[1] == "compile")
       row.append(f"{r['compile_s']:.1f}" if show_compile else "--")
     lines.append("| " + " | ".join(row) + " |")
@@ -528,7 +533,8 @@ def _markdown(report: dict, table: str) -> str:
       f"# Training throughput ({report['platform']})\n\n"
       f"{report['date']}: {mi['cpu_model']}, {mi['cores']} cores, {mi['mem_gib']} GiB"
       + (f", {mi['accelerator']}" if mi.get("accelerator") else "")
-      + f"; Python {mi['python']}, jax {mi['jax']}, torch {mi['torch'] or 'not installed'}."
+      + f"; Python {mi['python']}, jax {mi['jax']}, "
+      f"torch {mi['torch'] or 'not installed'}."
       f" Load average before/after: {mi['loadavg_before']} / {mi['loadavg_after']}"
       + (f"; other processes used at most {others:.2f} cores while any configuration "
          f"was timed" if others is not None else "") + ".\n\n"
@@ -540,90 +546,128 @@ def _markdown(report: dict, table: str) -> str:
       f"`{report['command']}`\n\n" + table)
 
 
-def parse_args(argv=None):
-  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument("--platform", choices=("cpu", "gpu"), default="cpu")
-  p.add_argument("--quick", action="store_true",
-                 help="smoke run: a few steps per configuration, no torch.compile and "
-                      "no conv_impl=xla unless asked for; writes to results/tmp/")
-  p.add_argument("--models", default=",".join(MODELS))
-  p.add_argument("--jax_modes", default=None,
-                 help=f"comma list of {','.join(JAX_MODES)} (default: all; --quick: "
-                      "no single_xla; gpu: no single_xla)")
-  p.add_argument("--torch_variants", default=None,
-                 help=f"comma list of {','.join(TORCH_VARIANTS)} ('' = JAX only; "
-                      "default: all; --quick: no compile)")
-  p.add_argument("--seconds", type=float, default=None,
-                 help="timed seconds per configuration (default 15; --quick 0)")
-  p.add_argument("--min_reps", type=int, default=None, help="timed chunks at least "
-                 "(default 3; --quick 1)")
-  p.add_argument("--max_reps", type=int, default=1000)
-  p.add_argument("--warmup", type=int, default=None,
-                 help="chunks run after the first call, before timing (default 1; "
-                      "--quick 0)")
-  p.add_argument("--chunk_steps", type=int, default=None,
-                 help="JAX steps per compiled chunk = per timed repetition (default: "
-                      "what training uses, 52 for KMNIST at batch 128; --quick 3)")
-  p.add_argument("--torch_steps", type=int, default=0,
-                 help="PyTorch steps per timed repetition (default 10, gpu 100, "
-                      "--quick 3)")
-  p.add_argument("--xla_steps", type=int, default=1,
-                 help="steps per chunk for single_xla (2 timed chunks, no warm-up)")
-  p.add_argument("--batch", type=int, default=128)
-  p.add_argument("--augment", default="",
-                 help="augmentation policy run in every JAX training step "
+def define_flags() -> None:
+  """The script's flags. Defined only when this file runs as a script (parent or
+  worker), so that cpu_variants.py can import the machinery and define its own."""
+  flags.DEFINE_enum("platform", "cpu", ["cpu", "gpu"], "Where to run.")
+  flags.DEFINE_boolean("quick", False, "Smoke run: a few steps per configuration, no "
+                       "torch.compile and no conv_impl=xla unless asked for; writes to "
+                       "results/tmp/.")
+  flags.DEFINE_string("models", ",".join(MODELS), f"Comma list of {', '.join(MODELS)}.")
+  flags.DEFINE_string("jax_modes", None, f"Comma list of {','.join(JAX_MODES)} (default: "
+                      "all; --quick and gpu: no single_xla).")
+  flags.DEFINE_string("torch_variants", None, f"Comma list of {','.join(TORCH_VARIANTS)} "
+                      "('' = JAX only; default: all; --quick: no compile).")
+  flags.DEFINE_float("seconds", None, "Timed seconds per configuration (default 15; "
+                     "--quick 0).", lower_bound=0.0)
+  flags.DEFINE_integer("min_reps", None, "Timed chunks at least (default 3; --quick 1).",
+                       lower_bound=1)
+  flags.DEFINE_integer("max_reps", 1000, "Timed chunks at most.", lower_bound=1)
+  flags.DEFINE_integer("warmup", None, "Chunks run after the first call, before timing "
+                       "(default 1; --quick 0).", lower_bound=0)
+  flags.DEFINE_integer("chunk_steps", None, "JAX steps per compiled chunk = per timed "
+                       "repetition (default: what training uses, 52 for KMNIST at batch "
+                       "128; --quick 3).", lower_bound=0)
+  flags.DEFINE_integer("torch_steps", 0, "PyTorch steps per timed repetition (default "
+                       "10, gpu 100, --quick 3).", lower_bound=0)
+  flags.DEFINE_integer("xla_steps", 1, "Steps per chunk for single_xla (2 timed chunks, "
+                       "no warm-up).", lower_bound=1)
+  flags.DEFINE_integer("batch", 128, "Batch size.", lower_bound=1)
+  flags.DEFINE_string("augment", "", "Augmentation policy run in every JAX training step "
                       "(kmnist_jax.augment, e.g. 'affine+elastic'); its cost is the "
-                      "img/s against a run without it")
-  p.add_argument("--devices", type=int, default=None,
-                 help="CPU devices for pmap/sharded (default: cores); on GPU all")
-  p.add_argument("--threads", type=int, default=None, help="torch threads (default: cores)")
-  p.add_argument("--data_dir", default="",
-                 help="datasets folder (default $KMNIST_JAX_DATA_DIR / ~/kmnist_jax_data)")
-  p.add_argument("--out_dir", default=None,
-                 help="default results/ (--quick: results/tmp/throughput/)")
-  p.add_argument("--worker_timeout", type=float, default=300.0)
-  p.add_argument("--wait_idle", type=float, default=0.0,
-                 help="before each configuration, wait up to this many seconds for "
-                      "other processes to leave the CPU idle (shared machines)")
-  p.add_argument("--retries", type=int, default=0,
-                 help=f"CPU: run a configuration again (up to this many times) when "
-                      f"other processes used > {LOADED} cores while it was timed; the "
-                      f"least disturbed try is kept")
-  p.add_argument("--render", default="", metavar="JSON",
-                 help="only rewrite the .md beside a saved throughput_<platform>.json")
-  p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
-  return p.parse_args(argv)
+                      "img/s against a run without it.")
+  flags.DEFINE_integer("devices", None, "CPU devices for pmap/sharded (default: cores); "
+                       "on GPU all.", lower_bound=1)
+  flags.DEFINE_integer("threads", None, "torch threads (default: cores).", lower_bound=1)
+  flags.DEFINE_string("data_dir", "", "Datasets folder (default $KMNIST_JAX_DATA_DIR / "
+                      "~/kmnist_jax_data).")
+  flags.DEFINE_string("out_dir", None, "Output folder (default results/; --quick: "
+                      "results/tmp/throughput/).")
+  flags.DEFINE_float("worker_timeout", 300.0, "Seconds per configuration.",
+                     lower_bound=0.0)
+  flags.DEFINE_float("wait_idle", 0.0, "Before each configuration, wait up to this many "
+                     "seconds for other processes to leave the CPU idle (shared "
+                     "machines).", lower_bound=0.0)
+  flags.DEFINE_integer("retries", 0, f"CPU: run a configuration again (up to this many "
+                       f"times) when other processes used > {LOADED} cores while it was "
+                       "timed; the least disturbed try is kept.", lower_bound=0)
+  flags.DEFINE_string("render", "", "Only rewrite the .md beside a saved "
+                      "throughput_<platform>.json (this flag's value).")
+  flags.DEFINE_string("worker", None, "Internal: run one configuration (a JSON spec) "
+                      "in this process; the parent starts these.")
 
 
-def _csv(s: str, valid, what: str) -> list[str]:
+def fail(message: str):
+  print(f"error: {message}", file=sys.stderr)
+  sys.exit(EXIT_USER_ERROR)
+
+
+def parse_flags(argv):
+  """absl flag parsing where a bad flag or value is one `error:` line and exit 2."""
+  try:
+    return FLAGS(argv)
+  except flags.Error as e:
+    fail(" ".join(str(e).split()))
+
+
+def csv_list(s: str, valid, what: str) -> list[str]:
   items = [x.strip() for x in s.split(",") if x.strip()]
   for x in items:
     if x not in valid:
-      raise SystemExit(f"error: unknown {what} {x!r}; valid choices: {', '.join(valid)}")
+      raise UserError(f"unknown {what} {x!r}; valid choices: {', '.join(valid)}")
   return items
 
 
-def main(argv=None) -> int:
-  a = parse_args(argv)
-  if a.worker is not None:
-    return worker_main(a.worker)
-  if a.render:
-    with open(a.render) as f:
-      report = json.load(f)
+def command_line() -> str:
+  """This command as a user would type it from the repository root."""
+  script = os.path.relpath(os.path.abspath(sys.argv[0]), ROOT)
+  return shlex.join(["python", script] + sys.argv[1:])
+
+
+def machine_meta(platform: str, cores: int) -> dict:
+  """The run-metadata block (kmnist_jax.io.run_meta) plus what these tables name:
+  date, platform, CPU model, the cores this process may use, the command."""
+  return {**io.run_meta(devices=False),
+          "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+          "platform": platform, "cpu_model": cpu_model(), "cores": cores,
+          "command": command_line()}
+
+
+def main(argv) -> int:
+  if len(argv) > 1:
+    fail(f"unexpected arguments {' '.join(argv[1:])!r}; flags are --name=value "
+         "(--help lists them)")
+  try:
+    if FLAGS.worker is not None:
+      return worker_main(FLAGS.worker)
+    if FLAGS.render:
+      return render(FLAGS.render)
+    return run(FLAGS)
+  except UserError as e:
+    fail(str(e))
+
+
+def render(path: str) -> int:
+  try:
+    report = io.read_json(path)
     table = make_table(report)
-    with open(os.path.splitext(a.render)[0] + ".md", "w") as f:
-      f.write(_markdown(report, table))
-    print(table)
-    return 0
-  cores = _cores()
+  except (OSError, ValueError, KeyError, TypeError) as e:
+    raise UserError(f"--render={path}: not a readable throughput_<platform>.json "
+                    f"({type(e).__name__}: {e})") from None
+  io.atomic_write(os.path.splitext(path)[0] + ".md", _markdown(report, table))
+  print(table)
+  return 0
+
+
+def run(a) -> int:
+  cores = core_count()
   quick = a.quick
-  models = _csv(a.models, MODELS, "model")
+  models = csv_list(a.models, MODELS, "model")
   default_modes = [m for m in JAX_MODES
                    if not (m == "single_xla" and (quick or a.platform == "gpu"))]
-  jax_modes = _csv(a.jax_modes, JAX_MODES, "JAX mode") if a.jax_modes is not None \
+  jax_modes = csv_list(a.jax_modes, JAX_MODES, "JAX mode") if a.jax_modes is not None \
       else default_modes
-  torch_variants = (_csv(a.torch_variants, TORCH_VARIANTS, "torch variant")
+  torch_variants = (csv_list(a.torch_variants, TORCH_VARIANTS, "torch variant")
                     if a.torch_variants is not None
                     else [v for v in TORCH_VARIANTS if not (quick and v == "compile")])
   seconds = a.seconds if a.seconds is not None else (0.0 if quick else 15.0)
@@ -636,7 +680,7 @@ def main(argv=None) -> int:
   threads = a.threads or cores
   out_dir = a.out_dir or (os.path.join(ROOT, "results", "tmp", "throughput") if quick
                            else os.path.join(ROOT, "results"))
-  data_dir = _data_dir(a.data_dir)
+  data_dir = resolve_data_dir(a.data_dir)
 
   notes = []
   if a.augment:
@@ -652,12 +696,12 @@ def main(argv=None) -> int:
   configs = [("jax", m) for m in jax_modes] + [("torch", v) for v in torch_variants]
   results = {m: {} for m in models}
   print(f"throughput: {len(models)} models x {len(configs)} configurations on "
-        f"{a.platform} ({_cpu_model()}, {cores} cores, load {_loadavg()})",
+        f"{a.platform} ({cpu_model()}, {cores} cores, load {_loadavg()})",
         file=sys.stderr, flush=True)
   load_before = _loadavg()
   t_start = time.perf_counter()
   for model in models:
-    kwargs = _model_kwargs(model)
+    kwargs = model_kwargs(model)
     for fw, what in configs:
       spec = {"framework": fw, "model": model, "model_kwargs": kwargs,
               "platform": a.platform, "batch": a.batch, "data_dir": data_dir,
@@ -700,7 +744,8 @@ def main(argv=None) -> int:
   for m in models:
     counts = {LABELS[k]: r["params"] for k, r in results[m].items() if "params" in r}
     if len(set(counts.values())) > 1:
-      raise SystemExit(f"error: {m}: parameter counts differ between frameworks: {counts}")
+      raise SystemExit(f"error: {m}: parameter counts differ between frameworks: "
+                       f"{counts}")
 
   accel = None
   for m in models:
@@ -709,14 +754,15 @@ def main(argv=None) -> int:
         accel = r["device_kind"]
   chunk_desc = (f"{jax_chunk or chunk_steps or 'the training'} steps (JAX: one "
                 f"compiled chunk, as in training) or {torch_steps} steps (PyTorch)")
+  meta = machine_meta(a.platform, cores)
   report = {
+      "meta": meta,
       "platform": a.platform,
-      "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-      "command": shlex.join(["python", os.path.relpath(os.path.abspath(sys.argv[0]), ROOT)]
-                            + (sys.argv[1:] if argv is None else list(argv))),
+      "date": meta["date"],
+      "command": meta["command"],
       "python_executable": sys.executable,
       "quick": quick,
-      "machine": {"cpu_model": _cpu_model(), "cpu_flags": _cpu_flags(), "cores": cores,
+      "machine": {"cpu_model": cpu_model(), "cpu_flags": _cpu_flags(), "cores": cores,
                   "os_cpu_count": os.cpu_count(), "mem_gib": _mem_gib(),
                   "accelerator": accel, "python": platform_lib.python_version(),
                   "os": platform_lib.platform(), "jax": jax_version,
@@ -727,7 +773,7 @@ def main(argv=None) -> int:
       "xla_steps": a.xla_steps, "seconds": seconds, "min_reps": min_reps,
       "warmup": warmup, "chunk_desc": chunk_desc, "total_s": total_s,
       "wait_idle": a.wait_idle, "retries": a.retries, "loaded_threshold_cores": LOADED,
-      "model_kwargs": {m: _model_kwargs(m) for m in models},
+      "model_kwargs": {m: model_kwargs(m) for m in models},
       "notes": notes,
   }
   report["configs"] = [f"{fw}:{w}" for fw, w in configs]
@@ -749,12 +795,9 @@ def main(argv=None) -> int:
 
   os.makedirs(out_dir, exist_ok=True)
   base = os.path.join(out_dir, f"throughput_{a.platform}")
-  with open(base + ".json", "w") as f:
-    json.dump(report, f, indent=1)
-    f.write("\n")
+  io.write_json(base + ".json", report)
   table = make_table(report)
-  with open(base + ".md", "w") as f:
-    f.write(_markdown(report, table))
+  io.atomic_write(base + ".md", _markdown(report, table))
   print(table)
   print(f"wrote {base}.json and {base}.md ({total_s:.0f} s)", file=sys.stderr)
   failed = [(m, c) for m in models for c, r in results[m].items() if "error" in r]
@@ -763,4 +806,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  define_flags()
+  app.run(main, flags_parser=parse_flags)

@@ -1,8 +1,8 @@
 r"""Wall-clock time to reach a test accuracy, compilation included.
 
   python benchmarks/time_to_accuracy.py \
-      --runs mnist_cnn:0.99,kmnist_cnn_aug:0.98 [--seeds 0] [--out results] \
-      [--set parallel=single] [--platform_tag cpu]
+      --runs=mnist_cnn:0.99,kmnist_cnn_aug:0.98 [--seeds=0] [--out=results] \
+      [--set=parallel=single] [--platform_tag=cpu]
 
 Each run is ``config:target`` (a config name from experiments/configs or a path, and
 a test accuracy as a fraction), optionally with ``;``-separated overrides after a
@@ -24,16 +24,16 @@ the target is first met; the schedule itself is not shortened). Reported:
 On CPU, the process gets one XLA device per core (as ``launch/local.sh train`` does),
 so ``parallel=auto`` shards the batch over the cores.
 
-Writes ``<out>/time_to_accuracy_<platform_tag>.json`` and ``.md`` (also printed).
+Writes ``<out>/time_to_accuracy_<platform_tag>.json`` (the rows and a ``meta`` block:
+kmnist_jax.io.run_meta, CPU model, the training device) and ``.md`` (also printed),
+atomically, after every run. A bad flag or value is one ``error:`` line, exit 2.
 """
 
 from __future__ import annotations
 
-import argparse
-import datetime
 import json
 import os
-import platform
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -41,8 +41,24 @@ import sys
 import tempfile
 import time
 
+from absl import app, flags
+
+from kmnist_jax import io
+from kmnist_jax.errors import EXIT_USER_ERROR, UserError
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+
+flags.DEFINE_string("runs", "mnist_cnn:0.99,kmnist_cnn_aug:0.98",
+                    "CONFIG:TARGET[:k=v;k=v],... (targets as fractions).")
+flags.DEFINE_string("seeds", "0", "Comma-separated seeds.")
+flags.DEFINE_string("set", "", "Overrides for every run, k=v;k=v.")
+flags.DEFINE_string("out", os.path.join(ROOT, "results"), "Output folder.")
+flags.DEFINE_string("platform_tag", "", "File name tag (default: the platform).")
+flags.DEFINE_string("workdir_root", "", "Where the runs go (default: a temp dir).")
+flags.DEFINE_float("timeout", 3600.0, "Seconds per run.", lower_bound=0.0)
+flags.DEFINE_boolean("keep", False, "Keep the runs' workdirs.")
+FLAGS = flags.FLAGS
 
 
 def split_top(text: str, sep: str) -> list[str]:
@@ -64,30 +80,31 @@ def parse_runs(text: str) -> list[dict]:
   for item in filter(None, (x.strip() for x in split_top(text, ","))):
     parts = item.split(":", 2)
     if len(parts) < 2:
-      raise SystemExit(f"error: run {item!r} must be CONFIG:TARGET[:k=v;k=v], e.g. "
-                       "mnist_cnn:0.99")
+      raise UserError(f"run {item!r} must be CONFIG:TARGET[:k=v;k=v], e.g. "
+                      "mnist_cnn:0.99")
     name, target = parts[0], parts[1]
     try:
       target = float(target)
     except ValueError:
-      raise SystemExit(f"error: run {item!r}: target {target!r} is not a number") from None
+      raise UserError(f"run {item!r}: target {target!r} is not a number") from None
     if not 0.0 < target <= 1.0:
-      raise SystemExit(f"error: run {item!r}: target {target} must be a fraction in (0, 1]"
-                       " (0.99 for 99%)")
+      raise UserError(f"run {item!r}: target {target} must be a fraction in (0, 1]"
+                      " (0.99 for 99%)")
     overrides = [o.strip() for o in parts[2].split(";")] if len(parts) > 2 else []
     for o in overrides:
       if "=" not in o:
-        raise SystemExit(f"error: run {item!r}: override {o!r} must be key=value")
+        raise UserError(f"run {item!r}: override {o!r} must be key=value")
     path = name if name.endswith(".py") else os.path.join(
         ROOT, "experiments", "configs", name + ".py")
     if not os.path.isfile(path):
-      known = sorted(f[:-3] for f in os.listdir(os.path.join(ROOT, "experiments", "configs"))
+      folder = os.path.join(ROOT, "experiments", "configs")
+      known = sorted(f[:-3] for f in os.listdir(folder)
                      if f.endswith(".py") and not f.startswith("_"))
-      raise SystemExit(f"error: unknown config {name!r}; known: {', '.join(known)}")
+      raise UserError(f"unknown config {name!r}; known: {', '.join(known)}")
     runs.append({"config": name, "path": path, "target": target,
                  "overrides": [o for o in overrides if o]})
   if not runs:
-    raise SystemExit("error: --runs is empty")
+    raise UserError("--runs is empty")
   return runs
 
 
@@ -101,17 +118,16 @@ def read_history(workdir: str) -> list[dict]:
 
 def one_run(run: dict, seed: int, workdir: str, extra: list[str], timeout: float) -> dict:
   cmd = [sys.executable, os.path.join(ROOT, "experiments", "train.py"),
-         "--config", run["path"], "--workdir", workdir,
+         f"--config={run['path']}", f"--workdir={workdir}",
          f"--config.seed={seed}", "--config.progress=False",
          "--config.tensorboard=False", "--config.eval_test_every_epoch=True",
          f"--config.stop_at_test_accuracy={run['target']}"]
   cmd += [f"--config.{o}" for o in run["overrides"] + extra]
   env = dict(os.environ)
   env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-  env["PYTHONPATH"] = ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
   if "xla_force_host_platform_device_count" not in env.get("XLA_FLAGS", ""):
-    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") +
-                        f" --xla_force_host_platform_device_count={os.cpu_count()}").strip()
+    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_force_host_platform_"
+                        f"device_count={os.cpu_count()}").strip()
   t0 = time.perf_counter()
   try:
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
@@ -149,9 +165,9 @@ def _fmt_time(s) -> str:
 def write(report: dict, out: str) -> str:
   rows = report["rows"]
   lines = [f"Time to test accuracy ({report['meta']['device']}, jax "
-           f"{report['meta']['jax']}, {report['meta']['date']}); time = wall-clock from the "
-           "start of training (data loading and compilation included) to the end of the "
-           "first epoch whose test accuracy reaches the target.",
+           f"{report['meta']['jax']}, {report['meta']['date']}); time = wall-clock from "
+           "the start of training (data loading and compilation included) to the end of "
+           "the first epoch whose test accuracy reaches the target.",
            f"Command: `{report['meta']['command']}`", "",
            "| config | target | seed | reached | epoch | time to target | process wall | "
            "test acc at that epoch |",
@@ -160,11 +176,13 @@ def write(report: dict, out: str) -> str:
     if r["reached"]:
       lines.append(f"| {r['config']} | {100 * r['target']:.1f}% | {r['seed']} | yes | "
                    f"{r['epoch']} | {_fmt_time(r['time_s'])} | "
-                   f"{_fmt_time(r['process_wall_s'])} | {100 * r['test_accuracy']:.2f}% |")
+                   f"{_fmt_time(r['process_wall_s'])} | "
+                   f"{100 * r['test_accuracy']:.2f}% |")
     else:
       best = r.get("best_test_accuracy")
       lines.append(f"| {r['config']} | {100 * r['target']:.1f}% | {r['seed']} | no "
-                   f"(rc {r['rc']}) | {r['epochs_run']} | -- (ran {_fmt_time(r['time_s'])}) | "
+                   f"(rc {r['rc']}) | {r['epochs_run']} | "
+                   f"-- (ran {_fmt_time(r['time_s'])}) | "
                    f"{_fmt_time(r['process_wall_s'])} | best "
                    f"{'--' if best is None else f'{100 * best:.2f}%'} |")
   by = {}
@@ -174,24 +192,21 @@ def write(report: dict, out: str) -> str:
   for (cfg, target), rs in by.items():
     times = [r["time_s"] for r in rs if r["reached"]]
     if len(times) > 1:
-      summary.append(f"- {cfg} to {100 * target:.1f}%: median {_fmt_time(statistics.median(times))}"
+      summary.append(f"- {cfg} to {100 * target:.1f}%: median "
+                     f"{_fmt_time(statistics.median(times))}"
                      f" over {len(times)} of {len(rs)} seeds")
   if summary:
     lines += [""] + summary
   os.makedirs(out, exist_ok=True)
   stem = os.path.join(out, f"time_to_accuracy_{report['meta']['tag']}")
-  tmp = stem + ".json.tmp"
-  with open(tmp, "w") as f:
-    json.dump(report, f, indent=1)
-  os.replace(tmp, stem + ".json")
-  with open(stem + ".md.tmp", "w") as f:
-    f.write("\n".join(lines) + "\n")
-  os.replace(stem + ".md.tmp", stem + ".md")
+  io.write_json(stem + ".json", report)
+  io.atomic_write(stem + ".md", "\n".join(lines) + "\n")
   return "\n".join(lines)
 
 
 def device_info() -> dict:
-  code = ("import jax, json; d = jax.devices()[0]; print(json.dumps({'platform': d.platform,"
+  code = ("import jax, json; d = jax.devices()[0]; "
+          "print(json.dumps({'platform': d.platform,"
           " 'device': getattr(d, 'device_kind', d.platform), 'jax': jax.__version__}))")
   env = dict(os.environ, XLA_FLAGS="")
   try:
@@ -202,35 +217,58 @@ def device_info() -> dict:
     return {"platform": "?", "device": "?", "jax": "?"}
 
 
-def main(argv=None) -> int:
-  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  p.add_argument("--runs", default="mnist_cnn:0.99,kmnist_cnn_aug:0.98",
-                 help="CONFIG:TARGET[:k=v;k=v],... (targets as fractions)")
-  p.add_argument("--seeds", default="0")
-  p.add_argument("--set", default="", help="overrides for every run, k=v;k=v")
-  p.add_argument("--out", default=os.path.join(ROOT, "results"))
-  p.add_argument("--platform_tag", default="", help="file name tag (default: platform)")
-  p.add_argument("--workdir_root", default="")
-  p.add_argument("--timeout", type=float, default=3600.0, help="seconds per run")
-  p.add_argument("--keep", action="store_true", help="keep the runs' workdirs")
-  a = p.parse_args(argv)
+def fail(message: str):
+  print(f"error: {message}", file=sys.stderr)
+  sys.exit(EXIT_USER_ERROR)
+
+
+def parse_flags(argv):
+  """absl flag parsing where a bad flag or value is one `error:` line and exit 2."""
+  try:
+    return FLAGS(argv)
+  except flags.Error as e:
+    fail(" ".join(str(e).split()))
+
+
+def main(argv) -> int:
+  if len(argv) > 1:
+    fail(f"unexpected arguments {' '.join(argv[1:])!r}; flags are --name=value "
+         "(--help lists them)")
+  try:
+    return run_all(FLAGS)
+  except UserError as e:
+    fail(str(e))
+
+
+def run_meta(tag: str, info: dict) -> dict:
+  """kmnist_jax.io.run_meta, plus what the table names: date, tag, CPU model, the
+  training device (platform, device, jax) and the command as typed from the repo."""
+  meta = io.run_meta(devices=False)
+  script = os.path.relpath(os.path.abspath(sys.argv[0]), ROOT)
+  return {**meta, "date": meta["time_utc"], "cpu_model": meta["cpu"], "tag": tag,
+          "command": shlex.join(["python", script] + sys.argv[1:]), **info}
+
+
+def run_all(a) -> int:
   runs = parse_runs(a.runs)
   try:
     seeds = [int(s) for s in a.seeds.split(",") if s.strip()]
   except ValueError:
-    raise SystemExit(f"error: --seeds {a.seeds!r} must be comma-separated integers") from None
+    raise UserError(f"--seeds {a.seeds!r} must be comma-separated integers") from None
+  if not seeds:
+    raise UserError("--seeds is empty; give comma-separated integers, e.g. 0,1,2")
   extra = [o.strip() for o in a.set.split(";") if o.strip()]
+  for o in extra:
+    if "=" not in o:
+      raise UserError(f"--set: override {o!r} must be key=value")
   info = device_info()
   tag = a.platform_tag or info["platform"]
   root = a.workdir_root or tempfile.mkdtemp(prefix="kmnist_tta_")
-  report = {"meta": {"date": datetime.datetime.now().isoformat(timespec="seconds"),
-                     "host": platform.node(), "cpu_count": os.cpu_count(), "tag": tag,
-                     "command": "python benchmarks/time_to_accuracy.py " + " ".join(
-                         sys.argv[1:] if argv is None else argv), **info},
-            "rows": []}
+  report = {"meta": run_meta(tag, info), "rows": []}
   for run in runs:
     for seed in seeds:
-      name = f"{os.path.basename(run['config']).removesuffix('.py')}_{run['target']}_s{seed}"
+      stem = os.path.basename(run["config"]).removesuffix(".py")
+      name = f"{stem}_{run['target']}_s{seed}"
       workdir = os.path.join(root, name)
       shutil.rmtree(workdir, ignore_errors=True)  # a fresh start: compilation counted
       r = one_run(run, seed, workdir, extra, a.timeout)
@@ -249,4 +287,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  app.run(main, flags_parser=parse_flags)

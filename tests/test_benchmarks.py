@@ -15,15 +15,47 @@ def run(args, data_dir):
 
 
 def test_throughput_quick(data_dir, tmp_path):
-  p = run(["benchmarks/throughput.py", "--quick", "--models", "cnn", "--jax_modes",
-           "single", "--torch_variants", "", "--augment", "cutout", "--out_dir",
-           str(tmp_path)], data_dir)
+  p = run(["benchmarks/throughput.py", "--quick", "--models=cnn", "--jax_modes=single",
+           "--torch_variants=", "--augment=cutout", f"--out_dir={tmp_path}"], data_dir)
   assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
   res = json.load(open(tmp_path / "throughput_cpu.json"))
   single = res["results"]["cnn"]["jax:single"]
   assert single["img_per_s"] > 0 and single["compile_s"] >= 0
   assert 0 < single["last_loss"] < 10  # it really trained on real images
+  meta = res["meta"]  # kmnist_jax.io.run_meta + what the table names
+  assert meta["cpu_model"] and meta["platform"] == "cpu" and meta["versions"]["numpy"]
+  assert meta["command"].startswith("python benchmarks/throughput.py --quick")
   assert (tmp_path / "throughput_cpu.md").read_text().count("JAX single") >= 1
+  # --render rewrites the .md from the saved .json alone.
+  (tmp_path / "throughput_cpu.md").unlink()
+  p = run(["benchmarks/throughput.py", f"--render={tmp_path / 'throughput_cpu.json'}"],
+          data_dir)
+  assert p.returncode == 0, p.stderr[-2000:]
+  assert "JAX single" in (tmp_path / "throughput_cpu.md").read_text()
+
+
+def test_benchmark_bad_flags(data_dir, tmp_path):
+  """A bad flag or value: one `error:` line naming it, exit 2, nothing run."""
+  for script, args, msg in (
+      ("throughput.py", ["--models=nope"], "unknown model 'nope'; valid choices: "),
+      ("throughput.py", ["--jax_modes=single,x"], "unknown JAX mode 'x'"),
+      ("throughput.py", ["--platform=tpu"], "value should be one of <cpu|gpu>"),
+      ("throughput.py", ["--retries=-1"], "--retries=-1"),
+      ("throughput.py", ["--wait_idel=3"], "Unknown command line flag 'wait_idel'"),
+      ("throughput.py", [f"--render={tmp_path / 'none.json'}"], "--render="),
+      ("throughput.py", ["stray"], "unexpected arguments 'stray'"),
+      ("cpu_variants.py", ["--variants=default,nope"], "unknown variant 'nope'"),
+      ("cpu_variants.py", ["--seconds=x"], "--seconds=x"),
+      ("time_to_accuracy.py", ["--seeds=a"], "--seeds 'a' must be"),
+      ("time_to_accuracy.py", ["--set=nokey"], "override 'nokey' must be key=value"),
+      ("time_to_accuracy.py", ["--timeout=-1"], "--timeout=-1")):
+    p = run([f"benchmarks/{script}", *args, f"--out={tmp_path}"]
+            if script != "throughput.py" else [f"benchmarks/{script}", *args,
+                                                f"--out_dir={tmp_path}"], data_dir)
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == 2 and len(lines) == 1, (script, args, p.stderr[-800:])
+    assert lines[0].startswith("error: ") and msg in lines[0], (script, args, lines)
+  assert not list(tmp_path.iterdir())
 
 
 def test_accuracy_tiny(data_dir, tmp_path):
@@ -41,13 +73,19 @@ def test_time_to_accuracy_tiny(data_dir, tmp_path):
   """Two logreg runs on a slice: a reachable target stops the run at the first epoch
   that reaches it; an unreachable one runs the schedule out and says so."""
   over = "train_limit=2048;test_limit=500;val_size=0;num_epochs=4;parallel=single"
-  p = run(["benchmarks/time_to_accuracy.py", "--runs",
-           f"kmnist_logreg:0.3:{over},kmnist_logreg:0.999:{over}",
-           "--out", str(tmp_path), "--platform_tag", "t"], data_dir)
+  p = run(["benchmarks/time_to_accuracy.py",
+           f"--runs=kmnist_logreg:0.3:{over},kmnist_logreg:0.999:{over}",
+           f"--out={tmp_path}", "--platform_tag=t"], data_dir)
   assert p.returncode == 0, p.stderr[-2000:]
-  reached, missed = json.load(open(tmp_path / "time_to_accuracy_t.json"))["rows"]
+  res = json.load(open(tmp_path / "time_to_accuracy_t.json"))
+  meta = res["meta"]
+  assert meta["tag"] == "t" and meta["platform"] == "cpu" and meta["cpu_model"]
+  assert meta["cpu_count"] >= 1 and meta["jax"] and meta["date"]
+  assert meta["command"].startswith("python benchmarks/time_to_accuracy.py '--runs=")
+  reached, missed = res["rows"]
   assert reached["reached"] and reached["epoch"] == 1 and reached["epochs_run"] == 1
-  assert reached["test_accuracy"] >= 0.3 and 0 < reached["time_s"] <= reached["process_wall_s"]
+  assert reached["test_accuracy"] >= 0.3
+  assert 0 < reached["time_s"] <= reached["process_wall_s"]
   assert not missed["reached"] and missed["epochs_run"] == 4
   assert 0.3 < missed["best_test_accuracy"] < 0.999
   md = (tmp_path / "time_to_accuracy_t.md").read_text()
@@ -59,5 +97,6 @@ def test_time_to_accuracy_bad_runs(data_dir, tmp_path):
                     ("kmnist_logreg:99", "must be a fraction"),
                     ("nope:0.9", "unknown config 'nope'")):
     p = run(["benchmarks/time_to_accuracy.py", "--runs", runs, "--out", str(tmp_path)],
-            data_dir)
-    assert p.returncode != 0 and msg in p.stderr, p.stderr[-500:]
+            data_dir)  # absl also takes `--flag value`
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == 2 and len(lines) == 1 and msg in lines[0], p.stderr[-500:]
