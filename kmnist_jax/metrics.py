@@ -17,7 +17,6 @@ Conventions
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
