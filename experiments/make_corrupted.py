@@ -14,7 +14,7 @@ x 10,000 test images: KMNIST-C 244 s (329 MB, 0.9 GB peak RSS), MNIST-C 228 s (2
 
 import sys
 
-import _bootstrap  # noqa: F401  (puts the repo root on sys.path)
+import _bootstrap  # noqa: F401  (XLA:CPU defaults before JAX starts)
 from absl import app, flags, logging
 
 from kmnist_jax import data

@@ -15,7 +15,7 @@ kmnist_jax/robustness/study.py and experiments/configs/evals/robustness.py.
 
 import sys
 
-import _bootstrap  # noqa: F401  (puts the repo root on sys.path)
+import _bootstrap  # noqa: F401  (XLA:CPU defaults before JAX starts)
 from absl import app, flags, logging
 
 from kmnist_jax.errors import UserError

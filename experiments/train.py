@@ -27,7 +27,7 @@ import errno
 import signal
 import sys
 
-import _bootstrap  # noqa: F401  (puts the repo root on sys.path)
+import _bootstrap  # noqa: F401  (XLA:CPU defaults before JAX starts)
 from absl import app, flags, logging
 from ml_collections import config_flags
 
