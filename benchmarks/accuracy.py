@@ -18,9 +18,7 @@ import os
 import sys
 import tempfile
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from absl import app, flags, logging  # noqa: E402
+from absl import app, flags, logging
 
 flags.DEFINE_string("configs", "kmnist_cnn,mnist_cnn,kmnist_keras_cnn,kmnist_logreg,"
                     "kmnist_mlp", "Comma-separated config names (experiments/configs).")
@@ -77,6 +75,7 @@ def write_table(p, records):
   """<out>/accuracy_<platform>.{json,md}."""
   import jax
   import numpy as np
+
   from kmnist_jax import io
   meta = io.run_meta()
   dev = jax.devices()[0]

@@ -55,8 +55,8 @@ import traceback
 
 from absl import app, flags
 
-from kmnist_jax import io
-from kmnist_jax.errors import EXIT_USER_ERROR, UserError
+from kmnist_jax import cli, io
+from kmnist_jax.errors import UserError
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -597,17 +597,7 @@ def define_flags() -> None:
                       "in this process; the parent starts these.")
 
 
-def fail(message: str):
-  print(f"error: {message}", file=sys.stderr)
-  sys.exit(EXIT_USER_ERROR)
-
-
-def parse_flags(argv):
-  """absl flag parsing where a bad flag or value is one `error:` line and exit 2."""
-  try:
-    return FLAGS(argv)
-  except flags.Error as e:
-    fail(" ".join(str(e).split()))
+fail, parse_flags = cli.fail, cli.parse_flags  # one `error:` line, exit 2
 
 
 def csv_list(s: str, valid, what: str) -> list[str]:

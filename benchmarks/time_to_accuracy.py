@@ -43,8 +43,8 @@ import time
 
 from absl import app, flags
 
-from kmnist_jax import io
-from kmnist_jax.errors import EXIT_USER_ERROR, UserError
+from kmnist_jax import cli, io
+from kmnist_jax.errors import UserError
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -217,17 +217,7 @@ def device_info() -> dict:
     return {"platform": "?", "device": "?", "jax": "?"}
 
 
-def fail(message: str):
-  print(f"error: {message}", file=sys.stderr)
-  sys.exit(EXIT_USER_ERROR)
-
-
-def parse_flags(argv):
-  """absl flag parsing where a bad flag or value is one `error:` line and exit 2."""
-  try:
-    return FLAGS(argv)
-  except flags.Error as e:
-    fail(" ".join(str(e).split()))
+fail, parse_flags = cli.fail, cli.parse_flags  # one `error:` line, exit 2
 
 
 def main(argv) -> int:

@@ -22,21 +22,13 @@ bit-identically. A damaged checkpoint is reported and the newest intact one is u
 Exit codes: 0 done, 2 a user error (one `error:` line), 75 preempted (resumable).
 """
 
-import contextlib
-import errno
-import signal
 import sys
 
 import _bootstrap  # noqa: F401  (XLA:CPU defaults before JAX starts)
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from kmnist_jax import config as config_lib
-from kmnist_jax import lock
-from kmnist_jax.errors import EXIT_PREEMPTED, EXIT_USER_ERROR, Preempted, UserError
-
-# Failed writes that are the user's to fix (full disk, read-only or foreign folder).
-WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
+from kmnist_jax import train_cli
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
@@ -57,50 +49,10 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   logging.set_verbosity(logging.WARNING)
-  distributed = bool(FLAGS.config.distributed or FLAGS.coordinator_address
-                     or FLAGS.num_processes or FLAGS.process_id >= 0)
-  # Until training installs its own handlers (stop at the next chunk, save), a signal
-  # ends the run at once: nothing has been computed.
-  for sig in (signal.SIGTERM, signal.SIGINT):
-    signal.signal(sig, _stopped_early)
-  try:
-    # A busy workdir is refused before the slow imports (JAX, Orbax). Multi-host runs
-    # lock inside train_and_evaluate, once the process ids are known (process 0 locks).
-    with contextlib.nullcontext() if distributed else lock.WorkdirLock(FLAGS.workdir):
-      from kmnist_jax import parallel, train
-      if distributed:
-        parallel.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes,
-                                        FLAGS.process_id)
-      train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
-  except UserError as e:
-    fail(str(e))
-  except Preempted as e:
-    print(f"preempted: {e}", file=sys.stderr, flush=True)
-    sys.exit(EXIT_PREEMPTED)
-  except OSError as e:
-    if e.errno not in WRITE_ERRNOS:
-      raise
-    fail(f"cannot write {e.filename or FLAGS.workdir}: {e.strerror}"
-         + ("; free some space and run the same command again to resume"
-            if e.errno in (errno.ENOSPC, errno.EDQUOT) else
-            "; give a --workdir you can write to"))
-
-
-def _stopped_early(signum, frame):
-  del frame
-  print(f"preempted: stopped by {signal.Signals(signum).name} before training started "
-        "(nothing to save); run the same command to start", file=sys.stderr, flush=True)
-  sys.exit(EXIT_PREEMPTED)
-
-
-def fail(message: str):
-  print(f"error: {message}", file=sys.stderr, flush=True)
-  sys.exit(EXIT_USER_ERROR)
+  train_cli.run(FLAGS.config, FLAGS.workdir, coordinator_address=FLAGS.coordinator_address,
+                num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
 
 
 if __name__ == "__main__":
-  try:
-    config_lib.check_override_flags(sys.argv)
-  except UserError as e:
-    fail(str(e))
+  train_cli.check_argv(sys.argv)
   app.run(main)

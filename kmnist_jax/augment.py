@@ -117,7 +117,8 @@ def affine_transform(image: jax.Array, *, rot: float = 0.0, scale: float = 1.0,
 def _affine_sample(key, shape, coords, *, rot, scale, shear, shift, p):
   k_rot, k_scale, k_shear, k_shift, k_p = jax.random.split(key, 5)
   on = _apply_coin(k_p, p).astype(jnp.float32)
-  u = lambda k, n=(): jax.random.uniform(k, n, minval=-1.0, maxval=1.0) * on
+  def u(k, n=()):
+    return jax.random.uniform(k, n, minval=-1.0, maxval=1.0) * on
   return _affine_coords(coords if coords is not None else _grid(shape), shape,
                         rot=u(k_rot) * rot, scale=1.0 + u(k_scale) * scale,
                         shear=u(k_shear) * shear, shift=u(k_shift, (2,)) * shift)
@@ -164,8 +165,9 @@ def _elastic_sample(key, shape, coords, *, alpha, sigma, p):
   if coords is None:  # on the pixel grid: the field is exact there
     return _grid(shape) + field
   # After another geometric op: the field at those (off-grid) points.
-  at = lambda f: ndimage.map_coordinates(f, [coords[0], coords[1]], order=1,
-                                         mode="nearest")
+  def at(f):
+    return ndimage.map_coordinates(f, [coords[0], coords[1]], order=1,
+                                           mode="nearest")
   return coords + jnp.stack([at(field[0]), at(field[1])])
 
 

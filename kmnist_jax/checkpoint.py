@@ -19,7 +19,6 @@ before manifests existed restore with a warning, unverified (but still checked f
 from __future__ import annotations
 
 import dataclasses
-import errno
 import hashlib
 import json
 import os
@@ -33,6 +32,7 @@ import orbax.checkpoint as ocp
 from etils import epath
 from orbax.checkpoint import checkpoint_managers as ocm
 
+from kmnist_jax import io
 from kmnist_jax.errors import UserError
 
 BEST_METRIC = "val_accuracy"
@@ -89,19 +89,6 @@ def json_digest(x) -> str:
 def _nbytes(state) -> int:
   return int(sum(np.dtype(getattr(x, "dtype", np.float32)).itemsize * int(np.prod(
       np.shape(x))) for x in jax.tree.leaves(state)))
-
-
-def _is_disk_full(e: BaseException) -> bool:
-  seen = set()
-  while e is not None and id(e) not in seen:
-    seen.add(id(e))
-    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
-      return True
-    text = str(e)
-    if "No space left on device" in text or "Disk quota exceeded" in text:
-      return True
-    e = e.__cause__ or e.__context__
-  return False
 
 
 def _mb(n: int) -> str:
@@ -185,7 +172,7 @@ class Checkpoints:
           metrics=metrics, force=True)
       self.manager.wait_until_finished()
     except Exception as e:  # noqa: BLE001 - only a full disk is turned into a line
-      if not _is_disk_full(e):
+      if not io.is_disk_full(e):
         raise
       self._remove_partial(step)
       raise DiskFull(self._disk_full_message(step, needed)) from None

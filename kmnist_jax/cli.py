@@ -12,6 +12,8 @@ import os
 import subprocess
 import sys
 
+from kmnist_jax.errors import EXIT_USER_ERROR
+
 SCRIPTS = {
     "train": "train.py",
     "evaluate": "evaluate.py",
@@ -77,3 +79,33 @@ robustness = _entry("robustness")
 make_corrupted = _entry("make_corrupted")
 augmentation_study = _entry("augmentation_study")
 transfer_study = _entry("transfer_study")
+
+
+# ---- One command-line convention (every script: absl flags, one `error:` line) --------
+
+
+
+def fail(message: str):
+  """One `error:` line on stderr, exit 2."""
+  print(f"error: {message}", file=sys.stderr, flush=True)
+  sys.exit(EXIT_USER_ERROR)
+
+
+def first_line(e: BaseException) -> str:
+  """A one-line form of an exception's message (first and last lines of a long one)."""
+  lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+  text = " ".join(lines[:1] + lines[-1:] if len(lines) > 1 else lines) or repr(e)
+  if isinstance(e, (AttributeError, KeyError)) and text.strip("\"'") != text:
+    text = (f"the config has no setting {text.strip(chr(34))} (a --config.X override "
+            "names a setting that does not exist)")
+  return text
+
+
+def parse_flags(argv):
+  """absl flag parsing where any error (unknown flag, bad value, unreadable --config
+  file, bad --config.X override) is one `error:` line and exit 2."""
+  from absl import flags
+  try:
+    return flags.FLAGS(argv)
+  except Exception as e:  # noqa: BLE001 - flag parsing: every failure is the user's
+    fail(first_line(e))

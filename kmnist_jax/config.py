@@ -97,8 +97,8 @@ def _positive(cfg, field, allow_zero=False):
 
 def validate(cfg: ml_collections.ConfigDict) -> None:
   """Checks every field a user can get wrong; raises one UserError line."""
-  from kmnist_jax import data, models  # Registries live with their concepts.
   from kmnist_jax import convs as ops
+  from kmnist_jax import data, models  # Registries live with their concepts.
 
   missing = sorted(set(base().keys()) - set(cfg.keys()))
   if missing:
@@ -140,8 +140,16 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
       raise UserError(f"config.augment: {e}") from None
 
 
-CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                          "experiments", "configs")
+def _configs_dir() -> str:
+  from kmnist_jax import cli  # experiments/ in a checkout, else the installed copy
+  try:
+    return os.path.join(cli.experiments_dir(), "configs")
+  except FileNotFoundError:
+    return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                        "experiments", "configs")
+
+
+CONFIG_DIR = _configs_dir()
 
 
 def _config_names() -> list[str]:

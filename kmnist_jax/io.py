@@ -165,7 +165,18 @@ def atomic_dir(out: str) -> Iterator[str]:
 
 
 def is_disk_full(e: BaseException) -> bool:
-  return isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
+  """Whether `e`, or an exception it was raised from, is a full disk or quota (also
+  when a library re-raised it as another type, e.g. TensorStore's errors)."""
+  seen = set()
+  while e is not None and id(e) not in seen:
+    seen.add(id(e))
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+      return True
+    text = str(e)
+    if "No space left on device" in text or "Disk quota exceeded" in text:
+      return True
+    e = e.__cause__ or e.__context__
+  return False
 
 
 # ---- Run metadata -----------------------------------------------------------------------

@@ -36,8 +36,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from kmnist_jax import errors
 from kmnist_jax import convs as ops
+from kmnist_jax import errors
 
 IMAGE_SHAPE = (28, 28, 1)
 NUM_PIXELS = 28 * 28

@@ -4,6 +4,7 @@
 # then runs
 #   bash launch/local.sh train [train.py flags]   # default: KMNIST CNN in ./workdirs/kmnist_cnn
 #   bash launch/local.sh test  [pytest args]      # the test suite
+#   bash launch/local.sh lint  [ruff args]        # ruff check (what CI runs first)
 #   bash launch/local.sh python SCRIPT [args]     # any script with the venv's Python
 # Environment: KMNIST_JAX_DATA_DIR (datasets; default ~/kmnist_jax_data, downloaded
 #              there when missing), KMNIST_JAX_VENV (virtualenv; default ./.venv),
@@ -51,11 +52,14 @@ case "$cmd" in
   test)
     exec "$VENV/bin/python" -m pytest "$@"
     ;;
+  lint)
+    exec "$VENV/bin/ruff" check "$@" .
+    ;;
   python)
     exec "$VENV/bin/python" "$@"
     ;;
   *)
-    echo "usage: bash launch/local.sh {train|test|python} [args...]" >&2
+    echo "usage: bash launch/local.sh {train|test|lint|python} [args...]" >&2
     exit 2
     ;;
 esac

@@ -45,15 +45,13 @@ import os
 import re
 import sys
 
+from absl import app, flags
+
+from kmnist_jax import config as config_lib
+from kmnist_jax.errors import UserError
+from kmnist_jax.io import atomic_write
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-  sys.path.insert(0, ROOT)
-
-from absl import app, flags  # noqa: E402
-
-from kmnist_jax import config as config_lib  # noqa: E402
-from kmnist_jax.errors import UserError  # noqa: E402
-from kmnist_jax.io import atomic_write  # noqa: E402
 
 SWEEP_KEYS = ("config", "fixed", "product")
 TRAIN = os.path.join(ROOT, "experiments", "train.py")

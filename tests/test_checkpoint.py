@@ -7,12 +7,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from test_train import run, tiny
 
 from kmnist_jax import checkpoint as ckpt_lib
 from kmnist_jax import config as config_lib
 from kmnist_jax import data, models, train
 from kmnist_jax.errors import UserError
-from test_train import run, tiny
 
 
 @pytest.fixture(scope="module")

@@ -48,8 +48,8 @@ def test_feature_and_gram_forms_agree_and_match_the_definition(reps):
   # Definition with centred Gram matrices: HSIC(K, L) / sqrt(HSIC(K, K) HSIC(L, L)).
   n = len(x)
   h = np.eye(n) - 1.0 / n
-  k, l = h @ x @ x.T @ h, h @ y @ y.T @ h
-  want = np.sum(k * l) / np.sqrt(np.sum(k * k) * np.sum(l * l))
+  k, m = h @ x @ x.T @ h, h @ y @ y.T @ h
+  want = np.sum(k * m) / np.sqrt(np.sum(k * k) * np.sum(m * m))
   assert similarity.cka(x, y) == pytest.approx(want, rel=1e-10)
   # Wider than the number of examples: the example-space path.
   wide = np.concatenate([x, x ** 2], 1)[:15]

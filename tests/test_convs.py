@@ -27,11 +27,14 @@ def test_matches_lax_conv(shape, kernel, stride, padding, impl):
   kx, kw = jax.random.split(jax.random.key(0))
   x = jax.random.normal(kx, shape)
   w = jax.random.normal(kw, kernel)
-  ref = lambda x, w: lax.conv_general_dilated(x, w, stride, padding, dimension_numbers=DN)
+  def ref(x, w):
+    return lax.conv_general_dilated(x, w, stride, padding, dimension_numbers=DN)
   conv = ops.conv_fn(impl)
-  got = lambda x, w: conv(x, w, stride, padding, dimension_numbers=DN)
+  def got(x, w):
+    return conv(x, w, stride, padding, dimension_numbers=DN)
   np.testing.assert_allclose(got(x, w), ref(x, w), rtol=1e-4, atol=1e-4)
-  loss = lambda f: lambda x, w: jnp.sum(jnp.sin(f(x, w)))
+  def loss(f):
+    return lambda x, w: jnp.sum(jnp.sin(f(x, w)))
   for a, b in zip(jax.grad(loss(got), (0, 1))(x, w), jax.grad(loss(ref), (0, 1))(x, w)):
     np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-3)
 

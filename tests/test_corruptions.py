@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kmnist_jax.robustness import corruptions as C
 from kmnist_jax import data
 from kmnist_jax.errors import UserError
+from kmnist_jax.robustness import corruptions as C
 
 N = 200
 

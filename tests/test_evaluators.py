@@ -11,7 +11,7 @@ import tiny_runs
 
 from kmnist_jax import evaluators, inference, io
 from kmnist_jax.errors import UserError
-from kmnist_jax.evaluators import classification, cka, embedding
+from kmnist_jax.evaluators import cka, classification, embedding
 from kmnist_jax.report import Report
 
 

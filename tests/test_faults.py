@@ -21,10 +21,10 @@ import tempfile
 import time
 
 import pytest
+from test_checkpoint import damage
 
 from kmnist_jax import checkpoint as ckpt_lib
 from kmnist_jax import lock
-from test_checkpoint import damage
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--config=experiments/configs/kmnist_mlp.py", "--config.train_limit=8192",

@@ -405,8 +405,10 @@ def test_max_pool_matches_reduce_window(shape):
   without ties, the same gradient."""
   from flax import nnx
   x = jax.random.normal(jax.random.key(1), shape)
-  ref = lambda x: nnx.max_pool(x, window_shape=(2, 2), strides=(2, 2), padding='VALID')
+  def ref(x):
+    return nnx.max_pool(x, window_shape=(2, 2), strides=(2, 2), padding='VALID')
   np.testing.assert_array_equal(M._max_pool(x), ref(x))
-  loss = lambda f: lambda x: jnp.sum(jnp.sin(f(x)))
+  def loss(f):
+    return lambda x: jnp.sum(jnp.sin(f(x)))
   np.testing.assert_allclose(jax.grad(loss(M._max_pool))(x), jax.grad(loss(ref))(x),
                              rtol=1e-6)

@@ -42,7 +42,8 @@ def test_each_optimizer_descends(name):
   tx = optim.create(cfg(optimizer=name, learning_rate=lr, schedule="constant",
                         weight_decay=1e-4), 10)
   params = {"w": jnp.ones((3, 3)), "b": jnp.ones((3,))}
-  loss = lambda p: jnp.sum(p["w"] ** 2) + jnp.sum(p["b"] ** 2)
+  def loss(p):
+    return jnp.sum(p["w"] ** 2) + jnp.sum(p["b"] ** 2)
   state = tx.init(params)
   start = loss(params)
   for _ in range(20):

@@ -3,6 +3,7 @@ script, and the TFDS builder (tfds.load after the build command)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -12,9 +13,9 @@ import numpy as np
 import pytest
 
 from kmnist_jax import data
-from kmnist_jax.robustness import sets as corrupted
-from kmnist_jax.robustness import corruptions
 from kmnist_jax.errors import UserError
+from kmnist_jax.robustness import corruptions
+from kmnist_jax.robustness import sets as corrupted
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LIMIT = 60
@@ -153,10 +154,13 @@ def test_script_bad_flag_is_one_line(tmp_path):
   r = _script(f"--out={tmp_path / 'c'}", "--corruptions=shot_noise,zigzg", "--noprogress")
   assert r.returncode == 2
   assert r.stderr.strip().splitlines()[-1].startswith("error: unknown corruption 'zigzg'")
-  assert [l for l in r.stderr.splitlines() if l.strip()] == [r.stderr.strip()]
+  assert [line for line in r.stderr.splitlines() if line.strip()] == [r.stderr.strip()]
   assert not os.path.exists(tmp_path / "c")
 
 
+@pytest.mark.skipif(importlib.util.find_spec("tensorflow_datasets") is None
+                    and not os.environ.get("CI"),
+                    reason="needs the tfds extra (pip install -e '.[tfds]'); CI has it")
 def test_script_then_tfds_load(data_dir, tmp_path, monkeypatch):
   """The build command with --tfds, then tfds.load of the prepared config and of a
   config prepared lazily from $KMNIST_JAX_CORRUPTED_DIR."""
@@ -171,7 +175,10 @@ def test_script_then_tfds_load(data_dir, tmp_path, monkeypatch):
   assert w > 400 and h > 150
 
   import tensorflow_datasets as tfds
-  from kmnist_jax.robustness import tfds_builders as tfds_corrupted  # registers the builders
+
+  from kmnist_jax.robustness import (
+    tfds_builders as tfds_corrupted,  # registers the builders
+  )
   assert tfds_corrupted.BUILDERS["kmnist"] == "kmnist_corrupted"
   monkeypatch.delenv(tfds_corrupted.DIR_ENV, raising=False)
   got = tfds.as_numpy(tfds.load("kmnist_corrupted/shot_noise", split="test",

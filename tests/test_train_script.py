@@ -5,7 +5,6 @@ import os
 import subprocess
 import sys
 
-
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--config.train_limit=1024", "--config.test_limit=500", "--config.val_size=256",
         "--config.num_epochs=2", "--config.model_kwargs.widths=(8,16)",

@@ -12,9 +12,9 @@ import pytest
 from flax import nnx
 
 from kmnist_jax import data, models, train
+from kmnist_jax.errors import UserError
 from kmnist_jax.transfer import cka as similarity
 from kmnist_jax.transfer import finetune as transfer
-from kmnist_jax.errors import UserError
 from tests.test_train import tiny
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -270,6 +270,7 @@ def test_study_report_from_a_summary(data_dir, tmp_path):
 
 def test_committed_headline_table_has_the_study_schema():
   import csv
+
   from kmnist_jax.studies import transfer as study
   with open(os.path.join(REPO, "results", "transfer_study", "table.csv")) as f:
     header = next(csv.reader(f))

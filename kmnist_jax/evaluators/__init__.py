@@ -31,10 +31,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from kmnist_jax.errors import UserError, unknown
-from kmnist_jax.evaluators import attack, classification, cka, corruption, embedding
+from kmnist_jax.evaluators import attack, cka, classification, corruption, embedding
 from kmnist_jax.evaluators.common import (  # noqa: F401  (re-exported)
-    SPLITS, STEP_CHOICES, Checkpoint, check_dataset, load_split, parse_step, restore,
-    resolve_workdir)
+  SPLITS,
+  STEP_CHOICES,
+  Checkpoint,
+  check_dataset,
+  load_split,
+  parse_step,
+  resolve_workdir,
+  restore,
+)
 
 REGISTRY = {"classification": classification, "corruption": corruption, "attack": attack,
             "embedding": embedding, "cka": cka}

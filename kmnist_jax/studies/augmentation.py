@@ -60,10 +60,9 @@ def parse_policies(policies) -> list[dict]:
 def plan(cfg, workdir: str = "") -> runner.Plan:
   """Every run's resolved config, validated; raises one UserError line for a bad
   policy, dataset, evaluator or training setting before anything loads."""
-  from kmnist_jax import augment
+  from kmnist_jax import augment, train
   from kmnist_jax import config as config_lib
   from kmnist_jax import data as data_lib
-  from kmnist_jax import train
 
   if STUDY not in cfg:
     raise UserError("the study config has no 'study' block; start from "
@@ -273,6 +272,7 @@ def _samples(plan: runner.Plan) -> dict:
   image per class (first `grid_examples` classes) and each policy applied to them."""
   import jax
   import jax.numpy as jnp
+
   from kmnist_jax import augment
   opt = plan.options
   out = {}

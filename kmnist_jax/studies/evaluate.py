@@ -25,12 +25,11 @@ import contextlib
 import errno
 import json
 import os
-import sys
 from collections.abc import Callable, Sequence
 
+from kmnist_jax import cli, evaluators, io
 from kmnist_jax import config as config_lib
-from kmnist_jax import evaluators, io
-from kmnist_jax.errors import UserError
+from kmnist_jax.errors import EXIT_USER_ERROR, UserError  # noqa: F401
 from kmnist_jax.report import Report, pct
 
 # Config fields that do not make two runs different settings: the seed (runs that
@@ -320,34 +319,11 @@ def default_compare_out(workdirs: Sequence[str]) -> str:
 
 # ---- Command line (experiments/evaluate.py, analyze.py, embed.py) ----------------------
 
-EXIT_USER_ERROR = 2
 WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES,
                           errno.EPERM, errno.ENOENT})
 
 
-def fail(msg: str):
-  """One `error:` line on stderr, exit 2."""
-  print(f"error: {msg}", file=sys.stderr)
-  sys.exit(EXIT_USER_ERROR)
-
-
-def _first(e: BaseException) -> str:
-  lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-  text = " ".join(lines[:1] + lines[-1:] if len(lines) > 1 else lines) or repr(e)
-  if isinstance(e, (AttributeError, KeyError)) and text.strip("\"'") != text:
-    text = (f"the preset has no setting {text.strip(chr(34))} (a --config.X override "
-            "names a setting that does not exist)")
-  return text
-
-
-def parse_flags(argv):
-  """absl flag parsing where any error (unknown flag, bad value, unreadable --config
-  file, bad --config.X override) is one `error:` line and exit 2."""
-  from absl import flags
-  try:
-    return flags.FLAGS(argv)
-  except Exception as e:  # noqa: BLE001 - flag parsing: every failure is the user's
-    fail(_first(e))
+fail, parse_flags = cli.fail, cli.parse_flags  # the one CLI convention
 
 
 @contextlib.contextmanager
@@ -374,7 +350,7 @@ def _config_flag(FLAGS):
     cfg = FLAGS.config
     cfg.to_dict()
   except Exception as e:  # noqa: BLE001 - loading the user's config file
-    fail(f"--config={path} cannot be loaded: {_first(e)}")
+    fail(f"--config={path} cannot be loaded: {cli.first_line(e)}")
   return cfg, os.path.splitext(os.path.basename(path))[0]
 
 

@@ -45,9 +45,7 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 
-import numpy as np
-
-from kmnist_jax import io, lock
+from kmnist_jax import io, lock, metrics
 from kmnist_jax.errors import EXIT_PREEMPTED, EXIT_USER_ERROR, Preempted, UserError
 
 RUNS = "runs"
@@ -336,8 +334,8 @@ def mean_std(values) -> dict:
   v = [float(x) for x in values if x is not None]
   if not v:
     return {"mean": None, "std": None}
-  return {"mean": float(np.mean(v)),
-          "std": float(np.std(v, ddof=1)) if len(v) > 1 else None}
+  mean, std = metrics.mean_std(v)
+  return {"mean": float(mean), "std": float(std) if len(v) > 1 else None}
 
 
 def paired(values, base) -> dict:
@@ -900,5 +898,5 @@ def cli_main(argv=None) -> None:
 
 if __name__ == "__main__":
   pin_from_env()
-  from kmnist_jax.studies import runner as _runner   # the one module object
+  from kmnist_jax.studies import runner as _runner  # the one module object
   _runner.cli_main()

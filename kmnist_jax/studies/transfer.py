@@ -164,6 +164,7 @@ def plan(cfg, workdir: str = "") -> runner.Plan:
   """Checks every name and number of the config (k against the targets' classes
   too) and returns the plan; nothing trains or is written."""
   from flax import nnx
+
   from kmnist_jax import config as config_lib
   from kmnist_jax import train
   from kmnist_jax.transfer import finetune as tl
