@@ -16,15 +16,14 @@ Environment:
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import http.client
 import os
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 
+from kmnist_jax import io
 from kmnist_jax.errors import UserError
 
 URL_ENV = "KMNIST_JAX_DATA_URL"
@@ -122,17 +121,12 @@ def fetch_file(name: str, filename: str, folder: str, md5: str, size: int, *,
   show = sys.stderr.isatty() if progress is None else progress
   failures = []
   for url in urls(name, filename, base_url):
-    fd, tmp_path = tempfile.mkstemp(dir=folder, prefix=f".{filename}.", suffix=".part")
     try:
-      with os.fdopen(fd, "wb") as tmp:
-        _stream(url, tmp, md5, size, f"{name}/{filename}", show)
-      os.replace(tmp_path, dest)
+      with io.atomic_path(dest) as tmp_path, open(tmp_path, "wb") as tmp:
+        _stream(url, tmp, md5, size, f"{name}/{filename}", show)  # verified, then kept
       return dest
     except (OSError, ValueError, EOFError, http.client.HTTPException) as e:
       failures.append(f"{url}: {_reason(e)}")
-    finally:
-      with contextlib.suppress(FileNotFoundError):
-        os.unlink(tmp_path)
   raise DownloadError(
       f"could not download {name}/{filename} into {folder}; nothing was kept: "
       + "; ".join(failures)

@@ -39,6 +39,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import LinearSegmentedColormap, to_rgb
 from matplotlib.figure import Figure
 
+from kmnist_jax import io
+
 DPI = 100
 BASE_FONT = "DejaVu Sans"  # ships with matplotlib: Latin, digits, arrows
 MIN_CELL_PT = 7.0          # smallest text written into a heatmap cell
@@ -183,13 +185,8 @@ def figure(w: float, h: float, layout: str | None = "constrained") -> Figure:
 def save(fig: Figure, path: str) -> str:
   """Writes `fig` as PNG to `path` atomically (temporary name, then rename)."""
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  tmp = f"{path}.tmp-{os.getpid()}.png"
-  try:
+  with io.atomic_path(path) as tmp:
     fig.savefig(tmp, dpi=DPI, format="png")
-    os.replace(tmp, path)
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
   return path
 
 
