@@ -28,6 +28,7 @@ import numpy as np
 from kmnist_jax import data as data_lib
 from kmnist_jax import io, metrics
 from kmnist_jax.errors import UserError, unknown
+from kmnist_jax.evaluators import common
 from kmnist_jax.robustness import attacks as attacks_lib
 
 DEFAULTS = {"dataset": "", "attacks": attacks_lib.ATTACKS,
@@ -109,14 +110,7 @@ def run(restored, *, data_dir=None, **cfg) -> dict:
 
 def summarize(records: Sequence[dict]) -> dict:
   """Mean and std (ddof=1) across seeds of each attack's curve and per-class table."""
-  if not records:
-    raise UserError("attack.summarize: no records")
-  r0 = records[0]
-  for r in records[1:]:
-    for k in ("dataset", "epsilons", "n"):
-      if r[k] != r0[k]:
-        raise UserError(f"attack records differ in {k} ({r0[k]} vs {r[k]}); summarize "
-                        "one setting at a time")
+  r0 = common.same_setting(records, ("dataset", "epsilons", "n"), "attack")
   out = {"runs": len(records), **{k: r0.get(k) for k in ("dataset", "n", "epsilons",
                                                          "pgd_steps", "pgd_step_size",
                                                          "per_class_epsilon", "model",

@@ -32,6 +32,7 @@ from kmnist_jax import config as config_lib
 from kmnist_jax import data as data_lib
 from kmnist_jax import inference, io, metrics
 from kmnist_jax.errors import UserError, unknown
+from kmnist_jax.evaluators import common
 from kmnist_jax.evaluators.common import check_dataset, load_split
 from kmnist_jax.report import pct
 
@@ -174,14 +175,8 @@ def summarize(records: Sequence[dict]) -> dict:
   bins summed over the runs (most confused pairs from the summed confusion); the
   pictures and the history are the first run's. With one record, std is 0 and the
   record's own intervals are kept."""
-  if not records:
-    raise UserError("classification.summarize: no records")
-  r0 = records[0]
-  for r in records[1:]:
-    for k in ("dataset", "split", "n", "num_classes"):
-      if r[k] != r0[k]:
-        raise UserError(f"classification records differ in {k} ({r0[k]} vs {r[k]}); "
-                        "summarize one setting at a time")
+  r0 = common.same_setting(records, ("dataset", "split", "n", "num_classes"),
+                           "classification")
   n = len(records)
   conf = sum(np.asarray(r["confusion"], np.int64) for r in records)
   cal = [r["calibration"] for r in records]

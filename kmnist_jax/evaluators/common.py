@@ -112,3 +112,17 @@ def load_split(dataset: str, split: str = "test", *, cfg=None, data_dir=None,
   if limit and limit > 0:
     images, labels = images[:limit], labels[:limit]
   return images, labels
+
+
+def same_setting(records, keys, evaluator: str) -> dict:
+  """The first of `records` (one setting over seeds), after checking that all agree on
+  `keys`; UserError (one line) for no records or a mismatch."""
+  if not records:
+    raise UserError(f"{evaluator}.summarize: no records")
+  r0 = records[0]
+  for r in records[1:]:
+    for k in keys:
+      if r[k] != r0[k]:
+        raise UserError(f"{evaluator} records differ in {k} ({r0[k]} vs {r[k]}); "
+                        "summarize one setting at a time")
+  return r0

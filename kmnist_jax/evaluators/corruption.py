@@ -35,6 +35,7 @@ import numpy as np
 from kmnist_jax import data as data_lib
 from kmnist_jax import io, metrics
 from kmnist_jax.errors import UserError, unknown
+from kmnist_jax.evaluators import common
 from kmnist_jax.robustness import mce, sets
 from kmnist_jax.robustness.corruptions import IDENTITY
 
@@ -258,14 +259,9 @@ def summarize(records: Sequence[dict]) -> dict:
   """Mean and std (ddof=1) across `records` (seeds of one setting): the scalars, E_c,
   CE_c, errors per severity and per-class accuracy; the per-seed values are kept (for
   paired differences), the baseline is the first record's."""
-  if not records:
-    raise UserError("corruption.summarize: no records")
-  r0 = records[0]
+  r0 = common.same_setting(records, ("dataset", "corruptions", "severities", "examples"),
+                           "corruption")
   for r in records[1:]:
-    for k in ("dataset", "corruptions", "severities", "examples"):
-      if r[k] != r0[k]:
-        raise UserError(f"corruption records differ in {k} ({r0[k]} vs {r[k]}); "
-                        "summarize one setting at a time")
     if (r.get("mce") is None) != (r0.get("mce") is None):
       raise UserError("corruption records differ in baseline (some were evaluated "
                       "without one); summarize one setting at a time")
