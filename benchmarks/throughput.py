@@ -269,7 +269,7 @@ def _jax_worker(spec) -> dict:
   images, labels, num_classes = _load_train(spec)
   n_train = len(labels)
   steps_per_epoch = n_train // cfg.batch_size
-  chunk_steps = spec["chunk_steps"] or train._chunk_steps(
+  chunk_steps = spec["chunk_steps"] or train.chunk_steps_per_call(
       steps_per_epoch, cfg.progress_updates_per_epoch)
   chunk_steps = min(chunk_steps, steps_per_epoch)
   spec = dict(spec, chunk_steps=chunk_steps)

@@ -240,7 +240,7 @@ _MD5 = {
 }
 
 # Content fingerprints of the decoded arrays, per (dataset, split), computed from
-# the publishers' files: (ordered, multiset); see _fingerprint and
+# the publishers' files: (ordered, multiset); see fingerprint and
 # _multiset_fingerprint. K49 is absent (no copy was available to compute them);
 # its loads are verified by the file md5s plus shape, dtype, label-range and count
 # checks.
@@ -313,7 +313,7 @@ def class_counts(labels: np.ndarray, num_classes: int) -> np.ndarray:
 # Fingerprints.
 
 
-def _fingerprint(images: np.ndarray, labels: np.ndarray) -> str:
+def fingerprint(images: np.ndarray, labels: np.ndarray) -> str:
   """Order-dependent SHA-256 over shape, image bytes and label bytes."""
   h = hashlib.sha256(f"{images.dtype}{images.shape}{labels.dtype}{labels.shape}".encode())
   h.update(np.ascontiguousarray(images).data)
@@ -590,7 +590,7 @@ def _load_tfds(info: DatasetInfo, data_dir: str, tfds_dir: str | None):
     restored_images[order] = images
     restored_labels[order] = labels
     expected = _FINGERPRINTS.get((info.name, split))
-    if expected is None or _fingerprint(restored_images, restored_labels) == expected[0]:
+    if expected is None or fingerprint(restored_images, restored_labels) == expected[0]:
       result[split] = (restored_images, restored_labels, True)
     else:  # not the order we know how to undo (or not the data): load() decides
       result[split] = (images, labels, False)
@@ -632,7 +632,7 @@ def _verify_split(info: DatasetInfo, split: str, images: np.ndarray,
   if expected is None:
     return
   if ordered:
-    actual, want = _fingerprint(images, labels), expected[0]
+    actual, want = fingerprint(images, labels), expected[0]
   else:
     actual, want = _multiset_fingerprint(images, labels), expected[1]
   if actual != want:

@@ -208,7 +208,7 @@ def summarize_eval(sums: dict, n: int) -> dict:
 
 # ---- Driver ----------------------------------------------------------------------------
 
-def _chunk_steps(steps_per_epoch: int, updates: int) -> int:
+def chunk_steps_per_call(steps_per_epoch: int, updates: int) -> int:
   """The divisor of steps_per_epoch closest to steps_per_epoch / updates."""
   target = max(1, steps_per_epoch / max(1, updates))
   divisors = [d for d in range(1, steps_per_epoch + 1) if steps_per_epoch % d == 0]
@@ -305,7 +305,7 @@ def _check_processes_agree(cfg, workdir: str, ds: data_lib.Dataset) -> None:
            for k, v in resolved_config(cfg).items() if k not in _PER_PROCESS_FIELDS}
   parts["workdir"] = str(workdir)
   for name, split in ds.splits.items():
-    parts[f"data {name}"] = data_lib._fingerprint(split.images, split.labels)
+    parts[f"data {name}"] = data_lib.fingerprint(split.images, split.labels)
   parallel.check_processes_agree(parts)
 
 
@@ -421,7 +421,7 @@ def _train_and_evaluate(cfg, workdir: str, log, stop: _StopFlag, t_start: float,
     raise UserError(f"config.batch_size={cfg.batch_size} is larger than the training "
                     f"set ({n_train} examples)")
   steps_per_epoch = n_train // cfg.batch_size
-  chunk_steps = _chunk_steps(steps_per_epoch, cfg.progress_updates_per_epoch)
+  chunk_steps = chunk_steps_per_call(steps_per_epoch, cfg.progress_updates_per_epoch)
 
   graphdef, tx, state = init_state(cfg, C, steps_per_epoch, bn_axis_name=par.axis_name)
   saved_cfg = resolved_config(cfg)

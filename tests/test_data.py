@@ -77,7 +77,7 @@ def test_full_load_files(data_dir, name):
   for split in ("train", "test"):
     s = ds.splits[split]
     assert data._FINGERPRINTS[(name, split)] == (
-        data._fingerprint(s.images, s.labels), data._multiset_fingerprint(s.images, s.labels))
+        data.fingerprint(s.images, s.labels), data._multiset_fingerprint(s.images, s.labels))
 
 
 def test_auto_prefers_files(data_dir):

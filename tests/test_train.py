@@ -223,7 +223,7 @@ def test_unknown_model_kwarg(data_dir, tmp_path):
 
 def test_chunk_steps_divides_epoch():
   for spe in (1, 7, 13, 100, 460, 468, 937):
-    c = train._chunk_steps(spe, 10)
+    c = train.chunk_steps_per_call(spe, 10)
     assert spe % c == 0 and (c >= 8 or c == spe)
 
 
