@@ -91,6 +91,35 @@ def _nbytes(state) -> int:
       np.shape(x))) for x in jax.tree.leaves(state)))
 
 
+def _abandoned_read(exc, obj=None) -> bool:
+  """An exception left behind by an Orbax / TensorStore read that was abandoned when a
+  damaged checkpoint failed to restore (the damage is already reported in one line):
+  a coroutine of theirs, or TensorStore's callback finding Orbax's event loop closed."""
+  if isinstance(exc, RuntimeError) and "Event loop is closed" in str(exc):
+    return True
+  name = getattr(getattr(obj, "cr_code", None), "co_filename", "")
+  return "orbax" in name or "tensorstore" in name
+
+
+def quiet_abandoned_reads() -> None:
+  """Installs (once) unraisable-exception and excepthook filters that drop
+  :func:`_abandoned_read` reports (Python would print them as tracebacks around the
+  one-line warnings) and pass every other one to the previous hook."""
+  if getattr(sys.unraisablehook, "_kmnist_jax_quiet", False):
+    return
+  previous_unraisable, previous_except = sys.unraisablehook, sys.excepthook
+
+  def unraisable_hook(u):
+    if not _abandoned_read(u.exc_value, u.object):
+      previous_unraisable(u)
+
+  def except_hook(kind, value, tb):
+    if not _abandoned_read(value):
+      previous_except(kind, value, tb)
+
+  unraisable_hook._kmnist_jax_quiet = True
+  sys.unraisablehook, sys.excepthook = unraisable_hook, except_hook
+
 def _mb(n: int) -> str:
   return f"{n / 2**20:.1f} MB"
 
@@ -325,6 +354,7 @@ class Checkpoints:
     `order`: the steps to try, in order (instead of `step` and older ones).
     """
     fallback = step is None if fallback is None else fallback
+    quiet_abandoned_reads()
     reasons = []
     if order is not None:
       for s in order:

@@ -85,10 +85,24 @@ transfer_study = _entry("transfer_study")
 
 
 
+def exit_now(code: int):
+  """Flushes stdout / stderr and ends the process at once. After a failed restore of a
+  damaged checkpoint, TensorStore reads may still be in flight; a normal interpreter
+  shutdown then prints their "Event loop is closed" tracebacks after our one line.
+  Callers have already left their `with` blocks (temporary folders removed, locks
+  released; the kernel drops the flock anyway)."""
+  for stream in (sys.stdout, sys.stderr):
+    try:
+      stream.flush()
+    except (OSError, ValueError):
+      pass
+  os._exit(code)
+
+
 def fail(message: str):
-  """One `error:` line on stderr, exit 2."""
+  """One `error:` line on stderr, exit 2 (a command-line layer's last word)."""
   print(f"error: {message}", file=sys.stderr, flush=True)
-  sys.exit(EXIT_USER_ERROR)
+  exit_now(EXIT_USER_ERROR)
 
 
 def first_line(e: BaseException) -> str:

@@ -37,8 +37,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @contextlib.contextmanager
 def atomic_path(path) -> Iterator[str]:
   """Yields a temporary local path beside `path` to write; on success it replaces
-  `path` (a rename), on any error it is deleted and `path` is untouched. The one rule
-  for a single output file: never half-written."""
+  `path` (a rename), on any error it is deleted and `path` is untouched: the rule for
+  a local binary file written by another library (a figure, a download). Text goes
+  through :func:`atomic_write` (epath: local or gs://)."""
   path = os.path.abspath(os.fspath(path))
   base, ext = os.path.splitext(path)
   tmp = f"{base}.tmp-{os.getpid()}{ext}"  # same suffix: writers that infer a format
@@ -52,14 +53,17 @@ def atomic_path(path) -> Iterator[str]:
 
 def atomic_write(path, text: str) -> None:
   """Writes `text` to `path` through a temporary file and a rename: never half-written.
-  A failed write (disk full, read-only folder) removes the temporary file. A ``gs://``
-  path is written through epath (object stores replace whole objects anyway)."""
-  if "://" in str(path):
-    epath.Path(path).write_text(text)
-    return
-  with atomic_path(path) as tmp:
-    with open(tmp, "w") as f:
-      f.write(text)
+  A failed write (disk full, read-only folder) removes the temporary file. Through
+  `etils.epath`, so a ``gs://`` workdir works the same (tests/test_multihost.py)."""
+  path = epath.Path(path)
+  tmp = path.parent / (path.name + f".tmp{os.getpid()}")
+  try:
+    tmp.write_text(text)
+    tmp.replace(path)
+  except BaseException:
+    with contextlib.suppress(Exception):
+      tmp.unlink()
+    raise
 
 
 # ---- JSON ------------------------------------------------------------------------------
