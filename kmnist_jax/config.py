@@ -265,6 +265,17 @@ def to_dict(cfg: ml_collections.ConfigDict) -> dict:
   return jsonable(cfg.to_dict())
 
 
+def number_list(spec, cast, message: str) -> list:
+  """`spec` ('1,3,5' or a sequence) as a list of `cast` values; UserError(`message`)
+  when a part of the string is not a number (empty parts are dropped)."""
+  if not isinstance(spec, str):
+    return [cast(x) for x in spec]
+  try:
+    return [cast(p.strip()) for p in spec.split(",") if p.strip()]
+  except ValueError:
+    raise UserError(message) from None
+
+
 def from_dict(d: dict) -> ml_collections.ConfigDict:
   """Inverse of :func:`to_dict`, filling fields added since the checkpoint was written."""
   cfg = base()

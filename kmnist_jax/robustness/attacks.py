@@ -37,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from kmnist_jax import config as config_lib
 from kmnist_jax import inference, metrics, models
 from kmnist_jax.errors import UserError, unknown
 
@@ -55,14 +56,9 @@ def check_attack(name: str) -> str:
 
 def check_epsilons(epsilons) -> tuple[float, ...]:
   """Sorted, distinct epsilons in [0, MAX_EPSILON] (pixels in [0, 1]); one-line errors."""
-  if isinstance(epsilons, str):
-    parts = [p.strip() for p in epsilons.split(",") if p.strip()]
-    try:
-      epsilons = [float(p) for p in parts]
-    except ValueError:
-      raise UserError(f"epsilons {epsilons!r} must be comma-separated numbers in "
-                      f"[0, {MAX_EPSILON}] (pixels in [0, 1]), e.g. 0,0.1,0.3") from None
-  eps = [float(e) for e in epsilons]
+  eps = config_lib.number_list(
+      epsilons, float, f"epsilons {epsilons!r} must be comma-separated numbers in "
+      f"[0, {MAX_EPSILON}] (pixels in [0, 1]), e.g. 0,0.1,0.3")
   if not eps:
     raise UserError("no epsilons given; use e.g. 0,0.05,0.1,0.2,0.3 (pixels in [0, 1])")
   for e in eps:

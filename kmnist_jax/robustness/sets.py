@@ -36,6 +36,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from kmnist_jax import config as config_lib
 from kmnist_jax import data, io
 from kmnist_jax.errors import UserError, unknown
 from kmnist_jax.robustness import corruptions
@@ -98,12 +99,9 @@ def parse_severities(spec) -> tuple[int, ...]:
   """Sorted severities from '1,3,5' or a sequence, checked (one-line errors)."""
   valid = ", ".join(map(str, corruptions.SEVERITIES))
   if isinstance(spec, str):
-    parts = [s.strip() for s in spec.split(",") if s.strip()]
-    try:
-      spec = [int(p) for p in parts]
-    except ValueError:
-      raise UserError(f"--severities={spec!r} must be comma-separated integers; valid "
-                      f"choices: {valid}") from None
+    spec = config_lib.number_list(
+        spec, int, f"--severities={spec!r} must be comma-separated integers; valid "
+        f"choices: {valid}")
   sev = tuple(spec)
   if not sev:
     raise UserError(f"no severities given (--severities is empty); valid choices: "
