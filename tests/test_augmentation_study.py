@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from kmnist_jax import config as config_lib
@@ -121,7 +122,9 @@ def _rec(acc, conf_diag, mce=None):
   rec = {"results": {"test_accuracy": acc, "test_confusion": conf,
                      "train_img_per_s": 100.0}, "evals": {}, "wall_s": 1.0}
   if mce is not None:
-    rec["evals"]["c"] = {"record": {"mce": mce, "relative_mce": mce / 2}}
+    # per class x [clean, 2 corruptions]: every cell = 1 - mce (the test reads it back)
+    pc = {"columns": ["clean", "fog", "zigzag"], "accuracy": [[1.0 - mce] * 3] * 10}
+    rec["evals"]["c"] = {"record": {"mce": mce, "relative_mce": mce / 2, "per_class": pc}}
   return rec
 
 
@@ -155,6 +158,14 @@ def test_summary_pairs_by_seed_and_names_what_is_significant():
   assert table[1]["rel_mce_mean"] == pytest.approx(50 * (1 - 0.87))
   assert table[1]["clean_acc_significant"] is True and table[2]["mce_significant"] is False
   assert runner.paired([1.0], [0.0])["significant"] is False         # one seed: never
+  # per class x corruption gains (paired by seed) and the most robust policy
+  assert s["most_robust"] == {"kmnist": "affine"}                    # mCE -2 pp vs 0
+  g = np.asarray(a["corruption_class_gain"])
+  assert g.shape == (10, 3) and a["corruption_columns"] == ["clean", "fog", "zigzag"]
+  assert np.allclose(g, 0.02) and np.allclose(a["corruption_class_gain_std"], 0.01)
+  text = augmentation.significance(s["rows"])
+  assert "clean accuracy: significantly better with `affine`" in text
+  assert "not significant: `noise`" in text
 
 
 def test_committed_headline_table_has_the_study_schema():

@@ -343,3 +343,48 @@ def test_slurm_submits_the_arrays_in_order(data_dir, tmp_path):
   assert p.returncode == 0, p.stderr[-2000:]
   assert runner.is_finished(plan.runs[1]) and not runner.is_finished(plan.runs[0])
   assert f"{plan.runs[1].name}: done" in p.stdout
+
+
+STUDY_MAIN = """
+import sys
+from kmnist_jax.errors import Preempted
+from kmnist_jax.studies import runner
+try:
+  runner.execute(runner.load_plan(sys.argv[1]), parallel=2)
+except Preempted as e:
+  print(f"preempted: {e}", file=sys.stderr)
+  sys.exit(75)
+"""
+
+
+@pytest.mark.slow   # real (tiny) training runs, two worker processes
+def test_sigterm_to_a_side_by_side_study_stops_and_saves_every_worker(data_dir,
+                                                                      tmp_path):
+  import signal
+  import time
+  plan = train_plan(tmp_path / "w", data_dir, train_limit=20000, num_epochs=30)
+  path = plan.save()
+  p = subprocess.Popen([sys.executable, "-c", STUDY_MAIN, path], cwd=REPO,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  logs = [os.path.join(r.workdir, "log.txt") for r in plan.runs]
+
+  def epochs(log):
+    return open(log).read().count("epoch ") if os.path.exists(log) else 0
+  t0 = time.time()
+  while not all(epochs(log) >= 2 for log in logs):     # both workers are training
+    assert p.poll() is None and time.time() - t0 < 300, p.communicate()
+    time.sleep(0.5)
+  p.send_signal(signal.SIGTERM)
+  out, err = p.communicate(timeout=300)
+  assert p.returncode == 75, err[-3000:]
+  assert "preempted: the study stopped on SIGTERM" in err and "Traceback" not in err
+  ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+  assert path not in ps                                  # no worker left behind
+  for r in plan.runs:
+    assert "preempted: stopped by SIGTERM" in open(os.path.join(r.workdir, "log.txt")).read()
+    assert not runner.is_finished(r, local=True)
+  again = train_plan(tmp_path / "w", data_dir, train_limit=20000, num_epochs=30)
+  assert runner.execute(again, parallel=2, log=quiet) == {}
+  for r in again.runs:
+    assert "Resuming from" in open(os.path.join(r.workdir, "log.txt")).read()
+    assert runner.read_record(r)["results"]["finished"]

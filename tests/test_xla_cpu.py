@@ -21,7 +21,29 @@ def test_user_flag_wins(monkeypatch):
 
 
 def test_recommended_flags_follow_the_cpu(monkeypatch):
+  monkeypatch.setattr(xla_cpu, "usable_cores", lambda: 1)
   monkeypatch.setattr(xla_cpu, "cpu_has", lambda f: False)
   assert xla_cpu.recommended_flags() == []
   monkeypatch.setattr(xla_cpu, "cpu_has", lambda f: f == "avx512f")
   assert xla_cpu.recommended_flags() == ["--xla_cpu_prefer_vector_width=512"]
+  monkeypatch.setattr(xla_cpu, "usable_cores", lambda: 2)
+  assert xla_cpu.recommended_flags() == ["--xla_force_host_platform_device_count=2",
+                                         "--xla_cpu_prefer_vector_width=512"]
+
+
+def test_user_device_count_wins(monkeypatch):
+  monkeypatch.setattr(xla_cpu, "usable_cores", lambda: 2)
+  monkeypatch.setattr(xla_cpu, "cpu_has", lambda f: False)
+  env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+  assert xla_cpu.apply(env) == "--xla_force_host_platform_device_count=8"
+
+
+def test_auto_mode_is_the_measured_choice():
+  import jax
+
+  from kmnist_jax import parallel
+  cpus = jax.devices("cpu")
+  assert parallel.auto_mode(cpus[:1]) == "single"
+  if len(cpus) > 1:
+    assert parallel.auto_mode(cpus) == "pmap"
+    assert parallel.create("auto").mode == "pmap"

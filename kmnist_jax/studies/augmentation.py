@@ -177,6 +177,18 @@ def _eval_value(rec: dict, types: dict, kind: str, field: str, eps=None):
   return None, None
 
 
+def _corruption_per_class(rec: dict, types: dict):
+  """(columns ['clean', corruption...], accuracy [classes, columns]) of the first
+  corruption evaluator record, severities averaged; (None, None) if absent."""
+  for name, t in types.items():
+    if t == "corruption":
+      r = (rec.get("evals", {}).get(name) or {}).get("record") or {}
+      pc = r.get("per_class") or {}
+      if pc.get("accuracy") is not None:
+        return list(pc["columns"]), np.asarray(pc["accuracy"], np.float64)
+  return None, None
+
+
 def _per_class(rec: dict) -> np.ndarray:
   from kmnist_jax import metrics
   return np.nan_to_num(metrics.per_class(rec["results"]["test_confusion"])["accuracy"])
@@ -231,8 +243,22 @@ def summarize(records, plan: runner.Plan) -> dict:
         d = np.array([_per_class(recs[s]) - _per_class(base[s]) for s in paired_seeds])
         row["per_class_gain"] = d.mean(0).tolist()
         row["per_class_gain_std"] = (d.std(0, ddof=1).tolist() if len(d) > 1 else None)
+        cols, _ = _corruption_per_class(recs[paired_seeds[0]], types)
+        if cols is not None:
+          g = np.array([_corruption_per_class(recs[s], types)[1]
+                        - _corruption_per_class(base[s], types)[1] for s in paired_seeds])
+          row["corruption_columns"] = cols
+          row["corruption_class_gain"] = g.mean(0).tolist()     # [classes, columns]
+          row["corruption_class_gain_std"] = (g.std(0, ddof=1).tolist() if len(g) > 1
+                                              else None)
       rows.append(row)
-  summary = {"study": plan.study, "options": opt, "rows": rows,
+  best = {}     # per dataset: the policy with the largest mean mCE reduction vs none
+  for ds in opt["datasets"]:
+    cand = [r for r in rows if r["dataset"] == ds and r.get("mce_delta_mean") is not None
+            and r.get("corruption_class_gain") is not None]
+    if cand:
+      best[ds] = min(cand, key=lambda r: r["mce_delta_mean"])["policy"]
+  summary = {"study": plan.study, "options": opt, "rows": rows, "most_robust": best,
              "runs_wall_s": sum((r or {}).get("wall_s") or 0.0 for r in records),
              "missing": [r.name for r, rec in zip(plan.runs, records) if rec is None]}
   summary["costs"] = _costs(plan) if opt.get("measure_costs") else {}
@@ -302,6 +328,40 @@ def _pm(mean, std, scale=100.0, digits=2, signed=False):
   return s + (f" ± {scale * std:.{digits}f}" if std is not None else "")
 
 
+def _delta(r: dict, m: str, digits: int = 2) -> str:
+  """A paired difference cell: mean ± std over seeds (pp), '*' when significant."""
+  out = _pm(r.get(f"{m}_delta_mean"), r.get(f"{m}_delta_std"), digits=digits, signed=True)
+  return out + (" *" if out and r.get(f"{m}_delta_significant") else "")
+
+
+def _eps_label(rows) -> str:
+  eps = {r.get("pgd_eps") for r in rows} - {None}
+  return ", ".join(f"{e:g}" for e in sorted(eps)) or "-"
+
+
+_METRIC_WORDS = {"clean_acc": ("clean accuracy", 1), "mce": ("mCE", -1),
+                 "pgd_acc": ("PGD accuracy", 1)}
+
+
+def significance(rows) -> str:
+  """Which paired differences to `none` pass the rule (|mean| > std over >= 2 seeds):
+  one sentence per metric naming the policies that help, hurt, or neither."""
+  lines = []
+  for m, (word, better) in _METRIC_WORDS.items():
+    cells = [r for r in rows if r.get(f"{m}_delta_mean") is not None]
+    if not cells:
+      continue
+    sig = [r for r in cells if r.get(f"{m}_delta_significant")]
+    helps = [r["policy"] for r in sig if better * r[f"{m}_delta_mean"] > 0]
+    hurts = [r["policy"] for r in sig if better * r[f"{m}_delta_mean"] < 0]
+    neither = [r["policy"] for r in cells if r not in sig]
+    lines.append(f"- {word}: significantly better with "
+                 f"{', '.join(f'`{p}`' for p in helps) or 'no policy'}; significantly "
+                 f"worse with {', '.join(f'`{p}`' for p in hurts) or 'no policy'}; "
+                 f"not significant: {', '.join(f'`{p}`' for p in neither) or 'none'}.")
+  return "\n".join(lines)
+
+
 def table_rows(summary: dict) -> list[dict]:
   """The headline table (results/augmentation_study/table.csv): accuracies as fractions,
   mCE in %."""
@@ -335,12 +395,11 @@ def render(summary: dict, report) -> None:
       "(>= 2 seeds and |mean| > std of the differences)."))
   for ds in opt["datasets"]:
     rows = [r for r in summary["rows"] if r["dataset"] == ds]
-    md = ["| policy | seeds | clean acc % | Δ vs none (pp) | mCE % | Δ mCE | "
-          "PGD acc % | gain most | lose most | cost ms/batch |",
-          "|---|---|---|---|---|---|---|---|---|---|"]
+    md = ["| policy | seeds | clean acc % | Δ vs none (pp) | mCE % | Δ mCE | rel. mCE % | "
+          f"PGD acc % (eps {_eps_label(rows)}) | Δ PGD (pp) | gain most | lose most | "
+          "cost ms/batch |",
+          "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-      delta = _pm(r.get("clean_acc_delta_mean"), r.get("clean_acc_delta_std"),
-                  signed=True) + (" *" if r.get("clean_acc_delta_significant") else "")
       gain = lose = ""
       if r.get("per_class_gain") is not None:
         g, names = r["per_class_gain"], r["class_names"]
@@ -352,11 +411,14 @@ def render(summary: dict, report) -> None:
       cost = r.get("cost_ms_per_batch")
       md.append(f"| `{r['policy']}` | {r['seeds']} | "
                 f"{_pm(r.get('clean_acc_mean'), r.get('clean_acc_std')) or 'not run'}"
-                f" | {delta} | {_pm(r.get('mce_mean'), r.get('mce_std'), digits=1)} | "
-                f"{_pm(r.get('mce_delta_mean'), r.get('mce_delta_std'), 100, 1, True)}"
-                f"{' *' if r.get('mce_delta_significant') else ''} | "
-                f"{_pm(r.get('pgd_acc_mean'), r.get('pgd_acc_std'))} | {gain} | {lose} "
+                f" | {_delta(r, 'clean_acc')} | "
+                f"{_pm(r.get('mce_mean'), r.get('mce_std'), digits=1)} | "
+                f"{_delta(r, 'mce', digits=1)} | "
+                f"{_pm(r.get('rel_mce_mean'), r.get('rel_mce_std'), digits=1)} | "
+                f"{_pm(r.get('pgd_acc_mean'), r.get('pgd_acc_std'), digits=1)} | "
+                f"{_delta(r, 'pgd_acc', digits=1)} | {gain} | {lose} "
                 f"| {'' if cost is None else f'{cost:.2f}'} |")
+    md += ["", significance(rows)]
     report.section(ds, "\n".join(md))
     gains = [r for r in rows if r.get("per_class_gain") is not None]
     info = data_lib.get_info(ds)
@@ -367,6 +429,15 @@ def render(summary: dict, report) -> None:
           [r["policy"] for r in gains], list(labels.short),
           report.figure(f"per_class_gain_{ds}"), labels=labels,
           title=f"{ds}: per-class test accuracy change vs none (pp, mean over seeds)")
+    best = summary.get("most_robust", {}).get(ds)
+    brow = next((r for r in gains if r["policy"] == best), None)
+    if brow is not None:
+      cols = brow["corruption_columns"]
+      aug_plots.gain_heatmap(
+          100 * np.asarray(brow["corruption_class_gain"]), list(labels.short), cols,
+          report.figure(f"corruption_class_gain_{ds}"), labels=labels,
+          title=f"{ds}: {best} (largest mCE reduction) minus none: accuracy change (pp) "
+                "per class and corruption, severities averaged, mean over seeds")
     samples = summary.get("samples", {}).get(ds)
     if samples:
       sub = plots.class_labels([info.class_names[c] for c in samples["classes"]],

@@ -39,8 +39,10 @@ import hashlib
 import json
 import os
 import selectors
+import signal
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -605,9 +607,11 @@ def _side_by_side(plan: Plan, todo: list[int], n: int, status: Status, show,
   def ready(i):
     return all(plan.index(d) in finished for d in plan.runs[i].waits_for)
 
+  stop = _ForwardStop(workers)
   try:
+    stop.install()
     while pending or any(w.current is not None for w in workers):
-      if deadline is not None and time.time() > deadline:
+      if (deadline is not None and time.time() > deadline) or stop.signame:
         pending.clear()                  # start nothing new; let the running finish
       for i in [i for i in pending
                 if any(plan.index(d) in failures for d in plan.runs[i].waits_for)]:
@@ -653,10 +657,45 @@ def _side_by_side(plan: Plan, todo: list[int], n: int, status: Status, show,
             status.failed += 1
           w.current = None
   finally:
+    stop.uninstall()
     for w in workers:
       w.close()
   show(status.line())
+  if stop.signame:
+    raise Preempted(f"the study stopped on {stop.signame}: its running runs saved a "
+                    "checkpoint and stopped; the same command continues them")
   return failures
+
+
+class _ForwardStop:
+  """SIGTERM / SIGINT to a side-by-side study: start no new run and pass SIGTERM on to
+  every worker (each saves its run at the next chunk boundary and exits), then
+  :func:`_side_by_side` raises Preempted. A second signal: the default action."""
+
+  SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+  def __init__(self, workers):
+    self.workers, self.signame, self._old = workers, None, {}
+
+  def _handle(self, signum, frame):
+    del frame
+    self.signame = signal.Signals(signum).name
+    print(f"received {self.signame}: the running runs save a checkpoint and stop "
+          "(send it again to exit at once)", file=sys.stderr, flush=True)
+    for w in self.workers:
+      if w.proc.poll() is None:
+        w.proc.send_signal(signal.SIGTERM)
+    self.uninstall()
+
+  def install(self):
+    if threading.current_thread() is threading.main_thread():
+      for sig in self.SIGNALS:
+        self._old[sig] = signal.signal(sig, self._handle)
+
+  def uninstall(self):
+    for sig, old in self._old.items():
+      signal.signal(sig, old)
+    self._old = {}
 
 
 def execute(plan: Plan, *, parallel: int = 0, max_minutes: float = 0.0, log=print,
@@ -857,6 +896,12 @@ def _worker_loop(plan: Plan) -> None:
       execute_one(plan, run, log=_run_logger(run))
     except UserError as e:
       msg = {"index": i, "ok": False, "error": str(e)}
+    except Preempted as e:          # SIGTERM passed on by the study: report and end
+      _run_logger(run)(f"preempted: {e}")
+      out.write(_MARK + json.dumps({"index": i, "ok": False,
+                                    "error": f"preempted: {e}"}) + "\n")
+      out.flush()
+      return
     except Exception as e:  # noqa: BLE001 - report it, keep serving the queue
       traceback.print_exc()
       msg = {"index": i, "ok": False, "error": f"{type(e).__name__}: {e}"}
