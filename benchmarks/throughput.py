@@ -93,14 +93,7 @@ def core_count() -> int:
 
 
 def cpu_model() -> str:
-  try:
-    with open("/proc/cpuinfo") as f:
-      for line in f:
-        if line.lower().startswith("model name"):
-          return line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return platform_lib.processor() or platform_lib.machine()
+  return io.cpu_model()
 
 
 def _cpu_flags() -> list[str]:

@@ -208,15 +208,48 @@ def _git(*args: str) -> str | None:
   return out.stdout.strip()
 
 
-def _cpu_model() -> str:
+def _microarch(vendor: str | None, family: int, model: int) -> str | None:
+  """AMD's microarchitecture from (family, model): the "AMD EPYC" of lscpu is a Zen 3 on
+  some of this project's machines and a Zen 4 on others, and they train this project's
+  CNNs at about half and full speed (README, Performance)."""
+  if vendor != "AuthenticAMD":
+    return None
+  if family == 23:
+    return "Zen 2" if model >= 0x30 else "Zen / Zen+"
+  if family == 25:
+    zen4 = 0x10 <= model <= 0x1F or 0x60 <= model <= 0x7F or 0xA0 <= model <= 0xAF
+    return "Zen 4" if zen4 else "Zen 3"
+  if family == 26:
+    return "Zen 5"
+  return None
+
+
+def cpu_model(cpuinfo: str = "/proc/cpuinfo") -> str:
+  """The CPU as figures should name it: /proc/cpuinfo's model name, plus family / model,
+  the microarchitecture where known and whether it has AVX-512, e.g.
+  'AMD EPYC (family 25, model 1: Zen 3; AVX2, no AVX-512)'."""
+  info = {}
   try:
-    with open("/proc/cpuinfo") as f:
+    with open(cpuinfo) as f:
       for line in f:
-        if line.startswith("model name"):
-          return line.split(":", 1)[1].strip()
+        if not line.strip():
+          break                                     # the first processor is enough
+        k, _, v = line.partition(":")
+        info[k.strip().lower()] = v.strip()
   except OSError:
     pass
-  return platform.processor() or platform.machine()
+  name = info.get("model name") or platform.processor() or platform.machine()
+  if "cpu family" not in info:
+    return name
+  try:
+    fam, mod = int(info["cpu family"]), int(info.get("model", "-1"))
+  except ValueError:
+    return name
+  arch = _microarch(info.get("vendor_id"), fam, mod)
+  flags = info.get("flags", "").split()
+  vec = ("AVX-512" if "avx512f" in flags else
+         "AVX2, no AVX-512" if "avx2" in flags else "no AVX2")
+  return f"{name} (family {fam}, model {mod}{f': {arch}' if arch else ''}; {vec})"
 
 
 def _versions() -> dict:
@@ -239,7 +272,7 @@ def run_meta(*, devices: bool = True) -> dict:
       "time_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
       "command": " ".join([os.path.basename(sys.executable)] + sys.argv),
       "host": socket.gethostname(),
-      "cpu": _cpu_model(),
+      "cpu": cpu_model(),
       "cpu_count": os.cpu_count(),
       "versions": _versions(),
   }

@@ -6,14 +6,15 @@
 * ``sharded`` -- ``jax.jit`` over a 1-D ``Mesh(('data',))``: state and dataset replicated,
   each global batch sharded along ``'data'`` with ``NamedSharding``; XLA inserts the
   all-reduces.
-* ``auto``    -- ``single`` on one device; with more, ``pmap`` on CPU in one process
-  and ``sharded`` everywhere else (GPU, TPU, several processes). Measured on this
-  project's 2-core machines with benchmarks/throughput.py (2 CPU devices, batch 128,
-  img/s, quiet machine): Intel Xeon pmap 1,371 / 2,502 vs sharded 1,265 / 2,308
-  (keras_cnn / cnn); AMD EPYC (Zen 4) pmap 1,332 / 2,882 vs sharded 1,350 / 2,935, a
-  1-2% difference within the run-to-run noise. So pmap wins by 8% on one kind and ties
-  on the other; single device was slower on both (1,379 / 1,922 Intel, 1,190 / 2,562
-  AMD). Accelerators were not compared: ``sharded`` is the mode that spans hosts.
+* ``auto``    -- ``single`` on one device; with more, on CPU in one process ``pmap`` on
+  Intel and ``sharded`` on AMD, and ``sharded`` everywhere else (GPU, TPU, several
+  processes). Measured with benchmarks/throughput.py on this project's 2-core machines
+  (2 CPU devices, batch 128, img/s keras_cnn / cnn, quiet machine): Intel Xeon pmap
+  1,371 / 2,502 vs sharded 1,265 / 2,308 (pmap +8%); AMD EPYC Zen 4 pmap 1,332 / 2,882
+  vs sharded 1,350 / 2,935; AMD EPYC Zen 3 pmap 750 / 1,364 vs sharded 769 / 1,429
+  (sharded +1-5%, results/throughput_cpu_zen3.md). One device was slower on all three
+  (1,379 / 1,922; 1,190 / 2,562; 655 / 1,232). Accelerators were not compared:
+  ``sharded`` is the mode that spans hosts.
 
 The dataset lives on every device (MNIST-sized data is ~47 MB), so no process ever feeds
 batches: each step's global batch indices come from (seed, epoch) on device and every
@@ -38,6 +39,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from kmnist_jax import config as config_lib
+from kmnist_jax import xla_cpu
 from kmnist_jax.errors import UserError
 
 AXIS = "batch"      # pmap axis name (also the BatchNorm axis_name under pmap)
@@ -217,9 +219,11 @@ def auto_mode(devices: list) -> str:
   """What ``parallel='auto'`` runs on these devices (the measured choice, module doc)."""
   if len(devices) <= 1:
     return "single"
-  if devices[0].platform == "cpu" and jax.process_count() == 1:
+  if (devices[0].platform == "cpu" and jax.process_count() == 1
+      and xla_cpu.is_intel_cpu()):
     return "pmap"
   return "sharded"
+
 
 
 def create(mode: str = "auto", devices: list | None = None) -> Parallel:

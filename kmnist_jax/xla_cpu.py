@@ -1,8 +1,9 @@
 """XLA:CPU flags this project sets by default (before JAX starts its CPU backend).
 
 ``--xla_force_host_platform_device_count=2`` on a machine with >= 2 usable cores: two
-CPU devices, over which training's ``parallel='auto'`` runs pmap (measured faster than
-one device on both of this project's 2-core CPU kinds; see kmnist_jax.parallel).
+CPU devices, over which training's ``parallel='auto'`` runs pmap (Intel) or sharded
+(AMD): measured faster than one device on each of this project's 2-core CPU kinds
+(Intel Xeon, AMD EPYC Zen 3 and Zen 4; see kmnist_jax.parallel).
 
 ``--xla_cpu_prefer_vector_width=512`` lets XLA:CPU emit AVX-512 code for its fused
 elementwise / reduction loops where the CPU has AVX-512 (it emits 256-bit vectors
@@ -33,6 +34,15 @@ def cpu_has(feature: str) -> bool:
   return False
 
 
+def is_intel_cpu() -> bool:
+  """Whether /proc/cpuinfo says GenuineIntel (False where there is none)."""
+  try:
+    with open("/proc/cpuinfo") as f:
+      return any(line.startswith("vendor_id") and "GenuineIntel" in line for line in f)
+  except OSError:
+    return False
+
+
 def usable_cores() -> int:
   try:
     return len(os.sched_getaffinity(0))
@@ -42,8 +52,9 @@ def usable_cores() -> int:
 
 def recommended_flags() -> list[str]:
   """Two XLA CPU devices where there are >= 2 cores (training's ``parallel='auto'``
-  then runs pmap over them: +8-13% over one device on the 2-core Intel Xeon and AMD
-  EPYC, kmnist_jax.parallel's figures; more devices on more cores were not measured),
+  then runs pmap or sharded over them: +8-30% over one device on the 2-core Intel Xeon
+  and AMD EPYC machines, kmnist_jax.parallel's figures; more devices on more cores were
+  not measured),
   and AVX-512 loops where the CPU has AVX-512."""
   flags = []
   if usable_cores() >= 2:

@@ -75,3 +75,18 @@ def test_is_disk_full_follows_the_cause_chain():
   except RuntimeError as e:
     assert io.is_disk_full(e)
   assert not io.is_disk_full(OSError(errno.EACCES, "Permission denied"))
+
+
+@pytest.mark.parametrize("vendor,family,model,flags,want", [
+    ("AuthenticAMD", 25, 1, "fma avx2", "AMD EPYC (family 25, model 1: Zen 3; AVX2, no AVX-512)"),
+    ("AuthenticAMD", 25, 17, "avx2 avx512f avx512_bf16",
+     "AMD EPYC (family 25, model 17: Zen 4; AVX-512)"),
+    ("GenuineIntel", 6, 143, "avx2 avx512f", "AMD EPYC (family 6, model 143; AVX-512)"),
+])
+def test_cpu_model_names_the_kind_of_cpu(tmp_path, vendor, family, model, flags, want):
+  f = tmp_path / "cpuinfo"
+  f.write_text(f"processor\t: 0\nvendor_id\t: {vendor}\ncpu family\t: {family}\n"
+               f"model\t\t: {model}\nmodel name\t: AMD EPYC\nflags\t\t: fpu {flags}\n\n"
+               "processor\t: 1\n")
+  assert io.cpu_model(str(f)) == want
+  assert io.cpu_model(str(tmp_path / "missing"))          # falls back, never raises

@@ -1,5 +1,7 @@
 """The default XLA:CPU flags: added once, never over the user's own."""
 
+import pytest
+
 from kmnist_jax import xla_cpu
 
 
@@ -38,12 +40,14 @@ def test_user_device_count_wins(monkeypatch):
   assert xla_cpu.apply(env) == "--xla_force_host_platform_device_count=8"
 
 
-def test_auto_mode_is_the_measured_choice():
+@pytest.mark.parametrize("intel,want", [(True, "pmap"), (False, "sharded")])
+def test_auto_mode_is_the_measured_choice(monkeypatch, intel, want):
   import jax
 
   from kmnist_jax import parallel
+  monkeypatch.setattr(xla_cpu, "is_intel_cpu", lambda: intel)
   cpus = jax.devices("cpu")
   assert parallel.auto_mode(cpus[:1]) == "single"
   if len(cpus) > 1:
-    assert parallel.auto_mode(cpus) == "pmap"
-    assert parallel.create("auto").mode == "pmap"
+    assert parallel.auto_mode(cpus) == want
+    assert parallel.create("auto").mode == want
