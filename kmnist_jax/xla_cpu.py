@@ -2,8 +2,8 @@
 
 ``--xla_force_host_platform_device_count=2`` on a machine with >= 2 usable cores: two
 CPU devices, over which training's ``parallel='auto'`` runs pmap (Intel) or sharded
-(AMD): measured faster than one device on each of this project's 2-core CPU kinds
-(Intel Xeon, AMD EPYC Zen 3 and Zen 4; see kmnist_jax.parallel).
+(AMD): measured faster than one device, or equal, on each of this project's 2-core CPU
+kinds (Intel Xeon, AMD EPYC Zen 3 and Zen 4; see kmnist_jax.parallel).
 
 ``--xla_cpu_prefer_vector_width=512`` lets XLA:CPU emit AVX-512 code for its fused
 elementwise / reduction loops where the CPU has AVX-512 (it emits 256-bit vectors
@@ -52,10 +52,10 @@ def usable_cores() -> int:
 
 def recommended_flags() -> list[str]:
   """Two XLA CPU devices where there are >= 2 cores (training's ``parallel='auto'``
-  then runs pmap or sharded over them: +8-30% over one device on the 2-core Intel Xeon
-  and AMD EPYC machines, kmnist_jax.parallel's figures; more devices on more cores were
-  not measured),
-  and AVX-512 loops where the CPU has AVX-512."""
+  then runs pmap or sharded over them: -1% to +30% against one device on the 2-core
+  Intel Xeon and AMD EPYC machines, faster on 5 of 6 model x CPU pairs; figures in
+  kmnist_jax.parallel; more devices on more cores were not measured), and AVX-512
+  loops where the CPU has AVX-512."""
   flags = []
   if usable_cores() >= 2:
     flags.append("--xla_force_host_platform_device_count=2")
