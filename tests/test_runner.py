@@ -242,8 +242,11 @@ def test_slurm_dry_run_prints_the_sbatch_commands(data_dir, tmp_path):
      "unknown transfer mode 'probe'"),
     ("transfer_study.py", ["--config.transfer.directions=('mnist->kmnst',)"],
      "unknown dataset 'kmnst'"),
+    ("augmentation_study.py", ["--out={tmp}/report", "--records={tmp}/report/runs"],
+     "lies inside --out="),          # the report replaces its folder whole
 ])
 def test_bad_study_config_one_line_before_any_training(tmp_path, script, args, needle):
+  args = [a.format(tmp=tmp_path) for a in args]
   p = study_cli(script, f"--workdir={tmp_path / 'w'}", *args)
   assert p.returncode == 2, p.stderr[-2000:]
   errors = [line for line in p.stderr.splitlines() if line.startswith("error:")]

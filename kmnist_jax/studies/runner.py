@@ -789,6 +789,7 @@ def run_study(study, cfg, workdir: str, *, out: str = "", parallel: int = 0,
   if records_dir:
     plan.set_records_dir(records_dir)
   out = out or os.path.join(workdir, "report")
+  _check_out(out, workdir, records_dir)
   if slurm or dry_run:
     from kmnist_jax.studies import slurm as slurm_lib
     todo = to_run(plan)
@@ -808,6 +809,20 @@ def run_study(study, cfg, workdir: str, *, out: str = "", parallel: int = 0,
     raise UserError(f"{len(failures)} run(s) failed: {', '.join(failures)} (see their "
                     "log.txt); the report shows the others")
   return summary
+
+
+def _inside(path: str, folder: str) -> bool:
+  path, folder = os.path.realpath(path), os.path.realpath(folder)
+  return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def _check_out(out: str, workdir: str, records_dir: str) -> None:
+  """The report folder is replaced whole: it must not hold the workdir or the records."""
+  for what, path in (("--workdir", workdir), ("--records", records_dir)):
+    if path and _inside(path, out):
+      raise UserError(f"{what}={path} lies inside --out={out}, which the report "
+                      "replaces whole; put it beside the report (e.g. "
+                      f"--records={out.rstrip(os.sep)}_runs) or the report elsewhere")
 
 
 def write_report(study, summary: dict, out: str) -> None:
