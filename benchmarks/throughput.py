@@ -71,6 +71,8 @@ JAX_MODES = ("single", "pmap", "sharded", "single_xla")
 TORCH_VARIANTS = ("eager", "channels_last", "compile")
 RESULT_TAG = "THROUGHPUT_RESULT "
 LOADED = 0.25  # cores used by other processes while timed: above, a row is marked
+NO_TORCH = ("PyTorch is not installed, so this is JAX only: "
+            "pip install -r benchmarks/requirements.txt for the baseline.")
 
 LABELS = {
     ("jax", "single"): "JAX single",
@@ -121,7 +123,7 @@ def _mem_gib() -> float | None:
   return None
 
 
-def _loadavg() -> list[float] | None:
+def loadavg() -> list[float] | None:
   try:
     with open("/proc/loadavg") as f:
       return [float(x) for x in f.read().split()[:3]]
@@ -129,7 +131,7 @@ def _loadavg() -> list[float] | None:
     return None
 
 
-def _cpu_busy_s() -> float | None:
+def cpu_busy_s() -> float | None:
   """Seconds of CPU time all processes on this machine have used (from /proc/stat)."""
   try:
     with open("/proc/stat") as f:
@@ -141,20 +143,20 @@ def _cpu_busy_s() -> float | None:
   return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
-def _wait_idle(max_s: float, cores: int) -> float:
+def wait_for_idle(max_s: float, cores: int) -> float:
   """Waits (at most max_s) until other processes use < 0.1 cores; returns seconds
   waited."""
   t0 = time.perf_counter()
   while time.perf_counter() - t0 < max_s:
-    b0 = _cpu_busy_s()
+    b0 = cpu_busy_s()
     time.sleep(1.0)
-    b1 = _cpu_busy_s()
+    b1 = cpu_busy_s()
     if b0 is None or b1 is None or (b1 - b0) < 0.1 * cores:
       break
   return time.perf_counter() - t0
 
 
-def _version(pkg: str) -> str | None:
+def package_version(pkg: str) -> str | None:
   try:
     return importlib.metadata.version(pkg)
   except importlib.metadata.PackageNotFoundError:
@@ -193,14 +195,14 @@ def _timed_reps(call, spec) -> dict:
   for _ in range(spec["warmup"]):
     call()
   reps, losses = [], []
-  cpu0, busy0, t0 = os.times(), _cpu_busy_s(), time.perf_counter()
+  cpu0, busy0, t0 = os.times(), cpu_busy_s(), time.perf_counter()
   while (len(reps) < spec["min_reps"]
          or (sum(reps) < spec["seconds"] and len(reps) < spec["max_reps"])):
     dt, loss = call()
     reps.append(dt)
     losses.append(loss)
   wall = time.perf_counter() - t0
-  cpu1, busy1 = os.times(), _cpu_busy_s()
+  cpu1, busy1 = os.times(), cpu_busy_s()
   cpu = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
   other = None if busy0 is None or busy1 is None else max(0.0, busy1 - busy0 - cpu) / wall
   med = statistics.median(reps)
@@ -392,15 +394,20 @@ def worker_main(spec_json: str) -> int:
     out = fn(spec)
   except Exception as e:  # a result: one failing config must not stop the rest
     traceback.print_exc()
-    out = {"error": f"{type(e).__name__}: {str(e).strip().splitlines()[0][:300]}"
-           if str(e).strip() else type(e).__name__}
+    out = error_result(e)
   print(RESULT_TAG + json.dumps(out), flush=True)
   return 0
 
 
+def error_result(e: BaseException) -> dict:
+  """A worker's result for a failed configuration: the error in one line."""
+  return {"error": f"{type(e).__name__}: {str(e).strip().splitlines()[0][:300]}"
+          if str(e).strip() else type(e).__name__}
+
+
 # ---- Parent ---------------------------------------------------------------------------
 
-def _worker_env(spec) -> dict:
+def worker_env(spec) -> dict:
   env = dict(os.environ)
   env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   if spec["framework"] == "jax":
@@ -408,7 +415,8 @@ def _worker_env(spec) -> dict:
                    env.get("XLA_FLAGS", "")).strip()
     if spec["platform"] == "cpu":
       n = 1 if spec["mode"] in ("single", "single_xla") else spec["devices"]
-      flags += f" --xla_force_host_platform_device_count={n}"
+      if n:  # None: the library's default count (kmnist_jax.xla_cpu, below)
+        flags += f" --xla_force_host_platform_device_count={n}"
       env["JAX_PLATFORMS"] = "cpu"
     else:
       env.pop("JAX_PLATFORMS", None)
@@ -422,8 +430,8 @@ def _worker_env(spec) -> dict:
 
 def run_worker(spec, timeout: float, timeout_flag: str = "--worker_timeout") -> dict:
   cmd = [sys.executable, os.path.abspath(__file__), "--worker=" + json.dumps(spec)]
-  env = _worker_env(spec)
-  load0 = _loadavg()
+  env = worker_env(spec)
+  load0 = loadavg()
   t0 = time.perf_counter()
   try:
     with tempfile.TemporaryDirectory(prefix="throughput_inductor_") as cache:
@@ -443,11 +451,11 @@ def run_worker(spec, timeout: float, timeout_flag: str = "--worker_timeout") -> 
     if "error" in out and p.stderr:
       out["stderr_tail"] = p.stderr.strip().splitlines()[-15:]
   out["wall_s"] = time.perf_counter() - t0
-  out["loadavg_before"], out["loadavg_after"] = load0, _loadavg()
+  out["loadavg_before"], out["loadavg_after"] = load0, loadavg()
   return out
 
 
-def _fmt_rate(r: dict | None) -> str:
+def fmt_rate(r: dict | None) -> str:
   if not r:
     return "--"
   if "error" in r:
@@ -488,7 +496,7 @@ def make_table(report: dict) -> str:
       r = results[m].get(c)
       _, best_t = _best(results, m, "torch")
       ok = r is not None and "img_per_s" in r
-      row.append(_fmt_rate(r))
+      row.append(fmt_rate(r))
       row.append(f"{r['img_per_s'] / best_t['img_per_s']:.2f}x" if ok and best_t
                  else "--")
       show_compile = ok and (c[0] == "jax" or c[1] == "compile")
@@ -607,6 +615,19 @@ def command_line() -> str:
   return shlex.join(["python", script] + sys.argv[1:])
 
 
+def machine_info(cores: int, load_before: list[float] | None,
+                 accelerator: str | None = None) -> dict:
+  """The machine block of a results file: CPU, cores, memory, versions, load average
+  before (given) and now."""
+  return {"cpu_model": cpu_model(), "cpu_flags": _cpu_flags(), "cores": cores,
+          "os_cpu_count": os.cpu_count(), "mem_gib": _mem_gib(),
+          "accelerator": accelerator, "python": platform_lib.python_version(),
+          "os": platform_lib.platform(), "jax": package_version("jax"),
+          "jaxlib": package_version("jaxlib"), "flax": package_version("flax"),
+          "optax": package_version("optax"), "torch": package_version("torch"),
+          "loadavg_before": load_before, "loadavg_after": loadavg()}
+
+
 def machine_meta(platform: str, cores: int) -> dict:
   """The run-metadata block (kmnist_jax.io.run_meta) plus what these tables name:
   date, platform, CPU model, the cores this process may use, the command."""
@@ -669,19 +690,16 @@ def run(a) -> int:
   if a.augment:
     notes.append(f"JAX steps include the augmentation policy {a.augment!r} (on device, "
                  "inside the compiled chunk); PyTorch steps have none.")
-  torch_version = _version("torch")
   if torch_variants and importlib.util.find_spec("torch") is None:
-    notes.append("PyTorch is not installed, so this is JAX only: "
-                 "pip install -r benchmarks/requirements.txt for the baseline.")
+    notes.append(NO_TORCH)
     torch_variants = []
-  jax_version = _version("jax")
 
   configs = [("jax", m) for m in jax_modes] + [("torch", v) for v in torch_variants]
   results = {m: {} for m in models}
   print(f"throughput: {len(models)} models x {len(configs)} configurations on "
-        f"{a.platform} ({cpu_model()}, {cores} cores, load {_loadavg()})",
+        f"{a.platform} ({cpu_model()}, {cores} cores, load {loadavg()})",
         file=sys.stderr, flush=True)
-  load_before = _loadavg()
+  load_before = loadavg()
   t_start = time.perf_counter()
   for model in models:
     kwargs = model_kwargs(model)
@@ -699,7 +717,7 @@ def run(a) -> int:
         spec.update(variant=what, chunk_steps=torch_steps)
       tries = []
       for attempt in range(1 + a.retries):
-        waited = _wait_idle(a.wait_idle, cores) if a.wait_idle > 0 else 0.0
+        waited = wait_for_idle(a.wait_idle, cores) if a.wait_idle > 0 else 0.0
         r = run_worker(spec, a.worker_timeout)
         r["waited_for_idle_s"] = waited
         tries.append(r)
@@ -745,13 +763,7 @@ def run(a) -> int:
       "command": meta["command"],
       "python_executable": sys.executable,
       "quick": quick,
-      "machine": {"cpu_model": cpu_model(), "cpu_flags": _cpu_flags(), "cores": cores,
-                  "os_cpu_count": os.cpu_count(), "mem_gib": _mem_gib(),
-                  "accelerator": accel, "python": platform_lib.python_version(),
-                  "os": platform_lib.platform(), "jax": jax_version,
-                  "jaxlib": _version("jaxlib"), "flax": _version("flax"),
-                  "optax": _version("optax"), "torch": torch_version,
-                  "loadavg_before": load_before, "loadavg_after": _loadavg()},
+      "machine": machine_info(cores, load_before, accel),
       "batch": a.batch, "models": models, "devices": devices, "threads": threads,
       "xla_steps": a.xla_steps, "seconds": seconds, "min_reps": min_reps,
       "warmup": warmup, "chunk_desc": chunk_desc, "total_s": total_s,

@@ -58,6 +58,75 @@ def test_benchmark_bad_flags(data_dir, tmp_path):
   assert not list(tmp_path.iterdir())
 
 
+def test_eval_throughput_quick(data_dir, tmp_path):
+  """Inference img/s on a few hundred images, a 2-set cached suite built here, and the
+  tiled suite; JAX predict with XLA's conv and with conv_impl='auto' agree."""
+  import importlib.util
+
+  from kmnist_jax.robustness import sets
+  suite = tmp_path / "suite"
+  sets.build("kmnist", str(suite), names="brightness,inverse", severities=(1,),
+             data_dir=data_dir, limit=64, progress=False)
+  out = tmp_path / "out"
+  p = run(["benchmarks/eval_throughput.py", "--quick", "--test_images=128",
+           "--suite_images=256", f"--cached_suite={suite}", f"--out_dir={out}"],
+          data_dir)
+  assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+  res = json.load(open(out / "eval_throughput_cpu.json"))
+  torch = importlib.util.find_spec("torch") is not None
+  cnn = res["results"]["cnn"]
+  assert set(cnn) == {"clean", "suite_load", "suite_preloaded", "suite_tiled"}
+  want = {"jax:predict", "jax:predict_auto"} | (
+      {"torch:eager", "torch:channels_last"} if torch else set())
+  assert set(cnn["clean"]) == want
+  for name, rs in cnn.items():
+    assert "jax:predict" in rs and len(rs) == (len(want) if name == "clean"
+                                               else 1 + torch), (name, rs)
+    for r in rs.values():
+      assert r["img_per_s"] > 0 and r["reps"] >= 1, (name, r)
+      assert r["img_per_s_min"] <= r["img_per_s"] <= r["img_per_s_max"]
+  assert cnn["clean"]["jax:predict"]["images"] == 128
+  assert cnn["suite_load"]["jax:predict"]["images"] == 2 * 32  # --quick: 32 a set
+  assert cnn["suite_tiled"]["jax:predict"]["sets"] == 2
+  tiled = res["measurements"]["suite_tiled"]
+  assert tiled["images"] == 256 and "tiled 2x" in tiled["description"]
+  summary = res["summary"]["cnn"]["clean"]
+  assert (summary["jax_over_best_torch"] > 0) if torch else \
+      summary["jax_over_best_torch"] is None
+  # The one inference path swaps the training convs for XLA's: the same function.
+  check = res["checks"]["cnn"]["jax"]
+  assert check["compared"] == ["predict", "predict_auto"] and check["images"] == 128
+  assert check["label_mismatches"] == 0 and check["max_abs_logit_diff"] < 1e-4
+  assert check["labels_are_logit_argmax"]
+  params = {fw: w["params"] for fw, w in res["workers"]["cnn"].items()}
+  assert set(params) == ({"jax", "torch"} if torch else {"jax"})
+  assert len(set(params.values())) == 1  # the same architecture on both sides
+  meta = res["meta"]  # kmnist_jax.io.run_meta + what the table names
+  assert meta["cpu_model"] and meta["cpu"] and meta["versions"]["numpy"]
+  assert meta["command"].startswith("python benchmarks/eval_throughput.py --quick")
+  md = (out / "eval_throughput_cpu.md").read_text()
+  assert f"CPU: {meta['cpu_model']}" in md and "JAX inference.predict" in md
+  assert "python benchmarks/eval_throughput.py --quick" in md
+  assert "| cnn | suite_tiled | JAX inference.predict (XLA conv) |" in p.stdout
+
+
+def test_eval_throughput_bad_flags(data_dir, tmp_path):
+  """A bad flag or value: one `error:` line naming it, exit 2, nothing run."""
+  for args, msg in ((["--models=nope"], "unknown model 'nope'; valid choices: "),
+                    (["--torch_variants=eager,compile"], "unknown torch variant"),
+                    (["--batch=0"], "--batch=0"),
+                    (["--test_images=20000"], "--test_images=20000"),
+                    (["--reps=x"], "--reps=x"),
+                    ([f"--cached_suite={tmp_path / 'none'}"], "--cached_suite="),
+                    (["stray"], "unexpected arguments 'stray'")):
+    p = run(["benchmarks/eval_throughput.py", *args, f"--out_dir={tmp_path / 'o'}"],
+            data_dir)
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == 2 and len(lines) == 1, (args, p.stderr[-800:])
+    assert lines[0].startswith("error: ") and msg in lines[0], (args, lines)
+  assert not list(tmp_path.iterdir())
+
+
 def test_accuracy_tiny(data_dir, tmp_path):
   p = run(["benchmarks/accuracy.py", "--configs", "kmnist_logreg", "--seeds", "0,1",
            "--set", "train_limit=1024,test_limit=500,num_epochs=1,parallel=single",
