@@ -169,3 +169,26 @@ def test_time_to_accuracy_bad_runs(data_dir, tmp_path):
             data_dir)  # absl also takes `--flag value`
     lines = p.stderr.strip().splitlines()
     assert p.returncode == 2 and len(lines) == 1 and msg in lines[0], p.stderr[-500:]
+
+
+def test_gpu_studies_script_plans_both_studies(data_dir, tmp_path):
+  """benchmarks/run_gpu_studies.sh, full budget and TINY=1: every flag it passes is
+  valid and both studies plan their runs (a wrapper adds --dry_run: nothing trains).
+  The TINY=1 version was also run to the end on the 2-core CPU (3.6 min, closing note)."""
+  wrapper = tmp_path / "python"
+  wrapper.write_text(f'#!/bin/sh\nexec {sys.executable} "$@" --dry_run\n')
+  wrapper.chmod(0o755)
+  for tiny, n_aug, n_tr in (("0", 50, None), ("1", 5, 5)):
+    out = tmp_path / f"out{tiny}"
+    env = dict(os.environ, PYTHON=str(wrapper), TINY=tiny, OUT=str(out),
+               WORK=str(tmp_path / f"work{tiny}"), KMNIST_JAX_DATA_DIR=data_dir)
+    p = subprocess.run(["bash", "benchmarks/run_gpu_studies.sh"], cwd=REPO, env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    text = p.stdout + p.stderr
+    assert "error:" not in text and "Traceback" not in text, text[-3000:]
+    assert f"# {n_aug} runs in " in text, text[-3000:]          # the augmentation study
+    assert text.count(" runs in ") == 2 and "sbatch" in text    # and the transfer study
+    if n_tr:
+      assert f"# {n_tr} runs in " in text
+    assert not out.exists()                           # a dry run writes nothing

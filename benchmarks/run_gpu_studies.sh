@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Both real-budget studies of issue 16 on one GPU, one call (the prepared device check):
+#   bash benchmarks/run_gpu_studies.sh            # full budget (estimate: < 10 min, H100)
+#   TINY=1 bash benchmarks/run_gpu_studies.sh     # a tiny version (tests run it on CPU)
+# The augmentation x robustness study (experiments/configs/studies/augment_robustness.py)
+# then the transfer study (experiments/configs/transfer_full.py), each with PARALLEL runs
+# sharing the card (default 4; the study runner gives each worker a share of the GPU
+# memory) and at most MAX_MINUTES of new runs each (default 4.5: a lent card's time is
+# never overrun; the same command continues from the records). Writes
+#   $OUT/{augmentation_study,transfer_study}/   the tables, reports and figures
+#   $OUT/{augmentation_study,transfer_study}_runs/   every run's record.json
+# with OUT defaulting to results/gpu_<card> (results/tmp/gpu_studies_tiny for TINY=1).
+# Environment: PYTHON (default python3), WORK (workdirs, default /tmp/kmnist_gpu_studies).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY="${PYTHON:-python3}"
+card="cpu"
+if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1; then
+  source benchmarks/gpu_env.sh
+  card="$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 \
+          | tr 'A-Z' 'a-z' | tr -cs 'a-z0-9' '_' | sed 's/_$//')"
+fi
+WORK="${WORK:-/tmp/kmnist_gpu_studies}"
+PARALLEL="${PARALLEL:-4}"
+MAX_MINUTES="${MAX_MINUTES:-4.5}"
+aug=() tr=()
+if [[ "${TINY:-0}" == 1 ]]; then
+  OUT="${OUT:-results/tmp/gpu_studies_tiny}"
+  aug=(--config.num_epochs=1 --config.train_limit=256 --config.test_limit=200
+       "--config.study.policies=('none','affine')" "--config.study.datasets=('kmnist',)"
+       "--config.study.seeds=(0,1)" --config.study.grid_examples=0
+       --config.study.measure_costs=False
+       "--config.evals.corruption.corruptions=shot_noise,fog"
+       "--config.evals.corruption.severities=(1,)" --config.evals.corruption.limit=50
+       --config.evals.attack.limit=50 --config.evals.attack.pgd_steps=2)
+  tr=(--config.num_epochs=1 --config.train_limit=256 "--config.model_kwargs.widths=(4,8)"
+      --config.model_kwargs.dense=16 "--config.transfer.directions=('mnist->kmnist',)"
+      "--config.transfer.modes=('linear_probe',)" "--config.transfer.shots=('5','all')"
+      --config.transfer.gain_shots=5 "--config.transfer.seeds=(0,)"
+      --config.transfer.steps=10 --config.transfer.steps_all=10
+      --config.transfer.test_limit=200 "--config.transfer.cka_models=()")
+fi
+OUT="${OUT:-results/gpu_${card}}"
+echo "studies on ${card}: PARALLEL=${PARALLEL} MAX_MINUTES=${MAX_MINUTES} -> ${OUT}"
+SECONDS=0
+"$PY" experiments/augmentation_study.py \
+    --config experiments/configs/studies/augment_robustness.py "${aug[@]}" \
+    --workdir "$WORK/augment_robustness" --out "$OUT/augmentation_study" \
+    --records "$OUT/augmentation_study_runs" --parallel="$PARALLEL" \
+    --max_minutes="$MAX_MINUTES"
+echo "augmentation study: ${SECONDS} s"
+SECONDS=0
+"$PY" experiments/transfer_study.py --config experiments/configs/transfer_full.py "${tr[@]}" \
+    --workdir "$WORK/transfer_full" --out "$OUT/transfer_study" \
+    --records "$OUT/transfer_study_runs" --parallel="$PARALLEL" \
+    --max_minutes="$MAX_MINUTES"
+echo "transfer study: ${SECONDS} s"
