@@ -165,7 +165,13 @@ def test_summary_pairs_by_seed_and_names_what_is_significant():
   assert np.allclose(g, 0.02) and np.allclose(a["corruption_class_gain_std"], 0.01)
   text = augmentation.significance(s["rows"])
   assert "clean accuracy: significantly better with `affine`" in text
-  assert "not significant: `noise`" in text
+  assert "not significant: `noise`" in text and "not tested" not in text
+  one = [{"policy": "affine", "clean_acc_delta_mean": 0.5, "clean_acc_delta_std": None,
+          "clean_acc_delta_n": 1, "clean_acc_delta_significant": False}]
+  assert augmentation.significance(one) == (
+      "- clean accuracy: significantly better with no policy; significantly worse with "
+      "no policy; not significant: none; fewer than 2 paired seeds so far (not tested): "
+      "`affine`.")
 
 
 def test_committed_headline_table_has_the_study_schema():

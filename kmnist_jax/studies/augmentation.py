@@ -354,11 +354,17 @@ def significance(rows) -> str:
     sig = [r for r in cells if r.get(f"{m}_delta_significant")]
     helps = [r["policy"] for r in sig if better * r[f"{m}_delta_mean"] > 0]
     hurts = [r["policy"] for r in sig if better * r[f"{m}_delta_mean"] < 0]
-    neither = [r["policy"] for r in cells if r not in sig]
-    lines.append(f"- {word}: significantly better with "
-                 f"{', '.join(f'`{p}`' for p in helps) or 'no policy'}; significantly "
-                 f"worse with {', '.join(f'`{p}`' for p in hurts) or 'no policy'}; "
-                 f"not significant: {', '.join(f'`{p}`' for p in neither) or 'none'}.")
+    untested = [r["policy"] for r in cells if (r.get(f"{m}_delta_n") or 0) < 2]
+    neither = [r["policy"] for r in cells if r not in sig and r["policy"] not in untested]
+
+    def names(ps, empty):
+      return ", ".join(f"`{p}`" for p in ps) or empty
+    line = (f"- {word}: significantly better with {names(helps, 'no policy')}; "
+            f"significantly worse with {names(hurts, 'no policy')}; not significant: "
+            f"{names(neither, 'none')}")
+    if untested:
+      line += f"; fewer than 2 paired seeds so far (not tested): {names(untested, '')}"
+    lines.append(line + ".")
   return "\n".join(lines)
 
 
