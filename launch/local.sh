@@ -50,7 +50,13 @@ case "$cmd" in
     exec "$VENV/bin/python" experiments/train.py "${defaults[@]}" "$@"
     ;;
   test)
-    exec "$VENV/bin/python" -m pytest "$@"
+    # Two pytest workers, each test file on one (its session fixtures built once): the
+    # suite is compile- and start-up-bound, so 2 workers on 2 cores took 16.5 min
+    # against 23.5 min in one process (AMD EPYC Zen 3). PYTEST_WORKERS=0: one process.
+    workers="${PYTEST_WORKERS:-2}"
+    xdist=()
+    if [[ "$workers" != 0 ]]; then xdist=(-n "$workers" --dist loadfile); fi
+    exec "$VENV/bin/python" -m pytest "${xdist[@]}" "$@"
     ;;
   lint)
     exec "$VENV/bin/ruff" check "$@" .
