@@ -15,14 +15,20 @@ accuracy reaches the target (the DAWNBench definition: a fixed schedule, stopped
 the target is first met; the schedule itself is not shortened). Reported:
 
 * ``time to target``: ``elapsed_s`` of that epoch in metrics.jsonl -- seconds from the
-  start of ``train_and_evaluate`` (data loading, placement on device, compilation and
-  training of every epoch before it, validation included; the per-epoch test
-  evaluations are the benchmark's own measurement and not counted),
+  start of ``train_and_evaluate`` (data loading, model initialisation, placement on
+  device, compilation, and every epoch before it with its validation and test
+  evaluation; only the test evaluation of the epoch that reaches the target is not
+  counted),
 * ``process wall``: the whole process, Python and JAX imports included,
 * or, when the schedule ends first, the best test accuracy reached and the time spent.
 
 On CPU, the process gets one XLA device per core (as ``launch/local.sh train`` does),
 so ``parallel=auto`` shards the batch over the cores.
+
+The summary gives, per config and target, the mean +- std (and min / max) of the time
+to target and of the process wall over the seeds, and in how many seeds the target was
+reached. ``--wait_idle=S`` waits (up to S seconds) before each run until other
+processes use < 0.1 cores, as the throughput benchmark does.
 
 Writes ``<out>/time_to_accuracy_<platform_tag>.json`` (the rows and a ``meta`` block:
 kmnist_jax.io.run_meta, CPU model, the training device) and ``.md`` (also printed),
@@ -41,6 +47,7 @@ import sys
 import tempfile
 import time
 
+import throughput as tp  # benchmarks/throughput.py: this script's folder is on sys.path
 from absl import app, flags
 
 from kmnist_jax import cli, io
@@ -58,6 +65,8 @@ flags.DEFINE_string("platform_tag", "", "File name tag (default: the platform)."
 flags.DEFINE_string("workdir_root", "", "Where the runs go (default: a temp dir).")
 flags.DEFINE_float("timeout", 3600.0, "Seconds per run.", lower_bound=0.0)
 flags.DEFINE_boolean("keep", False, "Keep the runs' workdirs.")
+flags.DEFINE_float("wait_idle", 0.0, "Before each run, wait up to this many seconds "
+                   "until other processes use < 0.1 cores.", lower_bound=0.0)
 FLAGS = flags.FLAGS
 
 
@@ -162,9 +171,18 @@ def _fmt_time(s) -> str:
   return f"{s:.0f} s" if s < 120 else f"{int(s // 60)} min {int(s % 60):02d} s"
 
 
+def spread(values: list[float]) -> str:
+  """'44.6 s +- 0.8 (min 43.9, max 45.7)', or one value."""
+  if len(values) == 1:
+    return f"{values[0]:.1f} s (one seed)"
+  return (f"{statistics.mean(values):.1f} s +- {statistics.stdev(values):.1f} "
+          f"(min {min(values):.1f}, max {max(values):.1f})")
+
+
 def write(report: dict, out: str) -> str:
   rows = report["rows"]
-  lines = [f"Time to test accuracy ({report['meta']['device']}, jax "
+  lines = [f"Time to test accuracy ({report['meta']['device']}: "
+           f"{report['meta'].get('cpu_model', '?')}, jax "
            f"{report['meta']['jax']}, {report['meta']['date']}); time = wall-clock from "
            "the start of training (data loading and compilation included) to the end of "
            "the first epoch whose test accuracy reaches the target.",
@@ -190,11 +208,11 @@ def write(report: dict, out: str) -> str:
     by.setdefault((r["config"], r["target"]), []).append(r)
   summary = []
   for (cfg, target), rs in by.items():
-    times = [r["time_s"] for r in rs if r["reached"]]
-    if len(times) > 1:
-      summary.append(f"- {cfg} to {100 * target:.1f}%: median "
-                     f"{_fmt_time(statistics.median(times))}"
-                     f" over {len(times)} of {len(rs)} seeds")
+    ok = [r for r in rs if r["reached"]]
+    summary.append(f"- {cfg} to {100 * target:.1f}%: reached in {len(ok)} of {len(rs)} "
+                   "seeds" + (f"; {spread([r['time_s'] for r in ok])} to target, "
+                              f"process wall {spread([r['process_wall_s'] for r in ok])}"
+                              if ok else ""))
   if summary:
     lines += [""] + summary
   os.makedirs(out, exist_ok=True)
@@ -261,6 +279,8 @@ def run_all(a) -> int:
       name = f"{stem}_{run['target']}_s{seed}"
       workdir = os.path.join(root, name)
       shutil.rmtree(workdir, ignore_errors=True)  # a fresh start: compilation counted
+      if a.wait_idle > 0:
+        tp.wait_for_idle(a.wait_idle, os.cpu_count() or 1)
       r = one_run(run, seed, workdir, extra, a.timeout)
       report["rows"].append(r)
       status = (f"reached {100 * r['test_accuracy']:.2f}% at epoch {r['epoch']} after "

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -144,14 +145,16 @@ def test_time_to_accuracy_tiny(data_dir, tmp_path):
   over = "train_limit=2048;test_limit=500;val_size=0;num_epochs=4;parallel=single"
   p = run(["benchmarks/time_to_accuracy.py",
            f"--runs=kmnist_logreg:0.3:{over},kmnist_logreg:0.999:{over}",
-           f"--out={tmp_path}", "--platform_tag=t"], data_dir)
+           "--seeds=0,1", "--wait_idle=1", f"--out={tmp_path}", "--platform_tag=t"],
+          data_dir)
   assert p.returncode == 0, p.stderr[-2000:]
   res = json.load(open(tmp_path / "time_to_accuracy_t.json"))
   meta = res["meta"]
   assert meta["tag"] == "t" and meta["platform"] == "cpu" and meta["cpu_model"]
   assert meta["cpu_count"] >= 1 and meta["jax"] and meta["date"]
   assert meta["command"].startswith("python benchmarks/time_to_accuracy.py '--runs=")
-  reached, missed = res["rows"]
+  reached, reached1, missed, _ = res["rows"]
+  assert reached1["seed"] == 1 and reached1["reached"]
   assert reached["reached"] and reached["epoch"] == 1 and reached["epochs_run"] == 1
   assert reached["test_accuracy"] >= 0.3
   assert 0 < reached["time_s"] <= reached["process_wall_s"]
@@ -159,6 +162,11 @@ def test_time_to_accuracy_tiny(data_dir, tmp_path):
   assert 0.3 < missed["best_test_accuracy"] < 0.999
   md = (tmp_path / "time_to_accuracy_t.md").read_text()
   assert "| kmnist_logreg | 30.0% | 0 | yes | 1 |" in md and "| no (rc 0) |" in md
+  assert md.splitlines()[0].count(meta["cpu_model"]) == 1
+  # The summary: mean +- std over the seeds that reached the target, and how many did.
+  assert re.search(r"- kmnist_logreg to 30\.0%: reached in 2 of 2 seeds; [\d.]+ s \+- "
+                   r"[\d.]+ \(min [\d.]+, max [\d.]+\) to target, process wall", md)
+  assert "- kmnist_logreg to 99.9%: reached in 0 of 2 seeds\n" in md
 
 
 def test_time_to_accuracy_bad_runs(data_dir, tmp_path):
