@@ -1,7 +1,7 @@
 r"""What each CPU performance idea gives: JAX training throughput under variants.
 
   python benchmarks/cpu_variants.py [--models=keras_cnn,cnn] [--seconds=8] \
-      [--variants=default,fwdconv,...] [--out=results]
+      [--variants=default,fwdconv,...] [--out=results] [--tag=zen3] [--wait_idle=30]
 
 Runs the throughput benchmark's JAX worker (benchmarks/throughput.py: the library's
 compiled epoch chunk, batch 128, Adam, real KMNIST images) once per variant, one
@@ -44,6 +44,11 @@ VARIANTS = {
                        {"xla_flags": "--xla_cpu_use_thunk_runtime=false"}),
     "fast_math": ("--xla_cpu_enable_fast_math=true",
                   {"xla_flags": "--xla_cpu_enable_fast_math=true"}),
+    "onednn": ("--xla_cpu_use_onednn=true (oneDNN for XLA:CPU's matmuls / convs)",
+               {"xla_flags": "--xla_cpu_use_onednn=true"}),
+    "onednn_custom_call": ("--xla_cpu_experimental_onednn_custom_call=true (oneDNN "
+                           "custom calls: fused matmul / conv + bias + activation)",
+                           {"xla_flags": "--xla_cpu_experimental_onednn_custom_call=true"}),
     "xnnpack": ("--xla_cpu_use_xnnpack=true",
                 {"xla_flags": "--xla_cpu_use_xnnpack=true"}),
     "concurrent_scheduler": ("--xla_cpu_enable_concurrency_optimized_scheduler=true",
@@ -61,6 +66,10 @@ flags.DEFINE_string("out", os.path.join(tp.ROOT, "results"), "Output folder.")
 flags.DEFINE_string("data_dir", "", "Datasets folder (default $KMNIST_JAX_DATA_DIR / "
                     "~/kmnist_jax_data).")
 flags.DEFINE_float("timeout", 600.0, "Seconds per variant.", lower_bound=0.0)
+flags.DEFINE_string("tag", "", "File name tag: <out>/cpu_variants_<tag>.{json,md} "
+                    "(default: cpu_variants.*), e.g. the CPU kind.")
+flags.DEFINE_float("wait_idle", 0.0, "Before each variant, wait up to this many seconds "
+                   "until other processes use < 0.1 cores.", lower_bound=0.0)
 FLAGS = flags.FLAGS
 
 
@@ -75,6 +84,8 @@ def main(argv) -> int:
 
 
 def run(a) -> int:
+  if a.tag and not a.tag.replace("_", "").replace("-", "").isalnum():
+    raise UserError(f"--tag {a.tag!r} must be letters, digits, '_' or '-'")
   models = tp.csv_list(a.models, tp.MODELS, "model")
   variants = tp.csv_list(a.variants, tuple(VARIANTS), "variant")
   cores = tp.core_count()
@@ -90,6 +101,8 @@ def run(a) -> int:
               "max_reps": 1000, "warmup": 1, "chunk_steps": 0, "devices": cores,
               "threads": cores, "augment": ""}
       spec.update(over)
+      if a.wait_idle > 0:
+        tp.wait_for_idle(a.wait_idle, cores)
       r = tp.run_worker(spec, a.timeout, "--timeout")
       row = {"model": model, "variant": v, "description": desc,
              "img_per_s": r.get("img_per_s"), "compile_s": r.get("compile_s"),
@@ -116,7 +129,7 @@ def run(a) -> int:
     lines.append(f"| {r['model']} | {r['variant']} | {r['description']} | {rate} | "
                  f"{rel} | {r['other_cpu'] or 0:.2f} |")
   os.makedirs(a.out, exist_ok=True)
-  stem = os.path.join(a.out, "cpu_variants")
+  stem = os.path.join(a.out, "cpu_variants" + (f"_{a.tag}" if a.tag else ""))
   io.write_json(stem + ".json", {"meta": meta, "rows": rows})
   io.atomic_write(stem + ".md", "\n".join(lines) + "\n")
   print("\n".join(lines))

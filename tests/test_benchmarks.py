@@ -47,6 +47,7 @@ def test_benchmark_bad_flags(data_dir, tmp_path):
       ("throughput.py", ["stray"], "unexpected arguments 'stray'"),
       ("cpu_variants.py", ["--variants=default,nope"], "unknown variant 'nope'"),
       ("cpu_variants.py", ["--seconds=x"], "--seconds=x"),
+      ("cpu_variants.py", ["--tag=a/b"], "--tag 'a/b' must be letters"),
       ("time_to_accuracy.py", ["--seeds=a"], "--seeds 'a' must be"),
       ("time_to_accuracy.py", ["--set=nokey"], "override 'nokey' must be key=value"),
       ("time_to_accuracy.py", ["--timeout=-1"], "--timeout=-1")):
