@@ -228,16 +228,8 @@ def cpu_model(cpuinfo: str = "/proc/cpuinfo") -> str:
   """The CPU as figures should name it: /proc/cpuinfo's model name, plus family / model,
   the microarchitecture where known and whether it has AVX-512, e.g.
   'AMD EPYC (family 25, model 1: Zen 3; AVX2, no AVX-512)'."""
-  info = {}
-  try:
-    with open(cpuinfo) as f:
-      for line in f:
-        if not line.strip():
-          break                                     # the first processor is enough
-        k, _, v = line.partition(":")
-        info[k.strip().lower()] = v.strip()
-  except OSError:
-    pass
+  from kmnist_jax import xla_cpu  # no JAX import
+  info = xla_cpu.cpu_info(cpuinfo)
   name = info.get("model name") or platform.processor() or platform.machine()
   if "cpu family" not in info:
     return name

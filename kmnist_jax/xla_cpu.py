@@ -22,25 +22,30 @@ from __future__ import annotations
 import os
 
 
-def cpu_has(feature: str) -> bool:
-  """Whether /proc/cpuinfo lists `feature` (False where there is no /proc/cpuinfo)."""
+def cpu_info(path: str = "/proc/cpuinfo") -> dict[str, str]:
+  """The first processor's fields in /proc/cpuinfo, keys lower-case ({} where there is
+  no such file): the one reader of it (:func:`kmnist_jax.io.cpu_model` uses it too)."""
+  info = {}
   try:
-    with open("/proc/cpuinfo") as f:
+    with open(path) as f:
       for line in f:
-        if line.startswith("flags"):
-          return feature in line.split(":", 1)[1].split()
+        if not line.strip():
+          break                                     # the first processor is enough
+        k, _, v = line.partition(":")
+        info[k.strip().lower()] = v.strip()
   except OSError:
     pass
-  return False
+  return info
+
+
+def cpu_has(feature: str) -> bool:
+  """Whether /proc/cpuinfo lists `feature` (False where there is no /proc/cpuinfo)."""
+  return feature in cpu_info().get("flags", "").split()
 
 
 def is_intel_cpu() -> bool:
   """Whether /proc/cpuinfo says GenuineIntel (False where there is none)."""
-  try:
-    with open("/proc/cpuinfo") as f:
-      return any(line.startswith("vendor_id") and "GenuineIntel" in line for line in f)
-  except OSError:
-    return False
+  return cpu_info().get("vendor_id") == "GenuineIntel"
 
 
 def usable_cores() -> int:

@@ -51,3 +51,12 @@ def test_auto_mode_is_the_measured_choice(monkeypatch, intel, want):
   if len(cpus) > 1:
     assert parallel.auto_mode(cpus) == want
     assert parallel.create("auto").mode == want
+
+
+def test_cpu_info_reads_the_first_processor(tmp_path):
+  f = tmp_path / "cpuinfo"
+  f.write_text("processor\t: 0\nvendor_id\t: GenuineIntel\nflags\t\t: fpu avx2 avx512f\n\n"
+               "processor\t: 1\nvendor_id\t: AuthenticAMD\n")
+  info = xla_cpu.cpu_info(str(f))
+  assert info["vendor_id"] == "GenuineIntel" and "avx512f" in info["flags"].split()
+  assert xla_cpu.cpu_info(str(tmp_path / "missing")) == {}
