@@ -15,9 +15,7 @@ import json
 import logging
 import math
 import os
-import signal
 import sys
-import threading
 import time
 from typing import Any, Callable
 
@@ -32,7 +30,7 @@ from flax import nnx
 from kmnist_jax import checkpoint as ckpt_lib
 from kmnist_jax import config as config_lib
 from kmnist_jax import data as data_lib
-from kmnist_jax import inference, io, lock, models, optim, parallel
+from kmnist_jax import inference, io, lock, models, optim, parallel, stopping
 from kmnist_jax.errors import Preempted, UserError
 from kmnist_jax.io import atomic_write
 
@@ -327,41 +325,16 @@ def _check_processes_agree(cfg, workdir: str, ds: data_lib.Dataset) -> None:
   parallel.check_processes_agree(parts)
 
 
-class _StopFlag:
-  """SIGTERM / SIGINT -> stop at the next chunk boundary (a second signal kills).
+class _StopFlag(stopping.StopOnSignal):
+  """SIGTERM / SIGINT -> stop at the next chunk boundary (:mod:`kmnist_jax.stopping`).
 
-  Installed only in the main thread (Python delivers signals there); the previous
-  handlers come back when the run ends. On multi-host every process must stop at the
-  same step: :meth:`agreed` gathers every process's flag at each chunk boundary (a
-  JAX collective), so all of them see the stop at the same chunk.
+  On multi-host every process must stop at the same step: :meth:`agreed` gathers every
+  process's flag at each chunk boundary (a JAX collective), so all of them see the stop
+  at the same chunk.
   """
 
-  SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
   def __init__(self):
-    self.signame = None
-    self._old = {}
-
-  def _handle(self, signum, frame):
-    del frame
-    if self.signame is None:
-      self.signame = signal.Signals(signum).name
-      print(f"received {self.signame}: saving a checkpoint at the next chunk boundary "
-            "and stopping (send it again to exit at once, unsaved)",
-            file=sys.stderr, flush=True)
-      for sig in self.SIGNALS:   # a second signal: the default action (exit at once)
-        signal.signal(sig, signal.SIG_DFL)
-
-  def __enter__(self):
-    if threading.current_thread() is threading.main_thread():
-      for sig in self.SIGNALS:
-        self._old[sig] = signal.signal(sig, self._handle)
-    return self
-
-  def __exit__(self, *exc):
-    for sig, old in self._old.items():
-      signal.signal(sig, old)
-    self._old = {}
+    super().__init__("saving a checkpoint at the next chunk boundary and stopping")
 
   def agreed(self) -> bool:
     local = self.signame is not None

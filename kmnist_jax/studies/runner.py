@@ -42,12 +42,11 @@ import selectors
 import signal
 import subprocess
 import sys
-import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
 
-from kmnist_jax import io, lock, metrics
+from kmnist_jax import io, lock, metrics, stopping
 from kmnist_jax.errors import EXIT_PREEMPTED, EXIT_USER_ERROR, Preempted, UserError
 
 RUNS = "runs"
@@ -615,95 +614,71 @@ def _side_by_side(plan: Plan, todo: list[int], n: int, status: Status, show,
   def ready(i):
     return all(plan.index(d) in finished for d in plan.runs[i].waits_for)
 
-  stop = _ForwardStop(workers)
-  try:
-    stop.install()
-    while pending or any(w.current is not None for w in workers):
-      if (deadline is not None and time.time() > deadline) or stop.signame:
-        pending.clear()                  # start nothing new; let the running finish
-      for i in [i for i in pending
-                if any(plan.index(d) in failures for d in plan.runs[i].waits_for)]:
-        pending.remove(i)
-        failures[i] = "not run: a run it is built on failed"
-        status.failed += 1
-      for w in workers:
-        if w.current is None and w.proc.poll() is None:
-          i = next((i for i in pending if ready(i)), None)
-          if i is not None:
-            pending.remove(i)
-            w.give(i)
-            status.running += 1
-      if not any(w.current is not None for w in workers):
-        if pending:   # nothing runnable and nothing running: workers died
-          for i in pending:
-            failures[i] = "not run: every worker process exited"
-          status.failed += len(pending)
-        break
-      show(status.line())
-      for sk, _ in sel.select(timeout=1.0):
-        w = sk.data
-        lines = w.lines()
-        if lines is None:                  # the worker died
-          sel.unregister(w.proc.stdout)
-          if w.current is not None:
-            failures[w.current] = (f"worker exited (code {w.proc.wait()}); see "
-                                   f"{plan.workdir}/workers/")
-            status.failed += 1
-            status.running -= 1
-            w.current = None
-          continue
-        for line in lines:
-          if not line.startswith(_MARK):
-            continue
-          msg = json.loads(line[len(_MARK):])
-          status.running -= 1
-          if msg["ok"]:
-            finished.add(msg["index"])
-            status.done += 1
-          else:
-            failures[msg["index"]] = msg["error"]
-            status.failed += 1
-          w.current = None
-  finally:
-    stop.uninstall()
+  def forward():
     for w in workers:
-      w.close()
+      if w.proc.poll() is None:
+        w.proc.send_signal(signal.SIGTERM)
+
+  # SIGTERM / SIGINT: start no new run and pass SIGTERM on to every worker (each saves
+  # its run at the next chunk boundary and exits); then Preempted below.
+  stop = stopping.StopOnSignal("the running runs save a checkpoint and stop",
+                               on_signal=forward)
+  with stop:
+    try:
+      while pending or any(w.current is not None for w in workers):
+        if (deadline is not None and time.time() > deadline) or stop.signame:
+          pending.clear()                  # start nothing new; let the running finish
+        for i in [i for i in pending
+                  if any(plan.index(d) in failures for d in plan.runs[i].waits_for)]:
+          pending.remove(i)
+          failures[i] = "not run: a run it is built on failed"
+          status.failed += 1
+        for w in workers:
+          if w.current is None and w.proc.poll() is None:
+            i = next((i for i in pending if ready(i)), None)
+            if i is not None:
+              pending.remove(i)
+              w.give(i)
+              status.running += 1
+        if not any(w.current is not None for w in workers):
+          if pending:   # nothing runnable and nothing running: workers died
+            for i in pending:
+              failures[i] = "not run: every worker process exited"
+            status.failed += len(pending)
+          break
+        show(status.line())
+        for sk, _ in sel.select(timeout=1.0):
+          w = sk.data
+          lines = w.lines()
+          if lines is None:                  # the worker died
+            sel.unregister(w.proc.stdout)
+            if w.current is not None:
+              failures[w.current] = (f"worker exited (code {w.proc.wait()}); see "
+                                     f"{plan.workdir}/workers/")
+              status.failed += 1
+              status.running -= 1
+              w.current = None
+            continue
+          for line in lines:
+            if not line.startswith(_MARK):
+              continue
+            msg = json.loads(line[len(_MARK):])
+            status.running -= 1
+            if msg["ok"]:
+              finished.add(msg["index"])
+              status.done += 1
+            else:
+              failures[msg["index"]] = msg["error"]
+              status.failed += 1
+            w.current = None
+    finally:
+      for w in workers:
+        w.close()
   show(status.line())
   if stop.signame:
     raise Preempted(f"the study stopped on {stop.signame}: its running runs saved a "
                     "checkpoint and stopped; the same command continues them")
   return failures
-
-
-class _ForwardStop:
-  """SIGTERM / SIGINT to a side-by-side study: start no new run and pass SIGTERM on to
-  every worker (each saves its run at the next chunk boundary and exits), then
-  :func:`_side_by_side` raises Preempted. A second signal: the default action."""
-
-  SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
-  def __init__(self, workers):
-    self.workers, self.signame, self._old = workers, None, {}
-
-  def _handle(self, signum, frame):
-    del frame
-    self.signame = signal.Signals(signum).name
-    print(f"received {self.signame}: the running runs save a checkpoint and stop "
-          "(send it again to exit at once)", file=sys.stderr, flush=True)
-    for w in self.workers:
-      if w.proc.poll() is None:
-        w.proc.send_signal(signal.SIGTERM)
-    self.uninstall()
-
-  def install(self):
-    if threading.current_thread() is threading.main_thread():
-      for sig in self.SIGNALS:
-        self._old[sig] = signal.signal(sig, self._handle)
-
-  def uninstall(self):
-    for sig, old in self._old.items():
-      signal.signal(sig, old)
-    self._old = {}
 
 
 def execute(plan: Plan, *, parallel: int = 0, max_minutes: float = 0.0, log=print,
