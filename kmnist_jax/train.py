@@ -92,15 +92,15 @@ def init_state(cfg, num_classes: int, steps_per_epoch: int, *,
   """(graphdef, tx, TrainState at step 0), built as one compiled program."""
   tx = optim.create(cfg, steps_per_epoch)
 
+  def model():
+    return init_model(cfg, num_classes, bn_axis_name=bn_axis_name, compiled=False)
+
   def build():
-    _, params, rest = models.split(init_model(cfg, num_classes, bn_axis_name=bn_axis_name,
-                                              compiled=False))
+    _, params, rest = models.split(model())
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, rest=rest,
                       opt_state=tx.init(params))
 
-  graphdef = models.split(nnx.eval_shape(
-      lambda: init_model(cfg, num_classes, bn_axis_name=bn_axis_name, compiled=False)))[0]
-  return graphdef, tx, jax.jit(build)()
+  return models.split(nnx.eval_shape(model))[0], tx, jax.jit(build)()
 
 
 # ---- Pure functions --------------------------------------------------------------------
