@@ -164,13 +164,15 @@ def test_summary_pairs_by_seed_and_names_what_is_significant():
   assert g.shape == (10, 3) and a["corruption_columns"] == ["clean", "fog", "zigzag"]
   assert np.allclose(g, 0.02) and np.allclose(a["corruption_class_gain_std"], 0.01)
   text = augmentation.significance(s["rows"])
-  assert "clean accuracy: significantly better with `affine`" in text
+  assert "clean accuracy: significantly better than `none` with `affine`" in text
   assert "not significant: `noise`" in text and "not tested" not in text
   one = [{"policy": "affine", "clean_acc_delta_mean": 0.5, "clean_acc_delta_std": None,
           "clean_acc_delta_n": 1, "clean_acc_delta_significant": False}]
   assert augmentation.significance(one) == (
-      "- clean accuracy: significantly better with no policy; significantly worse with "
-      "no policy; not significant: none; fewer than 2 paired seeds so far (not tested): "
+      "- clean accuracy: fewer than 2 paired seeds so far (not tested): `affine`.")
+  flat = [dict(one[0], clean_acc_delta_n=2, clean_acc_delta_std=1.0)]
+  assert augmentation.significance(flat) == (
+      "- clean accuracy: no policy differs significantly from `none`; not significant: "
       "`affine`.")
 
 

@@ -357,13 +357,20 @@ def significance(rows) -> str:
     untested = [r["policy"] for r in cells if (r.get(f"{m}_delta_n") or 0) < 2]
     neither = [r["policy"] for r in cells if r not in sig and r["policy"] not in untested]
 
-    def names(ps, empty):
-      return ", ".join(f"`{p}`" for p in ps) or empty
-    line = (f"- {word}: significantly better with {names(helps, 'no policy')}; "
-            f"significantly worse with {names(hurts, 'no policy')}; not significant: "
-            f"{names(neither, 'none')}")
+    def names(ps):
+      return ", ".join(f"`{p}`" for p in ps)
+    parts = []
+    if helps:
+      parts.append(f"significantly better than `none` with {names(helps)}")
+    if hurts:
+      parts.append(f"significantly worse than `none` with {names(hurts)}")
+    if not helps and not hurts and neither:
+      parts.append("no policy differs significantly from `none`")
+    if neither:
+      parts.append(f"not significant: {names(neither)}")
     if untested:
-      line += f"; fewer than 2 paired seeds so far (not tested): {names(untested, '')}"
+      parts.append(f"fewer than 2 paired seeds so far (not tested): {names(untested)}")
+    line = f"- {word}: " + "; ".join(parts)
     lines.append(line + ".")
   return "\n".join(lines)
 
