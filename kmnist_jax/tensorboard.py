@@ -53,15 +53,34 @@ def flat_hparams(config: dict, prefix: str = "") -> dict:
   return out
 
 
+def _tensorboardx():
+  """tensorboardX, imported without PyTorch. Its package import runs `import torch`
+  (writer.py, only so that torch tensors count as arrays; this writer passes numpy and
+  protos), which costs seconds and drags torch into every training process wherever
+  torch is installed (the benchmark environment). While the import runs, torch is
+  marked absent (`sys.modules['torch'] = None` makes `import torch` raise ImportError,
+  which tensorboardX catches); a torch imported before is left alone."""
+  import importlib
+  import sys
+  hide = "torch" not in sys.modules and "tensorboardX" not in sys.modules
+  if hide:
+    sys.modules["torch"] = None
+  try:
+    return importlib.import_module("tensorboardX")
+  finally:
+    if hide and sys.modules.get("torch", 0) is None:
+      del sys.modules["torch"]
+
+
 class Writer:
   """Writes one run's event file; every call is flushed (a killed run loses nothing)."""
 
   def __init__(self, logdir: str):
-    from tensorboardX import FileWriter
+    tbx = _tensorboardx()
     from tensorboardX.proto import summary_pb2
     self._pb = summary_pb2
     self.logdir = str(logdir)
-    self._w = FileWriter(self.logdir, flush_secs=5)
+    self._w = tbx.FileWriter(self.logdir, flush_secs=5)
 
   def _add(self, values, step: int) -> None:
     self._w.add_summary(self._pb.Summary(value=values), int(step), time.time())
@@ -82,6 +101,7 @@ class Writer:
   def hparams(self, config: dict, metrics=HPARAM_METRICS) -> None:
     """The config as hparams of this run (the HParams plugin's experiment and session
     records), with `metrics` (scalar tags) as its columns."""
+    _tensorboardx()
     from tensorboardX.summary import hparams
     exp, ssi, _ = hparams(flat_hparams(config), {m: None for m in metrics})
     for s in (exp, ssi):

@@ -112,8 +112,8 @@ def test_flat_hparams_and_tags():
 
 
 def test_writer_imports_no_tensorflow(tmp_path):
-  """The writer's whole path (import, scalars, hparams, image) loads no TensorFlow and
-  prints nothing, even where TF is installed."""
+  """The writer's whole path (import, scalars, hparams, image) loads no TensorFlow or
+  PyTorch and prints nothing, even where TF or torch is installed."""
   code = (
       "import sys\n"
       "from kmnist_jax import tensorboard as t\n"
@@ -125,7 +125,8 @@ def test_writer_imports_no_tensorflow(tmp_path):
       "log.close()\n"
       "bad = [m for m in sys.modules\n"
       "       if m.split('.')[0] in ('tensorflow', 'clu', 'torch')]\n"
-      "assert not bad, bad\n")
+      "assert not bad, bad\n"
+      "assert sys.modules.get('torch', 0) is not None  # no absent-marker left behind\n")
   out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        timeout=120, env=dict(os.environ, MPLBACKEND="Agg"))
   assert out.returncode == 0, out.stderr
