@@ -16,7 +16,7 @@ Two formulations avoid them:
   (its 32->64 conv on 14x14) and -5% for keras_cnn (32->64 on 26x26).
 
 In both, the kernel gradient is one matmul, written as (dy^T cols)^T
-(:func:`_kernel_grad`): in the direct operand order XLA:CPU transposes the larger
+(:func:`kernel_grad`): in the direct operand order XLA:CPU transposes the larger
 operand first, which was ~30% of the default CNN's training step (+23% training
 throughput for the default CNN, +9% for keras_cnn on the 2-core Zen 3).
 
@@ -113,7 +113,7 @@ def _cols(x, kh, kw, padding):
   return cols[0] if len(cols) == 1 else jnp.concatenate(cols, axis=-1)
 
 
-def _kernel_grad(cols, dy, precision):
+def kernel_grad(cols, dy, precision):
   """dW [K, O] = cols^T dy, contracting the batch and spatial dims, as (dy^T cols)^T.
 
   The same sum as ``dot_general(cols, dy)`` over dims (0, 1, 2), in the operand order
@@ -128,7 +128,7 @@ def _kernel_grad(cols, dy, precision):
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def _matmul(cols, w2d, precision):
-  """cols [..., K] @ w2d [K, O], with :func:`_kernel_grad` as the weight gradient."""
+  """cols [..., K] @ w2d [K, O], with :func:`kernel_grad` as the weight gradient."""
   return lax.dot_general(cols, w2d, (((cols.ndim - 1,), (0,)), ((), ())),
                          precision=precision)
 
@@ -142,7 +142,7 @@ def _matmul_bwd(precision, res, dy):
   dy = dy.astype(cols.dtype)
   dcols = lax.dot_general(dy, w2d, (((dy.ndim - 1,), (1,)), ((), ())),
                           precision=precision)
-  return dcols.astype(cols.dtype), _kernel_grad(cols, dy, precision).astype(w2d.dtype)
+  return dcols.astype(cols.dtype), kernel_grad(cols, dy, precision).astype(w2d.dtype)
 
 
 _matmul.defvjp(_matmul_fwd, _matmul_bwd)
@@ -166,7 +166,7 @@ def _fwdconv_bwd(padding, precision, preferred_element_type, res, dy):
   kh, kw, c, o = w.shape
   (pt, pb), (pl, pr) = padding
   dy = dy.astype(cols.dtype)
-  dw = _kernel_grad(cols, dy, precision).reshape(kh, kw, c, o)
+  dw = kernel_grad(cols, dy, precision).reshape(kh, kw, c, o)
   # dx: the "full" correlation of dy with the spatially flipped kernel (in/out
   # swapped), a forward convolution, which XLA:CPU runs fast inside loops.
   w_t = jnp.flip(w, (0, 1)).transpose(0, 1, 3, 2)

@@ -48,6 +48,8 @@ def test_benchmark_bad_flags(data_dir, tmp_path):
       ("cpu_variants.py", ["--variants=default,nope"], "unknown variant 'nope'"),
       ("cpu_variants.py", ["--seconds=x"], "--seconds=x"),
       ("cpu_variants.py", ["--tag=a/b"], "--tag 'a/b' must be letters"),
+      ("conv_grad.py", ["--reps=1"], "--reps=1"),
+      ("conv_grad.py", ["--tag=a b"], "--tag 'a b' must be letters"),
       ("time_to_accuracy.py", ["--seeds=a"], "--seeds 'a' must be"),
       ("time_to_accuracy.py", ["--set=nokey"], "override 'nokey' must be key=value"),
       ("time_to_accuracy.py", ["--timeout=-1"], "--timeout=-1")):
@@ -58,6 +60,20 @@ def test_benchmark_bad_flags(data_dir, tmp_path):
     assert p.returncode == 2 and len(lines) == 1, (script, args, p.stderr[-800:])
     assert lines[0].startswith("error: ") and msg in lines[0], (script, args, lines)
   assert not list(tmp_path.iterdir())
+
+
+def test_conv_grad_quick(data_dir, tmp_path):
+  """Both kernel-gradient forms agree on every listed layer and the table is written."""
+  p = run(["benchmarks/conv_grad.py", "--reps=3", "--batch=2", f"--out={tmp_path}",
+           "--tag=t"], data_dir)
+  assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+  res = json.load(open(tmp_path / "conv_grad_t.json"))
+  assert [r["layer"] for r in res["rows"]] == ["cnn conv1", "cnn conv2",
+                                               "keras_cnn conv1", "keras_cnn conv2"]
+  for r in res["rows"]:
+    assert r["max_rel_diff"] < 1e-5 and min(r["ms"].values()) > 0 and r["speedup"] > 0
+  assert res["meta"]["cpu_model"]
+  assert (tmp_path / "conv_grad_t.md").read_text().count("| cnn conv") == 2
 
 
 def test_eval_throughput_quick(data_dir, tmp_path):

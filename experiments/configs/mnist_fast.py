@@ -18,7 +18,7 @@ the project's CPU kinds; jax 0.10.2; results/time_to_accuracy_cpu_zen3.md): 99.0
 reached in 5 of 5 seeds, at epoch 2, 99.06-99.11% test accuracy; time to target
 42.3 s +- 2.3 (39.0-44.7 s; data loading, initialisation and compilation included),
 the whole process (Python and JAX imports too) 47.6 s +- 2.7. Measured at commit
-ca2f9e6, before the conv kernel-gradient change (kmnist_jax.convs._kernel_grad, +23%
+ca2f9e6, before the conv kernel-gradient change (kmnist_jax.convs.kernel_grad, +23%
 training throughput for the default CNN), which has not been re-timed here yet.
 """
 
