@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 import shutil
 import sys
@@ -136,6 +137,15 @@ class Restore:
   skipped: list                  # [(step, reason)] of newer, damaged checkpoints
 
 
+class _DropReadOnlyNotice(logging.Filter):
+  """Orbax warns 'Given directory is read only=...' on every read-only open (each
+  evaluation, each transfer source): what was asked for, not a problem; dropped while
+  the manager opens."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith("Given directory is read only")
+
+
 class Checkpoints:
   """A CheckpointManager over ``<workdir>/checkpoints``."""
 
@@ -160,13 +170,18 @@ class Checkpoints:
         preservation_policy=policy, enable_async_checkpointing=False,
         # The workdir lock makes this process the only writer: temporary folders
         # left by a killed run are its own and can go.
-        cleanup_tmp_directories=not self.read_only)
+        cleanup_tmp_directories=not self.read_only,
+        **({"save_interval_steps": 0} if self.read_only else {}))
+    quiet = _DropReadOnlyNotice()
+    logging.getLogger("absl").addFilter(quiet)
     try:
       self.manager = ocp.CheckpointManager(self.directory, options=options,
                                            item_names=ITEMS)
     except OSError as e:
       raise UserError(f"cannot open checkpoints in {self.directory}: {e.strerror or e}"
                       "; give a --workdir you can write to") from None
+    finally:
+      logging.getLogger("absl").removeFilter(quiet)
 
   def steps(self) -> list[int]:
     return list(self.manager.all_steps())

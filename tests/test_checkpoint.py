@@ -46,6 +46,20 @@ def test_best_and_explicit_steps(trained):
     train.restore_model(str(wd), 7)
 
 
+def test_read_only_open_logs_no_orbax_notice(trained, caplog):
+  """Every evaluation / transfer source opens read-only: Orbax's two notices about it
+  ('read_only=True, setting save_interval_steps=0', 'Given directory is read only')
+  stay out of the user's stderr; other warnings still pass."""
+  import logging
+  wd, _ = trained
+  with caplog.at_level(logging.WARNING):
+    ckpt_lib.Checkpoints(str(wd), read_only=True).steps()
+    logging.getLogger("absl").warning("Given directory is read only: after the open")
+  msgs = [r.getMessage() for r in caplog.records]
+  assert not [m for m in msgs if "save_interval_steps=0" in m]
+  assert [m for m in msgs if "read only" in m] == ["Given directory is read only: after the open"]
+
+
 def test_workdir_without_checkpoint(tmp_path):
   with pytest.raises(UserError, match=f"no checkpoints in '{tmp_path}'"):
     train.restore_model(str(tmp_path))
