@@ -29,6 +29,10 @@ chunks of ``chunk_steps`` steps until ``--seconds`` have passed (at least
 ``--min_reps``); the reported rate is the median over the timed chunks, and the
 compile time is (first call - median chunk). PyTorch is timed in repetitions of
 ``--torch_steps`` steps (its per-step cost does not depend on how steps are grouped).
+``--repeats=N`` runs the whole table N times round robin (a shared CPU drifts by
+10-20% over minutes, and PyTorch's rate swings more than JAX's): each cell is then the
+median repetition, and the JAX/PyTorch ratio is given per repetition (median, range)
+and as JAX's median over PyTorch's best repetition.
 
 Writes ``<out_dir>/throughput_<platform>.json`` (every number, machine info, and the
 ``meta`` block of kmnist_jax.io.run_meta: versions, git commit, command, CPU model) and
@@ -473,6 +477,40 @@ def _best(results: dict, model: str, framework: str):
   return max(rows, key=lambda kr: kr[1]["img_per_s"], default=(None, None))
 
 
+def median_result(tries: list[dict]) -> dict:
+  """One configuration over the repetitions: the repetition with the median rate (the
+  lower middle one for an even count), with every repetition's rate attached."""
+  ok = sorted((r for r in tries if "img_per_s" in r), key=lambda r: r["img_per_s"])
+  if not ok:
+    return tries[0]
+  out = dict(ok[(len(ok) - 1) // 2])
+  if len(tries) > 1:
+    out["repeat_img_per_s"] = [r.get("img_per_s") for r in tries]
+  return out
+
+
+def repeat_summary(reps: list[dict]) -> dict:
+  """Per repetition (each a {config: result} of one model), best JAX / best PyTorch in
+  that repetition; and the median best JAX rate over PyTorch's best repetition."""
+  if len(reps) < 2:
+    return {}
+  ratios, jax_rates, torch_rates = [], [], []
+  for one in reps:
+    _, rj = _best({"m": one}, "m", "jax")
+    _, rt = _best({"m": one}, "m", "torch")
+    if rj:
+      jax_rates.append(rj["img_per_s"])
+    if rt:
+      torch_rates.append(rt["img_per_s"])
+    if rj and rt:
+      ratios.append(rj["img_per_s"] / rt["img_per_s"])
+  if not ratios:
+    return {}
+  return {"repeat_ratios": ratios, "ratio_median": statistics.median(ratios),
+          "ratio_min": min(ratios), "ratio_max": max(ratios),
+          "jax_median_over_best_torch_rep": statistics.median(jax_rates) / max(torch_rates)}
+
+
 def make_table(report: dict) -> str:
   results = {m: {tuple(k.split(":")): r for k, r in rs.items()}
              for m, rs in report["results"].items()}
@@ -511,6 +549,15 @@ def make_table(report: dict) -> str:
                  f"best PyTorch ({LABELS[kt]}) {rt['img_per_s']:,.0f} img/s: "
                  f"**JAX/PyTorch = {rj['img_per_s'] / rt['img_per_s']:.2f}x**")
   for m in models:
+    sm = report.get("summary", {}).get(m, {})
+    if sm.get("repeat_ratios"):
+      out.append(f"- {m} over {len(sm['repeat_ratios'])} repetitions: best JAX / best "
+                 f"PyTorch of the same repetition = median **{sm['ratio_median']:.2f}x** "
+                 f"(range {sm['ratio_min']:.2f}-{sm['ratio_max']:.2f}x: "
+                 + ", ".join(f"{x:.2f}" for x in sm["repeat_ratios"])
+                 + f"); best JAX's median rate / PyTorch's best repetition = "
+                 f"{sm['jax_median_over_best_torch_rep']:.2f}x")
+  for m in models:
     for c in configs:
       r = results[m].get(c)
       if r and ("error" in r or "skipped" in r):
@@ -543,7 +590,10 @@ def _markdown(report: dict, table: str) -> str:
       f"train images; img/s = median over timed chunks of {report['chunk_desc']} "
       f"(± half the min-max range), after warm-up; compile s = first call - median "
       f"chunk. Ratios: each configuration / the best PyTorch variant of the same "
-      f"model.\n\n"
+      f"model."
+      + (f" Every configuration ran {report['repeats']} times, round robin over the "
+         f"whole table; each cell is its median repetition (all repetitions' rates in "
+         f"the .json)." if report.get("repeats", 1) > 1 else "") + "\n\n"
       f"`{report['command']}`\n\n" + table)
 
 
@@ -592,6 +642,11 @@ def define_flags() -> None:
   flags.DEFINE_integer("retries", 0, f"CPU: run a configuration again (up to this many "
                        f"times) when other processes used > {LOADED} cores while it was "
                        "timed; the least disturbed try is kept.", lower_bound=0)
+  flags.DEFINE_integer("repeats", 1, "Run the whole set of configurations this many "
+                       "times, round robin (rep 1 of every configuration, then rep 2, "
+                       "...): each rate is the median repetition, and the JAX/PyTorch "
+                       "ratio is reported per repetition (median and range) and against "
+                       "PyTorch's best repetition.", lower_bound=1)
   flags.DEFINE_string("render", "", "Only rewrite the .md beside a saved "
                       "throughput_<platform>.json (this flag's value).")
   flags.DEFINE_string("worker", None, "Internal: run one configuration (a JSON spec) "
@@ -701,44 +756,53 @@ def run(a) -> int:
         file=sys.stderr, flush=True)
   load_before = loadavg()
   t_start = time.perf_counter()
-  for model in models:
-    kwargs = model_kwargs(model)
-    for fw, what in configs:
-      spec = {"framework": fw, "model": model, "model_kwargs": kwargs,
-              "platform": a.platform, "batch": a.batch, "data_dir": data_dir,
-              "seconds": seconds, "min_reps": min_reps, "max_reps": a.max_reps,
-              "warmup": warmup, "chunk_steps": chunk_steps, "devices": devices,
-              "threads": threads, "augment": a.augment}
-      if fw == "jax":
-        spec["mode"] = what
-        if what == "single_xla":
-          spec.update(chunk_steps=a.xla_steps, seconds=0.0, min_reps=2, warmup=0)
-      else:
-        spec.update(variant=what, chunk_steps=torch_steps)
-      tries = []
-      for attempt in range(1 + a.retries):
-        waited = wait_for_idle(a.wait_idle, cores) if a.wait_idle > 0 else 0.0
-        r = run_worker(spec, a.worker_timeout)
-        r["waited_for_idle_s"] = waited
-        tries.append(r)
-        if (a.platform != "cpu" or "img_per_s" not in r
-            or (r.get("other_cpu") or 0.0) <= LOADED or attempt == a.retries):
-          break
-        print(f"  {model:10s} {LABELS[(fw, what)]:28s} other processes used "
-              f"{r['other_cpu']:.2f} cores while timed: again", file=sys.stderr,
-              flush=True)
-      r = min(tries, key=lambda t: t.get("other_cpu") or 0.0)
-      r["tries"] = len(tries)
-      results[model][(fw, what)] = r
-      if fw == "jax" and what != "single_xla" and "chunk_steps" in r:
-        jax_chunk = r["chunk_steps"]
-      status = (f"{r['img_per_s']:,.0f} img/s (compile {r['compile_s']:.1f} s, "
-                f"{r['reps']} x {r['steps_per_rep']} steps, cpu util "
-                f"{r['cpu_util']:.2f}, others {r['other_cpu'] or 0:.2f})"
-                if "img_per_s" in r
-                else r.get("error") or r.get("skipped"))
-      print(f"  {model:10s} {LABELS[(fw, what)]:28s} {status}  [{r['wall_s']:.0f} s, "
-            f"load {r['loadavg_after']}]", file=sys.stderr, flush=True)
+  kwargs_of = {m: model_kwargs(m) for m in models}
+
+  def measure(model, fw, what, tag):
+    spec = {"framework": fw, "model": model, "model_kwargs": kwargs_of[model],
+            "platform": a.platform, "batch": a.batch, "data_dir": data_dir,
+            "seconds": seconds, "min_reps": min_reps, "max_reps": a.max_reps,
+            "warmup": warmup, "chunk_steps": chunk_steps, "devices": devices,
+            "threads": threads, "augment": a.augment}
+    if fw == "jax":
+      spec["mode"] = what
+      if what == "single_xla":
+        spec.update(chunk_steps=a.xla_steps, seconds=0.0, min_reps=2, warmup=0)
+    else:
+      spec.update(variant=what, chunk_steps=torch_steps)
+    tries = []
+    for attempt in range(1 + a.retries):
+      waited = wait_for_idle(a.wait_idle, cores) if a.wait_idle > 0 else 0.0
+      r = run_worker(spec, a.worker_timeout)
+      r["waited_for_idle_s"] = waited
+      tries.append(r)
+      if (a.platform != "cpu" or "img_per_s" not in r
+          or (r.get("other_cpu") or 0.0) <= LOADED or attempt == a.retries):
+        break
+      print(f"  {model:10s} {LABELS[(fw, what)]:28s} other processes used "
+            f"{r['other_cpu']:.2f} cores while timed: again", file=sys.stderr,
+            flush=True)
+    r = min(tries, key=lambda t: t.get("other_cpu") or 0.0)
+    r["tries"] = len(tries)
+    status = (f"{r['img_per_s']:,.0f} img/s (compile {r['compile_s']:.1f} s, "
+              f"{r['reps']} x {r['steps_per_rep']} steps, cpu util "
+              f"{r['cpu_util']:.2f}, others {r['other_cpu'] or 0:.2f})"
+              if "img_per_s" in r
+              else r.get("error") or r.get("skipped"))
+    print(f"  {tag}{model:10s} {LABELS[(fw, what)]:28s} {status}  [{r['wall_s']:.0f} s, "
+          f"load {r['loadavg_after']}]", file=sys.stderr, flush=True)
+    return r
+
+  per_rep = []  # one {model: {config: result}} per repetition
+  for rep in range(a.repeats):
+    tag = f"[{rep + 1}/{a.repeats}] " if a.repeats > 1 else ""
+    per_rep.append({m: {(fw, what): measure(m, fw, what, tag) for fw, what in configs}
+                    for m in models})
+  for m in models:
+    for c in configs:
+      results[m][c] = median_result([one[m][c] for one in per_rep])
+      if c[0] == "jax" and c[1] != "single_xla" and "chunk_steps" in results[m][c]:
+        jax_chunk = results[m][c]["chunk_steps"]
   total_s = time.perf_counter() - t_start
 
   # Same architecture on both sides: the parameter counts must agree.
@@ -785,8 +849,10 @@ def run(a) -> int:
         "each_over_best_torch": {f"{fw}:{w}": r["img_per_s"] / rt["img_per_s"]
                                  for (fw, w), r in results[m].items()
                                  if rt and "img_per_s" in r},
+        **repeat_summary([one[m] for one in per_rep]),
     }
   report["summary"] = summary
+  report["repeats"] = a.repeats
 
   os.makedirs(out_dir, exist_ok=True)
   base = os.path.join(out_dir, f"throughput_{a.platform}")

@@ -35,6 +35,32 @@ def test_throughput_quick(data_dir, tmp_path):
   assert "JAX single" in (tmp_path / "throughput_cpu.md").read_text()
 
 
+def test_throughput_repeats_take_the_median_and_pair_by_repetition():
+  """--repeats: each cell is the median repetition; the ratio is taken within each
+  repetition (side by side) and against PyTorch's best one."""
+  import importlib.util
+  spec = importlib.util.spec_from_file_location(
+      "throughput_bench", os.path.join(REPO, "benchmarks", "throughput.py"))
+  tp = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(tp)
+  tries = [{"img_per_s": 90.0, "rep": 0}, {"error": "x"}, {"img_per_s": 110.0, "rep": 2},
+           {"img_per_s": 100.0, "rep": 3}]
+  med = tp.median_result(tries)
+  assert med["rep"] == 3 and med["repeat_img_per_s"] == [90.0, None, 110.0, 100.0]
+  assert tp.median_result([{"error": "x"}]) == {"error": "x"}
+  reps = [{("jax", "pmap"): {"img_per_s": 100.0}, ("torch", "eager"): {"img_per_s": 80.0},
+           ("torch", "channels_last"): {"img_per_s": 125.0}},
+          {("jax", "pmap"): {"img_per_s": 120.0}, ("torch", "eager"): {"img_per_s": 100.0},
+           ("torch", "channels_last"): {"error": "x"}},
+          {("jax", "pmap"): {"img_per_s": 110.0}, ("torch", "eager"): {"img_per_s": 100.0},
+           ("torch", "channels_last"): {"img_per_s": 100.0}}]
+  s = tp.repeat_summary(reps)
+  assert s["repeat_ratios"] == [0.8, 1.2, 1.1] and s["ratio_median"] == 1.1
+  assert (s["ratio_min"], s["ratio_max"]) == (0.8, 1.2)
+  assert s["jax_median_over_best_torch_rep"] == 110.0 / 125.0
+  assert tp.repeat_summary(reps[:1]) == {}
+
+
 def test_benchmark_bad_flags(data_dir, tmp_path):
   """A bad flag or value: one `error:` line naming it, exit 2, nothing run."""
   for script, args, msg in (
@@ -45,6 +71,7 @@ def test_benchmark_bad_flags(data_dir, tmp_path):
       ("throughput.py", ["--wait_idel=3"], "Unknown command line flag 'wait_idel'"),
       ("throughput.py", [f"--render={tmp_path / 'none.json'}"], "--render="),
       ("throughput.py", ["stray"], "unexpected arguments 'stray'"),
+      ("throughput.py", ["--repeats=0"], "--repeats=0"),
       ("cpu_variants.py", ["--variants=default,nope"], "unknown variant 'nope'"),
       ("cpu_variants.py", ["--seconds=x"], "--seconds=x"),
       ("cpu_variants.py", ["--tag=a/b"], "--tag 'a/b' must be letters"),
