@@ -34,7 +34,7 @@ compile time is (first call - median chunk). PyTorch is timed in repetitions of
 median repetition, and the JAX/PyTorch ratio is given per repetition (median, range)
 and as JAX's median over PyTorch's best repetition.
 
-Writes ``<out_dir>/throughput_<platform>.json`` (every number, machine info, and the
+Writes ``<out_dir>/throughput_<platform>[_<tag>].json`` (every number, machine info, and the
 ``meta`` block of kmnist_jax.io.run_meta: versions, git commit, command, CPU model) and
 ``.md`` (the table, also printed), each atomically. ``--quick`` writes to results/tmp/
 by default so that a smoke run never overwrites measured results. Flags are absl
@@ -642,6 +642,8 @@ def define_flags() -> None:
   flags.DEFINE_integer("retries", 0, f"CPU: run a configuration again (up to this many "
                        f"times) when other processes used > {LOADED} cores while it was "
                        "timed; the least disturbed try is kept.", lower_bound=0)
+  flags.DEFINE_string("tag", "", "File name tag: <out_dir>/throughput_<platform>_<tag>"
+                      ".{json,md}, e.g. the CPU kind (zen3, zen4, intel).")
   flags.DEFINE_integer("repeats", 1, "Run the whole set of configurations this many "
                        "times, round robin (rep 1 of every configuration, then rep 2, "
                        "...): each rate is the median repetition, and the JAX/PyTorch "
@@ -719,6 +721,8 @@ def render(path: str) -> int:
 
 
 def run(a) -> int:
+  if a.tag and not a.tag.replace("_", "").replace("-", "").isalnum():
+    raise UserError(f"--tag {a.tag!r} must be letters, digits, '_' or '-'")
   cores = core_count()
   quick = a.quick
   models = csv_list(a.models, MODELS, "model")
@@ -855,7 +859,7 @@ def run(a) -> int:
   report["repeats"] = a.repeats
 
   os.makedirs(out_dir, exist_ok=True)
-  base = os.path.join(out_dir, f"throughput_{a.platform}")
+  base = os.path.join(out_dir, f"throughput_{a.platform}" + (f"_{a.tag}" if a.tag else ""))
   io.write_json(base + ".json", report)
   table = make_table(report)
   io.atomic_write(base + ".md", _markdown(report, table))

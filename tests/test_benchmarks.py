@@ -72,6 +72,7 @@ def test_benchmark_bad_flags(data_dir, tmp_path):
       ("throughput.py", [f"--render={tmp_path / 'none.json'}"], "--render="),
       ("throughput.py", ["stray"], "unexpected arguments 'stray'"),
       ("throughput.py", ["--repeats=0"], "--repeats=0"),
+      ("throughput.py", ["--tag=a/b"], "--tag 'a/b' must be letters"),
       ("cpu_variants.py", ["--variants=default,nope"], "unknown variant 'nope'"),
       ("cpu_variants.py", ["--seconds=x"], "--seconds=x"),
       ("cpu_variants.py", ["--tag=a/b"], "--tag 'a/b' must be letters"),
