@@ -87,18 +87,11 @@ def time_layer(fns, side: int, k: int, o: int, batch: int, reps: int) -> dict:
 
 
 def main(argv) -> int:
-  if len(argv) > 1:
-    tp.fail(f"unexpected arguments {' '.join(argv[1:])!r}; flags are --name=value "
-            "(--help lists them)")
-  try:
-    return run(FLAGS)
-  except UserError as e:
-    tp.fail(str(e))
+  return tp.script_main(argv, lambda: run(FLAGS))
 
 
 def run(a) -> int:
-  if a.tag and not a.tag.replace("_", "").replace("-", "").isalnum():
-    raise UserError(f"--tag {a.tag!r} must be letters, digits, '_' or '-'")
+  tp.check_tag(a.tag)
   cores = tp.core_count()
   if a.wait_idle > 0:
     tp.wait_for_idle(a.wait_idle, cores)

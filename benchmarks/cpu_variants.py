@@ -22,7 +22,6 @@ import throughput as tp  # benchmarks/throughput.py: this script's folder is on 
 from absl import app, flags
 
 from kmnist_jax import io
-from kmnist_jax.errors import UserError
 
 # name: (description, spec overrides)
 VARIANTS = {
@@ -74,18 +73,11 @@ FLAGS = flags.FLAGS
 
 
 def main(argv) -> int:
-  if len(argv) > 1:
-    tp.fail(f"unexpected arguments {' '.join(argv[1:])!r}; flags are --name=value "
-            "(--help lists them)")
-  try:
-    return run(FLAGS)
-  except UserError as e:
-    tp.fail(str(e))
+  return tp.script_main(argv, lambda: run(FLAGS))
 
 
 def run(a) -> int:
-  if a.tag and not a.tag.replace("_", "").replace("-", "").isalnum():
-    raise UserError(f"--tag {a.tag!r} must be letters, digits, '_' or '-'")
+  tp.check_tag(a.tag)
   models = tp.csv_list(a.models, tp.MODELS, "model")
   variants = tp.csv_list(a.variants, tuple(VARIANTS), "variant")
   cores = tp.core_count()

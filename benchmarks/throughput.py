@@ -658,6 +658,25 @@ def define_flags() -> None:
 fail, parse_flags = cli.fail, cli.parse_flags  # one `error:` line, exit 2
 
 
+def script_main(argv, fn) -> int:
+  """A benchmark script's absl main: stray arguments or a UserError from fn() are one
+  `error:` line, exit 2."""
+  if len(argv) > 1:
+    fail(f"unexpected arguments {' '.join(argv[1:])!r}; flags are --name=value "
+         "(--help lists them)")
+  try:
+    return fn()
+  except UserError as e:
+    fail(str(e))
+
+
+def check_tag(tag: str) -> str:
+  """A results-file name tag: letters, digits, '_' or '-' (or empty)."""
+  if tag and not tag.replace("_", "").replace("-", "").isalnum():
+    raise UserError(f"--tag {tag!r} must be letters, digits, '_' or '-'")
+  return tag
+
+
 def csv_list(s: str, valid, what: str) -> list[str]:
   items = [x.strip() for x in s.split(",") if x.strip()]
   for x in items:
@@ -721,8 +740,7 @@ def render(path: str) -> int:
 
 
 def run(a) -> int:
-  if a.tag and not a.tag.replace("_", "").replace("-", "").isalnum():
-    raise UserError(f"--tag {a.tag!r} must be letters, digits, '_' or '-'")
+  check_tag(a.tag)
   cores = core_count()
   quick = a.quick
   models = csv_list(a.models, MODELS, "model")
