@@ -227,6 +227,7 @@ def test_summary_gain_is_paired_by_seed(data_dir):
   assert row["gain_mean"] == pytest.approx(0.07)
   assert row["gain_std"] == pytest.approx(np.std([0.10, 0.04], ddof=1))
   assert row["gain_significant"]                      # 0.07 > 0.042
+  assert not row["gain_t_test"]                       # t = 2.3 < 12.706 (1 dof)
   assert row["per_class_gain"][:9] == pytest.approx([0.07] * 9)
   assert row["per_class_gain"][9] == 0.0
   table = study.render_table(summary)

@@ -34,7 +34,7 @@ from kmnist_jax.studies import runner
 
 BLOCK = "transfer"
 TABLE_COLUMNS = ("direction", "mode", "k", "seeds", "acc_mean", "acc_std", "gain_mean",
-                 "gain_std", "gain_significant")
+                 "gain_std", "gain_significant", "gain_t_test")
 _DATA_FIELDS = ("data_dir", "data_source", "tfds_dir")
 _ARCH_FIELDS = ("model", "model_kwargs", "dtype", "conv_impl", "eval_batch_size")
 _OPT_FIELDS = ("momentum", "grad_clip")
@@ -362,7 +362,8 @@ def summarize(records, plan: runner.Plan) -> dict:
           g = runner.paired([got[s]["test_accuracy"] for s in paired_seeds],
                             [base[s]["test_accuracy"] for s in paired_seeds])
           row.update(gain_mean=g["mean"], gain_std=g["std"],
-                     gain_significant=g["significant"] if paired_seeds else None)
+                     gain_significant=g["significant"] if paired_seeds else None,
+                     gain_t_test=g["t_test"] if paired_seeds else None)
           if paired_seeds:
             d = np.array([np.subtract(got[s]["per_class_accuracy"],
                                       base[s]["per_class_accuracy"]) for s in paired_seeds])
@@ -389,7 +390,8 @@ def _cell(row) -> str:
   if row["acc_std"] is not None:
     s += f" ± {100 * row['acc_std']:.1f}"
   if row.get("gain_mean") is not None:
-    s += f" ({100 * row['gain_mean']:+.1f}{'*' if row.get('gain_significant') else ''})"
+    mark = ("**" if row.get("gain_t_test") else "*") if row.get("gain_significant") else ""
+    s += f" ({100 * row['gain_mean']:+.1f}{mark})"
   return s
 
 
@@ -401,7 +403,7 @@ def render_table(summary: dict) -> str:
     d = f"{src}->{tg}"
     lines += [f"**{d}** (target test accuracy %, mean ± std over seeds; in brackets the "
               "gain over scratch in pp, paired by seed; * significant: >= 2 seeds and "
-              "|mean gain| > its std)", "",
+              "|mean gain| > its std; ** a paired t-test also confirms it at 5%)", "",
               "| k | " + " | ".join(modes) + " |", "|---" * (len(modes) + 1) + "|"]
     for k in opt["shots"]:
       cells = [_cell(next(r for r in summary["rows"] if r["direction"] == d
