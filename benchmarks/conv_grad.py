@@ -8,7 +8,8 @@ contracting the batch and spatial dims. Written directly
 (``dot_general(cols, dy)``), XLA:CPU first transposes the larger operand; the library
 (:func:`kmnist_jax.convs.kernel_grad`) writes the same sum as (dy^T cols)^T. This times
 both, jitted, on the conv layers of the default CNN (``cnn``: 28x28, 9 taps -> 32 and
-14x14, 288 -> 64) and of ``keras_cnn`` (26x26 -> 32 and 24x24, 288 -> 64), after
+14x14, 288 -> 64), of ``keras_cnn`` (26x26 -> 32 and 24x24, 288 -> 64) and of the
+half-width ``mnist_fast`` CNN (28x28, 9 -> 16 and 14x14, 144 -> 32), after
 checking that they agree. The two forms alternate rep by rep, so drift of a shared
 machine hits both alike. Writes ``<out>/conv_grad[_<tag>].{json,md}`` (median ms per
 call and the ratio, with the run-metadata block, CPU model included).
@@ -33,6 +34,8 @@ LAYERS = {
     "cnn conv2": (14, 288, 64),
     "keras_cnn conv1": (26, 9, 32),
     "keras_cnn conv2": (24, 288, 64),
+    "mnist_fast conv1": (28, 9, 16),
+    "mnist_fast conv2": (14, 144, 32),
 }
 
 flags.DEFINE_integer("reps", 30, "Timed calls per form and layer.", lower_bound=3)

@@ -96,8 +96,9 @@ def test_conv_grad_quick(data_dir, tmp_path):
            "--tag=t"], data_dir)
   assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
   res = json.load(open(tmp_path / "conv_grad_t.json"))
-  assert [r["layer"] for r in res["rows"]] == ["cnn conv1", "cnn conv2",
-                                               "keras_cnn conv1", "keras_cnn conv2"]
+  assert [r["layer"] for r in res["rows"]] == [
+      "cnn conv1", "cnn conv2", "keras_cnn conv1", "keras_cnn conv2", "mnist_fast conv1",
+      "mnist_fast conv2"]
   for r in res["rows"]:
     assert r["max_rel_diff"] < 1e-5 and min(r["ms"].values()) > 0 and r["speedup"] > 0
   assert res["meta"]["cpu_model"]
