@@ -25,7 +25,6 @@ import time
 import throughput as tp  # benchmarks/throughput.py: this script's folder is on sys.path
 from absl import app, flags
 
-from kmnist_jax import io
 from kmnist_jax.errors import UserError
 
 # name: (output height = width, K = taps x input channels, output channels)
@@ -117,11 +116,7 @@ def run(a) -> int:
     lines.append(f"| {r['layer']} | {r['shape']} | {r['ms'][names[0]]:.2f} | "
                  f"{r['ms'][names[1]]:.2f} | {r['speedup']:.2f}x | "
                  f"{r['other_cpu'] or 0:.2f} |")
-  os.makedirs(a.out, exist_ok=True)
-  stem = os.path.join(a.out, "conv_grad" + (f"_{a.tag}" if a.tag else ""))
-  io.write_json(stem + ".json", {"meta": meta, "rows": rows})
-  io.atomic_write(stem + ".md", "\n".join(lines) + "\n")
-  print("\n".join(lines))
+  tp.write_results(a.out, "conv_grad", a.tag, {"meta": meta, "rows": rows}, lines)
   return 0
 
 

@@ -21,8 +21,6 @@ import os
 import throughput as tp  # benchmarks/throughput.py: this script's folder is on sys.path
 from absl import app, flags
 
-from kmnist_jax import io
-
 # name: (description, spec overrides)
 VARIANTS = {
     "default": ("the library's defaults: sharded over one CPU device per core, "
@@ -120,11 +118,7 @@ def run(a) -> int:
            if r["img_per_s"] and base[r["model"]] else "--")
     lines.append(f"| {r['model']} | {r['variant']} | {r['description']} | {rate} | "
                  f"{rel} | {r['other_cpu'] or 0:.2f} |")
-  os.makedirs(a.out, exist_ok=True)
-  stem = os.path.join(a.out, "cpu_variants" + (f"_{a.tag}" if a.tag else ""))
-  io.write_json(stem + ".json", {"meta": meta, "rows": rows})
-  io.atomic_write(stem + ".md", "\n".join(lines) + "\n")
-  print("\n".join(lines))
+  tp.write_results(a.out, "cpu_variants", a.tag, {"meta": meta, "rows": rows}, lines)
   return 0
 
 

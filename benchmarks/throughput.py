@@ -677,6 +677,17 @@ def check_tag(tag: str) -> str:
   return tag
 
 
+def write_results(out: str, name: str, tag: str, obj: dict, lines: list[str]) -> str:
+  """<out>/<name>[_<tag>].json (obj) and .md (lines), each atomically; prints the
+  table; returns the path stem."""
+  os.makedirs(out, exist_ok=True)
+  stem = os.path.join(out, name + (f"_{tag}" if tag else ""))
+  io.write_json(stem + ".json", obj)
+  io.atomic_write(stem + ".md", "\n".join(lines) + "\n")
+  print("\n".join(lines))
+  return stem
+
+
 def csv_list(s: str, valid, what: str) -> list[str]:
   items = [x.strip() for x in s.split(",") if x.strip()]
   for x in items:
