@@ -101,8 +101,7 @@ class Writer:
   def hparams(self, config: dict, metrics=HPARAM_METRICS) -> None:
     """The config as hparams of this run (the HParams plugin's experiment and session
     records), with `metrics` (scalar tags) as its columns."""
-    _tensorboardx()
-    from tensorboardX.summary import hparams
+    from tensorboardX.summary import hparams  # loaded by __init__ (_tensorboardx)
     exp, ssi, _ = hparams(flat_hparams(config), {m: None for m in metrics})
     for s in (exp, ssi):
       self._w.add_summary(s, 0, time.time())

@@ -335,8 +335,8 @@ def _pm(mean, std, scale=100.0, digits=2, signed=False):
 def _delta(r: dict, m: str, digits: int = 2) -> str:
   """A paired difference cell: mean ± std over seeds (pp), '*' when significant."""
   out = _pm(r.get(f"{m}_delta_mean"), r.get(f"{m}_delta_std"), digits=digits, signed=True)
-  mark = ("**" if r.get(f"{m}_delta_t_test") else "*") \
-      if r.get(f"{m}_delta_significant") else ""
+  mark = runner.significance_mark(r.get(f"{m}_delta_significant"),
+                                  r.get(f"{m}_delta_t_test"))
   return out + (f" {mark}" if out and mark else "")
 
 

@@ -372,6 +372,12 @@ def paired(values, base) -> dict:
   return out
 
 
+def significance_mark(significant, t_test) -> str:
+  """The reports' mark of a paired difference: '**' confirmed by the t-test, '*'
+  significant by the screening rule only, '' neither."""
+  return ("**" if t_test else "*") if significant else ""
+
+
 # ---- Executing one run ------------------------------------------------------------------
 
 def _kind_fn(kind: str) -> Callable:

@@ -390,7 +390,7 @@ def _cell(row) -> str:
   if row["acc_std"] is not None:
     s += f" ± {100 * row['acc_std']:.1f}"
   if row.get("gain_mean") is not None:
-    mark = ("**" if row.get("gain_t_test") else "*") if row.get("gain_significant") else ""
+    mark = runner.significance_mark(row.get("gain_significant"), row.get("gain_t_test"))
     s += f" ({100 * row['gain_mean']:+.1f}{mark})"
   return s
 
