@@ -14,6 +14,20 @@ os.environ["TFDS_DATA_DIR"] = tempfile.mkdtemp(prefix="kmnist_jax_tfds_")
 os.environ["KMNIST_JAX_DOWNLOAD"] = "0"
 os.environ.pop("KMNIST_JAX_DATA_URL", None)
 
+# JAX's persistent compilation cache, one per xdist worker and test session (one per
+# worker: without a size limit JAX writes entries unlocked, so workers must not share).
+# Many tests train the same tiny configs, and each run builds fresh jitted functions, so
+# without it every run compiles again. Results are the same with or without it (the
+# determinism and resume tests compare numbers, which a cached executable reproduces);
+# KMNIST_JAX_TEST_JIT_CACHE=0 turns it off.
+# Set in jax.config, not the environment: subprocesses (the scripts' tests) keep their own.
+if os.environ.get("KMNIST_JAX_TEST_JIT_CACHE", "1") != "0":
+  import jax  # noqa: E402
+  jax.config.update("jax_compilation_cache_dir",
+                    tempfile.mkdtemp(prefix="kmnist_jax_test_jit_cache_"))
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+  jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
 import pytest  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -42,7 +42,8 @@ def accuracy_vs_shots(panels: Sequence[dict], path: str, *, title: str = "") -> 
       ax.set_ylabel("target test accuracy %")
       ax.grid(alpha=0.3)
       ax.set_title(panel["title"])
-      ax.legend(fontsize=8, loc="lower right")
+      if ax.get_legend_handles_labels()[0]:   # a panel with no finished runs stays empty
+        ax.legend(fontsize=8, loc="lower right")
     if title:
       fig.suptitle(title)
     return save(fig, path)
