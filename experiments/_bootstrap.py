@@ -1,8 +1,6 @@
-"""Imported first by every experiments/ script: XLA:CPU defaults before JAX starts, and
-the compilation-cache helper. The package itself comes from the installation
+"""Imported first by every experiments/ script: XLA:CPU defaults before JAX starts
+(the study runner sets up JAX's compilation cache itself). The package itself comes from the installation
 (`pip install -e .`, see docs/install.md); nothing here touches sys.path."""
-
-import os
 
 # XLA:CPU defaults (AVX-512 code for fused loops where the CPU has it), before JAX
 # starts; the user's $XLA_FLAGS win.
@@ -19,11 +17,3 @@ except ModuleNotFoundError as e:  # run from a checkout that was never installed
 
 xla_cpu.apply()
 
-
-def compilation_cache(workdir: str) -> None:
-  """JAX's persistent compilation cache in <workdir>/jax_cache (studies that run many
-  same-shaped jobs, and resume, compile each once)."""
-  import jax
-  jax.config.update("jax_compilation_cache_dir",
-                    os.path.join(os.path.abspath(workdir), "jax_cache"))
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
