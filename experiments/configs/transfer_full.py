@@ -25,7 +25,8 @@ linear_probe 259 s, finetune_last 241 s; k <= 100: finetune 61 s, scratch 62 s,
 linear_probe 34 s, finetune_last 33 s. Over all 202 runs that is ~355 min of run time,
 ~3.0 h of study at two side by side (about half that on a Zen 4 or an Intel Xeon). The
 first estimate (2.7 h) assumed 300 s per 3000-step run; a full-backbone k = all run
-takes 510-525 s. The rest (KMNIST->MNIST, the 3 cells, CKA) resumes from the committed
+takes 510-525 s. A second start ran the 3 missing Fashion seed-2 k = all cells (129 of
+202 committed). The rest (KMNIST->MNIST, CKA) resumes from the committed
 records with the command above.
 
 This file is also a training config (kmnist_jax.config.base() plus a `transfer`
