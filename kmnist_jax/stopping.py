@@ -7,6 +7,9 @@ at its next safe point (training: the next chunk boundary, after a checkpoint). 
 second signal gets the default action: exit at once. Handlers are installed only in
 the main thread (Python delivers signals there) and the previous ones come back on
 exit from the ``with`` block.
+
+Code with no handler of its own (a transfer run between its compiled chunks) asks
+:func:`requested`: the name of the signal any active handler has received, or None.
 """
 
 from __future__ import annotations
@@ -15,6 +18,13 @@ import signal
 import sys
 import threading
 from typing import Callable
+
+_ACTIVE: list["StopOnSignal"] = []
+
+
+def requested() -> str | None:
+  """The signal an active :class:`StopOnSignal` has received (None: none yet)."""
+  return next((h.signame for h in _ACTIVE if h.signame is not None), None)
 
 
 class StopOnSignal:
@@ -41,9 +51,12 @@ class StopOnSignal:
     if threading.current_thread() is threading.main_thread():
       for sig in self.SIGNALS:
         self._old[sig] = signal.signal(sig, self._handle)
+    _ACTIVE.append(self)
     return self
 
   def __exit__(self, *exc):
     for sig, old in self._old.items():
       signal.signal(sig, old)
     self._old = {}
+    if self in _ACTIVE:
+      _ACTIVE.remove(self)

@@ -111,6 +111,55 @@ def test_linear_probe_keeps_backbone_bit_identical_and_finetune_last_only_last_b
     assert np.array_equal(p0[name], p2[name]) == frozen, name
 
 
+def test_chunked_run_is_bit_identical_and_stops_between_chunks(data_dir, kmnist,
+                                                               monkeypatch):
+  from kmnist_jax import stopping
+  from kmnist_jax.errors import Preempted
+  cfg = _cfg(data_dir)
+  source = train.init_model(cfg, 10)
+  tr, te = kmnist.splits["train"], kmnist.splits["test"]
+  subset = transfer.few_shot_indices(tr.labels, 50, 10, 0)
+
+  def trainer(chunk):
+    return transfer.Trainer(tr, te, 10, cfg=cfg, steps=12, batch_size=64, head_lr=1e-2,
+                            backbone_lr=1e-2, last_n=1, eval_batch=500,
+                            chunk_steps=chunk)
+  one, chunked = trainer(12), trainer(5)
+  assert one.chunks(12) == [12] and chunked.chunks(12) == [5, 5, 2]
+  a, sa = one.run(transfer.transfer_model(source, cfg, 10, 0), "finetune", subset, 0)
+  b, sb = chunked.run(transfer.transfer_model(source, cfg, 10, 0), "finetune", subset, 0)
+  for key in ("test_accuracy", "test_loss", "train_loss", "train_accuracy", "steps",
+              "test_confusion", "per_class_accuracy"):
+    assert a[key] == b[key], key
+  assert a["steps"] == 12
+  pa, pb = _leaves(sa.params), _leaves(sb.params)
+  assert any(not np.array_equal(pa[n], v) for n, v in _leaves(
+      models.split(transfer.transfer_model(source, cfg, 10, 0))[1]).items())  # it trained
+  for name in pa:
+    np.testing.assert_array_equal(pa[name], pb[name], err_msg=name)
+
+  # SIGTERM (as seen by stopping.requested) stops the run at the next chunk boundary.
+  asked = iter([None, None, "SIGTERM"])
+  monkeypatch.setattr(stopping, "requested", lambda: next(asked))
+  with pytest.raises(Preempted, match=r"\(finetune, seed 0\) stopped by SIGTERM after "
+                                      r"10 of 12 steps; .*redone from the start"):
+    chunked.run(transfer.transfer_model(source, cfg, 10, 0), "finetune", subset, 0)
+  with pytest.raises(UserError, match="chunk_steps=0 must be >= 1"):
+    trainer(0)
+
+
+def test_stop_request_is_visible_to_code_without_a_handler():
+  from kmnist_jax import stopping
+  assert stopping.requested() is None
+  with stopping.StopOnSignal("test") as outer:
+    assert stopping.requested() is None
+    with stopping.StopOnSignal("inner") as inner:
+      inner.signame = "SIGTERM"                 # what the handler records
+      assert stopping.requested() == "SIGTERM"
+    assert stopping.requested() is None and outer.signame is None
+  assert stopping.requested() is None
+
+
 def test_param_labels_per_mode(data_dir):
   cfg = _cfg(data_dir)
   model = train.init_model(cfg, 10)

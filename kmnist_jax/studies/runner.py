@@ -560,7 +560,8 @@ def _sequential(plan: Plan, todo: list[int], status: Status, show,
     status.running = 1
     show(status.line() + f" | {run.name}")
     try:
-      execute_one(plan, run, log=_run_logger(run))
+      with stopping.StopOnSignal(_STOP_MESSAGE):
+        execute_one(plan, run, log=_run_logger(run))
       status.done += 1
     except UserError as e:
       failures[i] = str(e)
@@ -610,6 +611,10 @@ class _Worker:
 
 
 _MARK = "@@runner "
+# What a run does on SIGTERM / SIGINT (training installs its own, finer handler).
+_STOP_MESSAGE = ("stopping the run at its next safe point (training: the next chunk, "
+                 "after a checkpoint; a transfer run: its next chunk, redone later)")
+_PREEMPTED = "preempted: "
 CPUS_ENV = "KMNIST_JAX_WORKER_CPUS"
 
 
@@ -642,7 +647,7 @@ def _side_by_side(plan: Plan, todo: list[int], n: int, status: Status, show,
 
   # SIGTERM / SIGINT: start no new run and pass SIGTERM on to every worker (each saves
   # its run at the next chunk boundary and exits); then Preempted below.
-  stop = stopping.StopOnSignal("the running runs save a checkpoint and stop",
+  stop = stopping.StopOnSignal("the running runs stop at their next safe point",
                                on_signal=forward)
   with stop:
     try:
@@ -688,6 +693,8 @@ def _side_by_side(plan: Plan, todo: list[int], n: int, status: Status, show,
             if msg["ok"]:
               finished.add(msg["index"])
               status.done += 1
+            elif msg["error"].startswith(_PREEMPTED) and stop.signame:
+              pass                           # stopped on request: not a failure
             else:
               failures[msg["index"]] = msg["error"]
               status.failed += 1
@@ -697,8 +704,9 @@ def _side_by_side(plan: Plan, todo: list[int], n: int, status: Status, show,
         w.close()
   show(status.line())
   if stop.signame:
-    raise Preempted(f"the study stopped on {stop.signame}: its running runs saved a "
-                    "checkpoint and stopped; the same command continues them")
+    raise Preempted(f"the study stopped on {stop.signame}: its running runs stopped "
+                    "at their next safe point (training runs saved a checkpoint); the "
+                    "same command continues them")
   return failures
 
 
@@ -912,13 +920,14 @@ def _worker_loop(plan: Plan) -> None:
     run = plan.runs[i]
     msg = {"index": i, "ok": True}
     try:
-      execute_one(plan, run, log=_run_logger(run))
+      with stopping.StopOnSignal(_STOP_MESSAGE):
+        execute_one(plan, run, log=_run_logger(run))
     except UserError as e:
       msg = {"index": i, "ok": False, "error": str(e)}
     except Preempted as e:          # SIGTERM passed on by the study: report and end
-      _run_logger(run)(f"preempted: {e}")
+      _run_logger(run)(f"{_PREEMPTED}{e}")
       out.write(_MARK + json.dumps({"index": i, "ok": False,
-                                    "error": f"preempted: {e}"}) + "\n")
+                                    "error": f"{_PREEMPTED}{e}"}) + "\n")
       out.flush()
       return
     except Exception as e:  # noqa: BLE001 - report it, keep serving the queue

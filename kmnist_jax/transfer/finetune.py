@@ -31,9 +31,13 @@ the dense layer; ``keras_cnn`` conv1, conv2, dense; ``mlp`` its hidden layers;
 
 Budget: few-shot subsets are tiny, so training is a fixed number of steps (the same
 for transfer and scratch), each a batch drawn *with replacement* from the subset
-(``randint`` from (seed, step)); one compiled ``lax.scan`` runs all steps. The subset
-is a padded index array and its size a traced scalar, so every k and seed reuses the
-same compiled function (one compilation per mode and step count).
+(``randint`` from (seed, step)); a compiled ``lax.scan`` runs the steps in chunks of
+up to ``chunk_steps`` (500), and SIGTERM / SIGINT (:func:`kmnist_jax.stopping.requested`)
+stop a run between chunks with :class:`~kmnist_jax.errors.Preempted` (a transfer run
+keeps no checkpoint: it is redone from the start). Chunking does not change a number:
+each step's key comes from the step count in the state (tested). The subset is a padded
+index array and its size a traced scalar, so every k and seed reuses the same compiled
+function (one compilation per mode, step count and chunk length).
 
 Randomness: one seed gives the root key; the few-shot subset, the head's
 initialisation (``train.init_model``: the same head for transfer and scratch) and the
@@ -43,6 +47,7 @@ batches come from separate streams of it.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import time
@@ -56,8 +61,8 @@ import optax
 from flax import nnx
 
 from kmnist_jax import config as config_lib
-from kmnist_jax import inference, metrics, models, optim, parallel, train
-from kmnist_jax.errors import UserError
+from kmnist_jax import inference, metrics, models, optim, parallel, stopping, train
+from kmnist_jax.errors import Preempted, UserError
 
 MODES = ("linear_probe", "finetune", "finetune_last")
 SCRATCH = "scratch"
@@ -273,10 +278,11 @@ def scratch_model(source_cfg, num_classes: int, seed: int) -> models.Model:
 
 def make_train_fn(graphdef, tx, num_classes: int, *, probe: bool, batch_size: int,
                   num_steps: int, label_smoothing: float = 0.0) -> Callable:
-  """fn(state, images, labels, subset, n, root) -> (state, mean loss, train acc).
+  """fn(state, images, labels, subset, n, root) -> (state, losses, correct).
 
-  Runs `num_steps` steps in one scan; each step's batch is `batch_size` draws with
-  replacement from ``subset[:n]`` (indices into images / labels).
+  Runs `num_steps` steps (one chunk) in one scan, from ``state.step`` on; each step's
+  batch is `batch_size` draws with replacement from ``subset[:n]`` (indices into images
+  / labels). Returns each step's loss and number of correct training predictions.
   """
 
   def loss_fn(params, rest, x, targets, key):
@@ -308,10 +314,14 @@ def make_train_fn(graphdef, tx, num_classes: int, *, probe: bool, batch_size: in
       return state.replace(step=state.step + 1, params=params, rest=new_rest,
                            opt_state=opt_state), (loss, correct)
 
-    state, (loss, correct) = jax.lax.scan(body, state, None, length=num_steps)
-    return state, jnp.mean(loss), jnp.sum(correct) / (num_steps * batch_size)
+    return jax.lax.scan(body, state, None, length=num_steps)
 
   return fn
+
+
+@functools.partial(jax.jit, static_argnums=2)
+def _train_summary(losses, correct, batch_size: int):
+  return jnp.mean(losses), jnp.sum(correct) / (losses.shape[0] * batch_size)
 
 
 class Trainer:
@@ -320,7 +330,10 @@ class Trainer:
 
   def __init__(self, train_split, test_split, num_classes: int, *, cfg, steps: int,
                batch_size: int, head_lr: float, backbone_lr: float, last_n: int,
-               eval_batch: int = 1000):
+               eval_batch: int = 1000, chunk_steps: int = 500):
+    if chunk_steps < 1:
+      raise UserError(f"transfer: chunk_steps={chunk_steps} must be >= 1")
+    self.chunk_steps = int(chunk_steps)
     self.C = num_classes
     self.cfg = cfg
     self.steps, self.batch_size = int(steps), int(batch_size)
@@ -335,6 +348,11 @@ class Trainer:
     self.test_arrays = jax.device_put((images, labels))
     self._fns: dict = {}
 
+  def chunks(self, steps: int) -> list[int]:
+    """The scan lengths of a `steps`-step run: full chunks, then the rest."""
+    full, rest = divmod(int(steps), self.chunk_steps)
+    return [self.chunk_steps] * full + ([rest] if rest else [])
+
   def _compiled(self, model, mode: str, params, steps: int):
     graphdef = nnx.graphdef(model)
     key = (graphdef, mode, steps)
@@ -343,20 +361,21 @@ class Trainer:
       backbone_lr = self.head_lr if mode == SCRATCH else self.backbone_lr
       tx = make_optimizer(self.cfg, labels, head_lr=self.head_lr,
                           backbone_lr=backbone_lr, steps=steps)
-      fn = make_train_fn(graphdef, tx, self.C, probe=mode == "linear_probe",
-                         batch_size=self.batch_size, num_steps=steps,
-                         label_smoothing=self.cfg.label_smoothing)
+      fns = {n: jax.jit(make_train_fn(graphdef, tx, self.C, probe=mode == "linear_probe",
+                                      batch_size=self.batch_size, num_steps=n,
+                                      label_smoothing=self.cfg.label_smoothing))
+             for n in set(self.chunks(steps))}
       ev = train.make_eval_fn(graphdef, self.cfg, self.C, self.par, self.eval_batch)
-      self._fns[key] = (tx, jax.jit(fn), jax.jit(ev))
+      self._fns[key] = (tx, fns, jax.jit(ev))
     return self._fns[key]
 
   def initial_state(self, model, mode: str, steps: int | None = None):
     steps = self.steps if steps is None else int(steps)
     graphdef, params, rest = models.split(model)
-    tx, fn, ev = self._compiled(model, mode, params, steps)
+    tx, fns, ev = self._compiled(model, mode, params, steps)
     state = train.TrainState(step=jnp.zeros((), jnp.int32), params=params, rest=rest,
                              opt_state=tx.init(params))
-    return state, fn, ev
+    return state, fns, ev
 
   def run(self, model, mode: str, subset: np.ndarray, seed: int,
           steps: int | None = None) -> tuple[dict, train.TrainState]:
@@ -364,11 +383,26 @@ class Trainer:
     ``train[subset]`` and evaluates it on the test split."""
     check_mode(mode)
     t0 = time.perf_counter()
-    state, fn, ev = self.initial_state(model, mode, steps)
+    steps = self.steps if steps is None else int(steps)
+    state, fns, ev = self.initial_state(model, mode, steps)
     padded = np.zeros(self.n_train, np.int32)
     padded[:len(subset)] = subset
-    state, loss, acc = fn(state, *self.train_arrays, jnp.asarray(padded),
-                          jnp.int32(len(subset)), train.root_key(seed))
+    args = (*self.train_arrays, jnp.asarray(padded), jnp.int32(len(subset)),
+            train.root_key(seed))
+    losses, correct, done = [], [], 0
+    for n in self.chunks(steps):
+      signame = stopping.requested()
+      if signame:
+        raise Preempted(f"transfer run ({mode}, seed {seed}) stopped by {signame} after "
+                        f"{done} of {steps} steps; it keeps no checkpoint and is redone "
+                        "from the start by the same command")
+      state, (l, c) = fns[n](state, *args)
+      l.block_until_ready()    # dispatch is asynchronous: wait, so a stop is seen here
+      losses.append(l)
+      correct.append(c)
+      done += n
+    loss, acc = _train_summary(jnp.concatenate(losses), jnp.concatenate(correct),
+                               self.batch_size)
     if not np.isfinite(float(loss)):
       raise train.TrainingDiverged(f"transfer ({mode}, seed {seed}): the loss became "
                                    "NaN/inf; lower the learning rates")
