@@ -396,10 +396,10 @@ class Trainer:
         raise Preempted(f"transfer run ({mode}, seed {seed}) stopped by {signame} after "
                         f"{done} of {steps} steps; it keeps no checkpoint and is redone "
                         "from the start by the same command")
-      state, (l, c) = fns[n](state, *args)
-      l.block_until_ready()    # dispatch is asynchronous: wait, so a stop is seen here
-      losses.append(l)
-      correct.append(c)
+      state, (chunk_loss, chunk_correct) = fns[n](state, *args)
+      chunk_loss.block_until_ready()   # dispatch is asynchronous: wait, so a stop is seen
+      losses.append(chunk_loss)
+      correct.append(chunk_correct)
       done += n
     loss, acc = _train_summary(jnp.concatenate(losses), jnp.concatenate(correct),
                                self.batch_size)
