@@ -326,7 +326,8 @@ def _train_summary(losses, correct, batch_size: int):
 
 class Trainer:
   """Trains and evaluates transfer / scratch runs on one target dataset, compiling
-  each (mode, step count) once: the state, subset and its size are arguments."""
+  each (mode, step count, chunk length) once: the state, subset and its size are
+  arguments."""
 
   def __init__(self, train_split, test_split, num_classes: int, *, cfg, steps: int,
                batch_size: int, head_lr: float, backbone_lr: float, last_n: int,
