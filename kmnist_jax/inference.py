@@ -31,7 +31,8 @@ How it runs:
   Outputs are float32 whatever the compute dtype (labels: int32).
 
 Code that must stay inside a parallel training step (the in-training evaluator) pads
-with the same :func:`pad_to_multiple` but keeps its own compiled, sharded loop.
+with the same :func:`pad_to_multiple` but keeps its own compiled, sharded loop; it
+gets the same fast forward convolution from :func:`forward_graphdef`.
 """
 
 from __future__ import annotations
@@ -127,6 +128,14 @@ def prepare(restored_or_model, *, dtype: str | None = None, conv_impl: str | Non
       m.conv_general_dilated = fn
   graphdef, params, rest = models.split(copy)
   return graphdef, params, rest, dt
+
+
+def forward_graphdef(graphdef, params, rest, *, conv_impl: str | None = None):
+  """The graphdef of the model ``merge(graphdef, params, rest)`` with its convolutions
+  set to `conv_impl` (default :data:`INFERENCE_CONV`): for forward-only code that
+  keeps its own compiled loop (the in-training evaluator). The params / rest trees it
+  takes are the same as the training graphdef's."""
+  return prepare(nnx.merge(graphdef, params, rest), conv_impl=conv_impl)[0]
 
 
 @functools.lru_cache(maxsize=64)

@@ -149,3 +149,23 @@ def test_bad_input(model):
   # [N, 28, 28, 1] is accepted as well.
   np.testing.assert_array_equal(inference.predict(model, images(5)[..., None]),
                                 inference.predict(model, images(5)))
+
+
+def test_forward_graphdef_swaps_the_convolutions_only():
+  """The in-training evaluator's graphdef (train.py): every conv runs XLA's own
+  convolution, the params / rest trees are the training ones, the model given is left
+  as it was, and the logits match the training formulation's."""
+  from jax import lax
+  m = tiny_cnn(conv_impl="im2col")
+  g, p, r = models.split(m)
+  fg = inference.forward_graphdef(g, p, r)
+  assert fg != g
+  convs = [x for _, x in nnx.iter_graph(nnx.merge(fg, p, r)) if isinstance(x, nnx.Conv)]
+  assert len(convs) == 2
+  assert all(c.conv_general_dilated is lax.conv_general_dilated for c in convs)
+  kept = [x for _, x in nnx.iter_graph(m) if isinstance(x, nnx.Conv)]
+  assert all(c.conv_general_dilated is not lax.conv_general_dilated for c in kept)
+  x = models.preprocess(images(50))
+  a, _ = models.apply(g, p, r, x, train=False)
+  b, _ = models.apply(fg, p, r, x, train=False)
+  np.testing.assert_allclose(np.asarray(a), np.asarray(b), **TOL)

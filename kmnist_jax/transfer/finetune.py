@@ -366,7 +366,8 @@ class Trainer:
                                       batch_size=self.batch_size, num_steps=n,
                                       label_smoothing=self.cfg.label_smoothing))
              for n in set(self.chunks(steps))}
-      ev = train.make_eval_fn(graphdef, self.cfg, self.C, self.par, self.eval_batch)
+      ev = train.make_eval_fn(inference.prepare(model)[0], self.cfg, self.C, self.par,
+                              self.eval_batch)  # forward only: the fast conv
       self._fns[key] = (tx, fns, jax.jit(ev))
     return self._fns[key]
 
