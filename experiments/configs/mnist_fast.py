@@ -21,8 +21,13 @@ the project's CPU kinds; jax 0.10.2; results/time_to_accuracy_cpu_zen3.md), twic
 - after the conv kernel-gradient change (kmnist_jax.convs.kernel_grad; it does not
   slow this net's layers, benchmarks/conv_grad.py), same machine, another hour:
   5 of 5 seeds, 99.04-99.11%, 46.8 s +- 3.3 (41.6-49.8 s), process 52.9 s +- 3.8.
-The 45 s target is met in the first measurement, not in the second; the machine's
-rate drifts by ~10% between them.
+- at commit 59d594a (the in-training evaluator on XLA's forward conv, the
+  initialisation compiled at LLVM level 1; same numbers), 2026-12-02: 04:51 UTC
+  47.2 s +- 3.6 (43.0-52.5 s; results/time_to_accuracy_cpu_zen3_0451utc.md), 05:15
+  UTC **41.0 s +- 2.3 (37.4-43.4 s)**, process 46.1 s +- 2.4, 5 of 5 seeds, 99.04-99.11%.
+The 45 s target is met in two of the four measurements; the machine's training rate
+drifts by 10-25% between hours (epoch-2 img/s: 2,716-3,892 at 04:51, 3,558-4,206 at
+05:15).
 """
 
 import ml_collections

@@ -27,8 +27,9 @@ accuracy at eps 0.1 (+30.4, +13.0); affine and elastic lower KMNIST mCE (-6.8, -
 elastic raises MNIST mCE (+36.2); no policy raises clean accuracy; cutmix and the
 combination cost clean accuracy on both datasets. Two runs side by side (--parallel=2,
 one core each) take ~500-580 s per pair, ~260 s a run (the last 25 runs: 6,501 s):
-48 runs ~3.5 h on this CPU; one at a time with 2 devices ~280 s a run
-(kmnist_jax.studies.runner.DEFAULT_PARALLEL has the comparison). A Zen 4 or Intel
+48 runs ~3.5 h on this CPU (since commit 59d594a: 4 runs + baseline 983 s, ~246 s a
+run, ~3.3 h estimated, records reproduced exactly); one at a time with 2 devices ~280 s
+a run (kmnist_jax.studies.runner.DEFAULT_PARALLEL has the comparison). A Zen 4 or Intel
 machine trains the default CNN 1.7-2x faster (README, Performance). Minutes on one
 GPU (benchmarks/run_gpu_studies.sh).
 """
