@@ -1,4 +1,4 @@
-r"""A 3-stage BatchNorm CNN with affine augmentation on KMNIST: the CPU time-to-98% config.
+r"""A 3-stage BatchNorm CNN with affine augmentation on KMNIST, 30 epochs (CPU time-to-98%: kmnist_fast).
 
   python experiments/train.py --config experiments/configs/kmnist_cnn_aug.py \
       --workdir /tmp/kmnist_cnn_aug
