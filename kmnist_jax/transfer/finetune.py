@@ -366,8 +366,8 @@ class Trainer:
                                       batch_size=self.batch_size, num_steps=n,
                                       label_smoothing=self.cfg.label_smoothing))
              for n in set(self.chunks(steps))}
-      ev = train.make_eval_fn(inference.prepare(model)[0], self.cfg, self.C, self.par,
-                              self.eval_batch)  # forward only: the fast conv
+      ev = train.make_eval_fn(inference.forward_graphdef(*models.split(model)), self.cfg,
+                              self.C, self.par, self.eval_batch)  # forward only: fast conv
       self._fns[key] = (tx, fns, jax.jit(ev))
     return self._fns[key]
 
