@@ -553,7 +553,8 @@ def _train_and_evaluate(cfg, workdir: str, log, stop: _StopFlag, t_start: float,
                       val_confusion=v["confusion"])
       record["elapsed_s"] = time.perf_counter() - t_start
       reached = False
-      if cfg.eval_test_every_epoch or cfg.stop_at_test_accuracy:
+      if ((cfg.eval_test_every_epoch or cfg.stop_at_test_accuracy)
+          and epoch + 1 >= cfg.eval_test_from_epoch):
         t = evaluators["test"](state)
         record.update(test_accuracy=t["accuracy"], test_loss_epoch=t["loss"])
         reached = (cfg.stop_at_test_accuracy > 0

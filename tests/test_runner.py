@@ -73,6 +73,26 @@ def test_key_is_the_full_resolved_config(tmp_path):
     runner.Plan("t", str(tmp_path), [b, a])
 
 
+def test_fields_added_later_keep_the_committed_records_keys(tmp_path):
+  """Config fields added after a study was committed (config.LATER_FIELDS) stay out of
+  the key at their defaults: every committed train record's key is what today's full
+  config (which has those fields) hashes to; another value is another key."""
+  import glob
+  records = [io.read_json(p) for p in glob.glob(os.path.join(
+      REPO, "results", "*_runs", "*.json"))]
+  train_records = [r for r in records if r["kind"] == "train" and not r["deps"]]
+  assert len(train_records) >= 40
+  for r in train_records:
+    today = {**config_lib.LATER_FIELDS, **r["config"]}
+    assert set(config_lib.LATER_FIELDS) <= set(today)
+    assert runner.digest({"kind": "train", "config": runner.key_config(today),
+                          "deps": {}}) == r["key"], r["name"]
+  base = train.resolved_config(logreg("/data/a"))
+  assert base["eval_test_from_epoch"] == config_lib.LATER_FIELDS["eval_test_from_epoch"]
+  key = lambda c: runner.Plan("t", str(tmp_path), [runner.Run("r", "train", c)]).runs[0].key  # noqa: E731
+  assert key(base) != key({**base, "eval_test_from_epoch": 3})
+
+
 @pytest.mark.slow   # real (tiny) training runs
 def test_skips_finished_and_resumes_interrupted(data_dir, tmp_path):
   plan = train_plan(tmp_path / "s", data_dir, num_epochs=2)

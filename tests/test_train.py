@@ -271,6 +271,26 @@ def test_stop_at_test_accuracy(data_dir, tmp_path):
   assert len(history(tmp_path)) == 1
 
 
+def test_eval_test_from_epoch_checks_the_test_set_from_that_epoch_only(data_dir, tmp_path):
+  """eval_test_from_epoch: epochs before it have no test evaluation (and cannot stop
+  the run); a checkpoint saved before the field existed resumes as saved with its
+  default, and differs from any other value."""
+  cfg = tiny(data_dir, model="logreg", model_kwargs={}, num_epochs=3,
+             eval_test_every_epoch=True, stop_at_test_accuracy=0.05,
+             eval_test_from_epoch=2)
+  res = run(cfg, tmp_path)
+  h = history(tmp_path)
+  assert [("test_accuracy" in r) for r in h] == [False, True]
+  assert res["epochs"] == 2 and h[1]["test_accuracy"] >= 0.05
+  saved = dict(cfg.to_dict())
+  del saved["eval_test_from_epoch"]
+  assert config_lib.differences(saved, {**saved, "eval_test_from_epoch": 1}) == []
+  assert config_lib.differences(saved, {**saved, "eval_test_from_epoch": 2},
+                                ignore=()) != []
+  with pytest.raises(UserError, match="eval_test_from_epoch=0 must be >= 1"):
+    config_lib.validate(tiny(data_dir, eval_test_from_epoch=0))
+
+
 # ---- Preemption, damage, the workdir lock ---------------------------------------------
 
 def sigterm_at(step, sig=signal.SIGTERM):

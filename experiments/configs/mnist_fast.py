@@ -25,7 +25,10 @@ the project's CPU kinds; jax 0.10.2; results/time_to_accuracy_cpu_zen3.md), twic
   initialisation compiled at LLVM level 1; same numbers), 2026-12-02: 04:51 UTC
   47.2 s +- 3.6 (43.0-52.5 s; results/time_to_accuracy_cpu_zen3_0451utc.md), 05:15
   UTC **41.0 s +- 2.3 (37.4-43.4 s)**, process 46.1 s +- 2.4, 5 of 5 seeds, 99.04-99.11%.
-The 45 s target is met in two of the four measurements; the machine's training rate
+- at commit 2053826, 2026-12-02 12:03 UTC (a new session, same machine kind): 41.0 s
+  +- 1.1 (39.3-42.4 s), process 46.0 s +- 1.3, 5 of 5 seeds, 99.04-99.11%
+  (results/time_to_accuracy_cpu_zen3_1202utc.md).
+The 45 s target is met in three of the five measurements; the machine's training rate
 drifts by 10-25% between hours (epoch-2 img/s: 2,716-3,892 at 04:51, 3,558-4,206 at
 05:15).
 """

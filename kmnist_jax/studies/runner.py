@@ -47,6 +47,7 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 
+from kmnist_jax import config as config_lib
 from kmnist_jax import io, lock, metrics, stopping
 from kmnist_jax.errors import EXIT_PREEMPTED, EXIT_USER_ERROR, Preempted, UserError
 
@@ -122,7 +123,11 @@ class Run:
 
 
 def key_config(config: dict) -> dict:
-  return {k: v for k, v in config.items() if k not in KEY_EXCLUDED}
+  """What a run's key hashes: `config` less KEY_EXCLUDED, and less the fields added
+  later (config.LATER_FIELDS) while at their defaults, so older records keep their key."""
+  later = config_lib.LATER_FIELDS
+  return {k: v for k, v in config.items()
+          if k not in KEY_EXCLUDED and not (k in later and v == later[k])}
 
 
 def digest(obj) -> str:
