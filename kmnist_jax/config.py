@@ -9,6 +9,7 @@ the field and the valid choices, before any data is loaded or anything compiled.
 from __future__ import annotations
 
 import difflib
+import functools
 import importlib.util
 import os
 
@@ -31,14 +32,12 @@ RUNTIME_FIELDS = frozenset({
     "eval_test_from_epoch",
 })
 
-# Fields added after studies and checkpoints were committed, with their defaults. At
-# that default a field is left out of a study run's cache key
-# (kmnist_jax.studies.runner.key_config) and a checkpoint saved before the field existed
-# counts as saved with it (:func:`differences`), so committed records and old workdirs
-# stay valid; any other value is a difference like any field's.
-LATER_FIELDS = {
-    "eval_test_from_epoch": 1,
-}
+# Fields added after studies and checkpoints were committed. At its default (from
+# :func:`base`: :func:`later_defaults`) such a field is left out of a study run's cache
+# key (kmnist_jax.studies.runner.key_config) and a checkpoint saved before the field
+# existed counts as saved with it (:func:`differences`), so committed records and old
+# workdirs stay valid; any other value is a difference like any field's.
+LATER_FIELDS = frozenset({"eval_test_from_epoch"})
 
 
 def base() -> ml_collections.ConfigDict:
@@ -90,6 +89,13 @@ def base() -> ml_collections.ConfigDict:
   c.stop_at_test_accuracy = 0.0
   c.eval_test_from_epoch = 1      # with either: check the test set from this epoch on
   return c
+
+
+@functools.cache
+def later_defaults() -> dict:
+  """LATER_FIELDS with their defaults in :func:`base`."""
+  defaults = base()
+  return {k: defaults[k] for k in LATER_FIELDS}
 
 
 def _choice(cfg, field, choices):
@@ -303,8 +309,8 @@ def differences(saved: dict, current: dict, *, ignore=RUNTIME_FIELDS) -> list[st
   for key in sorted(set(saved) | set(current)):
     if key in ignore:
       continue
-    a = saved.get(key, LATER_FIELDS.get(key, "<absent>"))
-    b = current.get(key, LATER_FIELDS.get(key, "<absent>"))
+    a = saved.get(key, later_defaults().get(key, "<absent>"))
+    b = current.get(key, later_defaults().get(key, "<absent>"))
     if a != b:
       out.append(f"{key}: {a!r} (checkpoint) vs {b!r} (now)")
   return out

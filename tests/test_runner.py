@@ -83,12 +83,11 @@ def test_fields_added_later_keep_the_committed_records_keys(tmp_path):
   train_records = [r for r in records if r["kind"] == "train" and not r["deps"]]
   assert len(train_records) >= 40
   for r in train_records:
-    today = {**config_lib.LATER_FIELDS, **r["config"]}
-    assert set(config_lib.LATER_FIELDS) <= set(today)
+    today = {**config_lib.later_defaults(), **r["config"]}
     assert runner.digest({"kind": "train", "config": runner.key_config(today),
                           "deps": {}}) == r["key"], r["name"]
   base = train.resolved_config(logreg("/data/a"))
-  assert base["eval_test_from_epoch"] == config_lib.LATER_FIELDS["eval_test_from_epoch"]
+  assert base["eval_test_from_epoch"] == config_lib.later_defaults()["eval_test_from_epoch"]
   key = lambda c: runner.Plan("t", str(tmp_path), [runner.Run("r", "train", c)]).runs[0].key  # noqa: E731
   assert key(base) != key({**base, "eval_test_from_epoch": 3})
 

@@ -125,7 +125,7 @@ class Run:
 def key_config(config: dict) -> dict:
   """What a run's key hashes: `config` less KEY_EXCLUDED, and less the fields added
   later (config.LATER_FIELDS) while at their defaults, so older records keep their key."""
-  later = config_lib.LATER_FIELDS
+  later = config_lib.later_defaults()
   return {k: v for k, v in config.items()
           if k not in KEY_EXCLUDED and not (k in later and v == later[k])}
 
