@@ -30,7 +30,13 @@ one core each) take ~500-580 s per pair, ~260 s a run (the last 25 runs: 6,501 s
 48 runs ~3.5 h on this CPU (since commit 59d594a: 4 runs + baseline 983 s, ~246 s a
 run, ~3.3 h estimated, records reproduced exactly); one at a time with 2 devices ~280 s
 a run (kmnist_jax.studies.runner.DEFAULT_PARALLEL has the comparison). A Zen 4 or Intel
-machine trains the default CNN 1.7-2x faster (README, Performance). Minutes on one
+machine trains the default CNN 1.7-2x faster: measured whole on the quiet 2-core Intel
+Xeon (family 6 model 167, AVX-512; 2026-12-03, the command above with a fresh workdir,
+--out results/augmentation_study_intel --records results/augmentation_study_intel_runs):
+6,119 s (1.70 h) for all 50 runs and the report, ~220 s a run side by side (~1,740
+img/s a worker); the same significant findings (every ** of the Zen 3 table is * or **
+with the same sign there; KMNIST affine's clean gain +0.25 +- 0.10 pp is ** on Intel
+only). Minutes on one
 GPU (benchmarks/run_gpu_studies.sh).
 """
 
