@@ -26,8 +26,8 @@ Tried next (2026-12-02 12:08 UTC, commit 2053826, same command with
 epoch 11 (4 min 25 s), seed 1 98.11% at epoch 13 (5 min 45 s), seed 2 still short
 (best 97.89%, all 17 epochs, 7 min 59 s): a longer schedule does not fix seed 2 and
 costs the time, so the config keeps 15 epochs.
-On the quiet 2-core Intel Xeon (family 6 model 167, AVX-512; 2026-12-03, commit 23c58f3;
-~11 s an epoch) the first command (--platform_tag cpu_intel_kmnist) reaches 98% in 3 of
+On the quiet 2-core Intel Xeon (family 6 model 167, AVX-512; 2026-12-03, commits ddae30d / 23c58f3,
+the library as at b51011f; ~11 s an epoch) the first command (--platform_tag cpu_intel_kmnist) reaches 98% in 3 of
 5 seeds, 142 s +- 6 (epoch 13), seeds 1 and 2 ending 15 epochs at 97.91% / 97.70%
 (results/time_to_accuracy_cpu_intel_kmnist.md). There 24 epochs fit in 6 min, and
 

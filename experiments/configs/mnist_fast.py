@@ -29,7 +29,7 @@ the project's CPU kinds; jax 0.10.2; results/time_to_accuracy_cpu_zen3.md), twic
   +- 1.1 (39.3-42.4 s), process 46.0 s +- 1.3, 5 of 5 seeds, 99.04-99.11%
   (results/time_to_accuracy_cpu_zen3_1202utc.md).
 - on the quiet 2-core Intel Xeon (family 6 model 167, AVX-512), 2026-12-03 10:45 UTC,
-  commit 23c58f3, the command above with --platform_tag cpu_intel: **17.8 s +- 0.4**
+  commit 05f8e78, the command above with --platform_tag cpu_intel: **17.8 s +- 0.4**
   (17.4-18.3 s), process 19.9 s +- 0.4, 5 of 5 seeds at epoch 2, 99.01-99.15%
   (results/time_to_accuracy_cpu_intel.md).
 On the Zen 3 the 45 s target is met in three of the five measurements; the machine's training rate
