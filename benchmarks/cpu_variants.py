@@ -48,6 +48,9 @@ VARIANTS = {
                            {"xla_flags": "--xla_cpu_experimental_onednn_custom_call=true"}),
     "xnnpack": ("--xla_cpu_use_xnnpack=true",
                 {"xla_flags": "--xla_cpu_use_xnnpack=true"}),
+    "no_ynn": ("--xla_cpu_experimental_ynn_fusion_type= (no YNNPACK dot fusions: the "
+               "dots run as Eigen matmuls)",
+               {"xla_flags": "--xla_cpu_experimental_ynn_fusion_type="}),
     "concurrent_scheduler": ("--xla_cpu_enable_concurrency_optimized_scheduler=true",
                              {"xla_flags":
                               "--xla_cpu_enable_concurrency_optimized_scheduler=true"}),

@@ -18,7 +18,10 @@ Two formulations avoid them:
 In both, the kernel gradient is one matmul, written as (dy^T cols)^T
 (:func:`kernel_grad`): in the direct operand order XLA:CPU transposes the larger
 operand first, which was ~30% of the default CNN's training step (+23% training
-throughput for the default CNN, +9% for keras_cnn on the 2-core Zen 3).
+throughput for the default CNN, +9% for keras_cnn on the 2-core Zen 3). The columns
+themselves are the concatenation of kh*kw shifted slices, or, on large maps with many
+channels, one gather that writes them in a single pass (:func:`_cols`; +2% for
+keras_cnn on the Zen 4, values and gradients bit-identical).
 
 ``auto`` is ``lax.conv_general_dilated`` on GPU/TPU (cuDNN / the TPU convolution
 units) and, on CPU, ``fwdconv`` for stride-1 convs whose input is at most
@@ -33,12 +36,15 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from kmnist_jax.errors import UserError
 
 CONV_IMPLS = ("auto", "xla", "im2col", "fwdconv")
 FWDCONV_MAX_SIDE = 16  # CPU 'auto': fwdconv up to this input height / width
+GATHER_MIN_CHANNELS = 8    # stride-1 im2col columns by one gather from this many channels
+GATHER_MIN_PIXELS = 16 * 16  # ... on output maps larger than this
 
 
 def resolve_conv_impl(impl: str) -> str:
@@ -76,18 +82,12 @@ def conv_im2col(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilati
         lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
         dimension_numbers, feature_group_count, batch_group_count, precision,
         preferred_element_type)
-  b, h, w, c = lhs.shape
+  h, w, c = lhs.shape[1:]
   kh, kw, _, o = rhs.shape
   sh, sw = window_strides
   if isinstance(padding, str):
     padding = lax.padtype_to_pads((h, w), (kh, kw), (sh, sw), padding)
-  (pt, pb), (pl, pr) = padding
-  x = jnp.pad(lhs, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
-  ho = (h + pt + pb - kh) // sh + 1
-  wo = (w + pl + pr - kw) // sw + 1
-  cols = [x[:, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw, :]
-          for i in range(kh) for j in range(kw)]
-  cols = cols[0] if len(cols) == 1 else jnp.concatenate(cols, axis=-1)
+  cols = _cols(lhs, kh, kw, padding, (sh, sw))
   if preferred_element_type is not None:
     return lax.dot_general(cols, rhs.reshape(kh * kw * c, o),
                            (((3,), (0,)), ((), ())), precision=precision,
@@ -104,13 +104,82 @@ def _conv(x, w, padding, precision, preferred_element_type):
                                   preferred_element_type=preferred_element_type)
 
 
-def _cols(x, kh, kw, padding):
-  """im2col: [b, Ho, Wo, kh*kw*c] (stride 1), the taps in (i, j, c) order."""
+def _cols(x, kh, kw, padding, strides=(1, 1)):
+  """im2col: [b, Ho, Wo, kh*kw*c], the taps in (i, j, c) order.
+
+  Stride-1 columns of large maps with many channels (:func:`_gather_pays`: keras_cnn's
+  second conv) are built with one gather (:func:`_gathered_cols`); the rest concatenate
+  shifted slices. Both give the same array and the same gradient.
+  """
   (pt, pb), (pl, pr) = padding
   x = jnp.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
-  ho, wo = x.shape[1] - kh + 1, x.shape[2] - kw + 1
-  cols = [x[:, i:i + ho, j:j + wo, :] for i in range(kh) for j in range(kw)]
+  sh, sw = strides
+  ho, wo = (x.shape[1] - kh) // sh + 1, (x.shape[2] - kw) // sw + 1
+  if kh * kw == 1 or (sh, sw) != (1, 1) or not _gather_pays(ho, wo, x.shape[3]):
+    return _concat_cols(x, kh, kw, (sh, sw), ho, wo)
+  return _gathered_cols(x, (x.shape, kh, kw, ho, wo))
+
+
+def _gather_pays(ho: int, wo: int, c: int) -> bool:
+  """Whether one gather builds these columns faster than the concatenation: measured
+  only for large maps of many channels (keras_cnn's 24x24 x 32 -> 288 columns: that
+  layer's forward and backward 6-7% faster, its training step +2%); it was 12-47%
+  slower on 14x14 and 7x7 maps and on one input channel (28x28 x 1), so those keep the
+  concatenation (benchmarks/README.md)."""
+  return c >= GATHER_MIN_CHANNELS and ho * wo > GATHER_MIN_PIXELS
+
+
+def _concat_cols(x, kh, kw, strides, ho, wo):
+  """The columns of the padded input as kh*kw shifted (strided) slices, concatenated."""
+  sh, sw = strides
+  cols = [x[:, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw, :]
+          for i in range(kh) for j in range(kw)]
   return cols[0] if len(cols) == 1 else jnp.concatenate(cols, axis=-1)
+
+
+@functools.lru_cache(maxsize=64)
+def _row_starts(hp: int, wp: int, c: int, kh: int, ho: int, wo: int) -> np.ndarray:
+  """Flat offsets into a padded [hp, wp, c] image of each (h, w, i) column piece: the
+  kw*c taps of kernel row i at output (h, w) are contiguous there."""
+  h, w, i = np.meshgrid(np.arange(ho), np.arange(wo), np.arange(kh), indexing="ij")
+  return (((h + i) * wp + w) * c).reshape(-1, 1).astype(np.int32)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def _gathered_cols(x, geometry):
+  """Stride-1 im2col of the padded x as ONE gather of ho*wo*kh contiguous pieces of
+  kw*c values (the kh*kw taps in (i, j, c) order, as :func:`_concat_cols` gives).
+
+  Why: XLA:CPU writes the concatenation of nine shifted slices in two passes (each
+  slice, then the concatenate); the gather writes the columns once. Profiled in
+  keras_cnn's training step on the 2-core Zen 4 (per device, per step): 12.3 ms
+  instead of 9.6 + 9 x 0.6 ms for its 64x24x24x288 columns. The gradient is the
+  transpose of :func:`_concat_cols` (slices, pads and adds, which XLA fuses well),
+  not the gather's scatter-add, so values and gradients are bit-identical to it.
+  """
+  shape, kh, kw, ho, wo = geometry
+  b, hp, wp, c = shape
+  dnums = lax.GatherDimensionNumbers(offset_dims=(0, 2), collapsed_slice_dims=(),
+                                     start_index_map=(1,))
+  cols = lax.gather(x.reshape(b, hp * wp * c),
+                    jnp.asarray(_row_starts(hp, wp, c, kh, ho, wo)), dnums,
+                    slice_sizes=(b, kw * c), mode=lax.GatherScatterMode.PROMISE_IN_BOUNDS)
+  return cols.reshape(b, ho, wo, kh * kw * c)
+
+
+def _gathered_cols_fwd(x, geometry):
+  return _gathered_cols(x, geometry), None
+
+
+def _gathered_cols_bwd(geometry, _, g):
+  shape, kh, kw, ho, wo = geometry
+  transpose = jax.linear_transpose(
+      lambda x: _concat_cols(x, kh, kw, (1, 1), ho, wo),
+      jax.ShapeDtypeStruct(shape, g.dtype))
+  return transpose(g)
+
+
+_gathered_cols.defvjp(_gathered_cols_fwd, _gathered_cols_bwd)
 
 
 def kernel_grad(cols, dy, precision):

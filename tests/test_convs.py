@@ -64,3 +64,30 @@ def test_cpu_auto_picks_by_feature_map_size(monkeypatch):
     ops.conv_cpu_auto(jnp.ones((1, side, side, 4)), w, (1, 1), "SAME",
                       dimension_numbers=DN)
   assert calls == ["fwdconv", "im2col"]
+
+
+@pytest.mark.parametrize("shape,kernel,padding", [
+    ((3, 28, 28, 8), (3, 3), ((1, 1), (1, 1))),     # SAME
+    ((2, 26, 26, 32), (3, 3), ((0, 0), (0, 0))),    # keras_cnn conv2 (VALID)
+    ((2, 19, 21, 8), (5, 3), ((2, 1), (0, 2))),     # non-square, uneven padding
+])
+def test_gathered_columns_equal_the_concatenated_slices(shape, kernel, padding):
+  """Stride-1 im2col is one gather; its values and gradient are bit-identical to the
+  concatenation of shifted slices (and its autodiff transpose)."""
+  kh, kw = kernel
+  x = jax.random.normal(jax.random.key(1), shape)
+  xp = jnp.pad(x, ((0, 0), *padding, (0, 0)))
+  ho, wo = xp.shape[1] - kh + 1, xp.shape[2] - kw + 1
+  def concat(x):
+    return ops._concat_cols(jnp.pad(x, ((0, 0), *padding, (0, 0))), kh, kw, (1, 1), ho, wo)
+  def gathered(x):
+    return ops._cols(x, kh, kw, padding)
+  want, want_vjp = jax.vjp(jax.jit(concat), x)
+  got, got_vjp = jax.vjp(jax.jit(gathered), x)
+  assert got.shape == (shape[0], ho, wo, kh * kw * shape[3])
+  np.testing.assert_array_equal(got, want)
+  g = jax.random.normal(jax.random.key(2), got.shape)
+  np.testing.assert_array_equal(got_vjp(g)[0], want_vjp(g)[0])
+  # The gather really is the forward pass (not the slices).
+  hlo = jax.jit(gathered).lower(x).as_text()
+  assert "gather" in hlo and "concatenate" not in hlo
