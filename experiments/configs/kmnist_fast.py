@@ -38,6 +38,10 @@ reaches **98% in 5 of 5 seeds, 167 s +- 23** (142-203 s, epochs 13-19, 98.01-98.
 process 170 s +- 23; results/time_to_accuracy_cpu_intel_kmnist24.md): the 6-minute
 target met on every seed on Intel, with the longer schedule the faster CPU affords (on
 the Zen 3, at ~22-25 s an epoch, 24 epochs would take 9-10 min).
+On the quiet 2-core AMD EPYC Zen 4 (family 25 model 17, AVX-512; 2026-12-06, commit
+4096d39; ~11-12 s an epoch) the same 24-epoch command with --platform_tag
+cpu_zen4_kmnist24 reaches **98% in 5 of 5 seeds, 178.7 s +- 30.6** (132-212 s, epochs
+11-18, 98.01-98.08%; process 181.6 s +- 30.7; results/time_to_accuracy_cpu_zen4_kmnist24.md).
 """
 
 import ml_collections

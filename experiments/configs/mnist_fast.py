@@ -32,6 +32,10 @@ the project's CPU kinds; jax 0.10.2; results/time_to_accuracy_cpu_zen3.md), twic
   commit 05f8e78, the command above with --platform_tag cpu_intel: **17.8 s +- 0.4**
   (17.4-18.3 s), process 19.9 s +- 0.4, 5 of 5 seeds at epoch 2, 99.01-99.15%
   (results/time_to_accuracy_cpu_intel.md).
+- on the quiet 2-core AMD EPYC Zen 4 (family 25 model 17, AVX-512), 2026-12-06 02:09 UTC,
+  commit 4096d39, the command above with --platform_tag cpu_zen4: **19.2 s +- 0.3**
+  (18.8-19.5 s), process 21.6 s +- 0.3, 5 of 5 seeds at epoch 2, 99.00-99.12%
+  (results/time_to_accuracy_cpu_zen4.md).
 On the Zen 3 the 45 s target is met in three of the five measurements; the machine's training rate
 drifts by 10-25% between hours (epoch-2 img/s: 2,716-3,892 at 04:51, 3,558-4,206 at
 05:15).
