@@ -304,6 +304,10 @@ def _jax_worker(spec) -> dict:
     return dt, float(m["loss_sum"]) / chunk_steps
 
   out = _timed_reps(call, spec)
+  if spec.get("profile_dir"):  # benchmarks/profile_step.py: trace a few more chunks
+    with jax.profiler.trace(spec["profile_dir"]):
+      for _ in range(spec["profile_chunks"]):
+        call()
   dev = jax.devices()[0]
   out.update(params=n_params, devices=par.num_replicas, chunk_steps=chunk_steps,
              conv_impl=cfg.conv_impl, backend=backend,

@@ -78,6 +78,8 @@ def test_benchmark_bad_flags(data_dir, tmp_path):
       ("cpu_variants.py", ["--tag=a/b"], "--tag 'a/b' must be letters"),
       ("conv_grad.py", ["--reps=1"], "--reps=1"),
       ("conv_grad.py", ["--tag=a b"], "--tag 'a b' must be letters"),
+      ("profile_step.py", ["--mode=gpu"], "value should be one of"),
+      ("profile_step.py", ["--chunks=0"], "--chunks=0"),
       ("time_to_accuracy.py", ["--seeds=a"], "--seeds 'a' must be"),
       ("time_to_accuracy.py", ["--set=nokey"], "override 'nokey' must be key=value"),
       ("time_to_accuracy.py", ["--timeout=-1"], "--timeout=-1")):
@@ -246,3 +248,18 @@ def test_gpu_studies_script_plans_both_studies(data_dir, tmp_path):
     if n_tr:
       assert f"# {n_tr} runs in " in text
     assert not out.exists()                           # a dry run writes nothing
+
+
+def test_profile_step_quick(data_dir, tmp_path):
+  """The per-op profile traces the real training chunk and names its ops with shapes."""
+  p = run(["benchmarks/profile_step.py", "--model=cnn", "--mode=single", "--chunk_steps=2",
+           "--chunks=1", f"--out={tmp_path}", "--tag=t"], data_dir)
+  assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+  res = json.load(open(tmp_path / "profile_step_cnn_t.json"))
+  assert res["step_ms"] > 0 and res["meta"]["cpu_model"]
+  ops = {r["op"]: r for r in res["rows"]}
+  assert all(r["ms_per_step"] >= 0 for r in res["rows"])
+  # The conv matmuls are there, with their shapes from the optimised HLO.
+  assert any(r["shape"].startswith("f32[") and "dot_general" in r["jax_op"]
+             for r in ops.values()), list(ops)[:20]
+  assert "| op | ms per step |" in (tmp_path / "profile_step_cnn_t.md").read_text()

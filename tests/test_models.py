@@ -412,3 +412,20 @@ def test_max_pool_matches_reduce_window(shape):
     return lambda x: jnp.sum(jnp.sin(f(x)))
   np.testing.assert_allclose(jax.grad(loss(M._max_pool))(x), jax.grad(loss(ref))(x),
                              rtol=1e-6)
+
+
+def test_max_pool_gradient_is_autodiffs_bit_for_bit():
+  """models._max_pool's hand-written gradient equals autodiff's rule for reshape + max,
+  ties (split evenly) included."""
+  x = jax.random.normal(jax.random.key(0), (3, 9, 8, 5))
+  x = jnp.where(jax.random.bernoulli(jax.random.key(1), 0.5, x.shape), 0.0,
+                jnp.round(x))  # many ties: zeros and repeated integers
+  g = jax.random.normal(jax.random.key(2), (3, 4, 4, 5))
+
+  def autodiff(x):
+    return x[:, :8, :8].reshape(3, 4, 2, 4, 2, 5).max(axis=(2, 4))
+  want, want_vjp = jax.vjp(jax.jit(autodiff), x)
+  got, got_vjp = jax.vjp(jax.jit(M._max_pool), x)
+  np.testing.assert_array_equal(got, want)
+  np.testing.assert_array_equal(got_vjp(g)[0], want_vjp(g)[0])
+  assert float(jnp.max(jnp.abs(got_vjp(g)[0]))) > 0
