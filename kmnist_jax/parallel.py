@@ -7,18 +7,16 @@
   each global batch sharded along ``'data'`` with ``NamedSharding``; XLA inserts the
   all-reduces.
 * ``auto``    -- ``single`` on one device; with more, on CPU in one process ``pmap`` on
-  CPUs with AVX-512 (this project's Intel Xeon and AMD EPYC Zen 4) and ``sharded`` on
-  the others (Zen 3: AVX2), and ``sharded`` everywhere else (GPU, TPU, several
+  Intel and ``sharded`` on AMD, and ``sharded`` everywhere else (GPU, TPU, several
   processes). Measured with benchmarks/throughput.py on this project's 2-core machines
   (2 CPU devices, batch 128, img/s keras_cnn / cnn, quiet machine): Intel Xeon pmap
-  1,371 / 2,502 vs sharded 1,265 / 2,308 (pmap +8%; +3% on cnn in
-  results/throughput_cpu_intel.md); AMD EPYC Zen 4 (2026-12-06, results/
-  throughput_cpu_zen4*.md and cpu_variants_zen4.md) pmap ahead of sharded on cnn in 4
-  of 4 samples (+0-14%, median +7%) and level on keras_cnn (mean 1,222 vs 1,212 over 7);
-  AMD EPYC Zen 3 pmap 750 / 1,364 vs sharded 769 / 1,429 (sharded +1-5%,
-  results/throughput_cpu_zen3.md). One device was slower on all three (1,379 / 1,922;
-  1,190 / 2,562; 655 / 1,232). Accelerators were not compared: ``sharded`` is the mode
-  that spans hosts.
+  1,371 / 2,502 vs sharded 1,265 / 2,308 (pmap +8%); AMD EPYC Zen 4 pmap 1,332 / 2,882
+  vs sharded 1,350 / 2,935 (2026-12-06, with the hand-written max-pool gradient, which
+  gained sharded +7% and pmap +2% on cnn: sharded 1,346 / 2,448 vs pmap 1,265 / 2,343,
+  results/throughput_cpu_zen4_final.md); AMD EPYC Zen 3 pmap 750 / 1,364 vs sharded 769 / 1,429
+  (sharded +1-5%, results/throughput_cpu_zen3.md). One device was slower on all three
+  (1,379 / 1,922; 1,190 / 2,562; 655 / 1,232). Accelerators were not compared:
+  ``sharded`` is the mode that spans hosts.
 
 The dataset lives on every device (MNIST-sized data is ~47 MB), so no process ever feeds
 batches: each step's global batch indices come from (seed, epoch) on device and every
@@ -224,7 +222,7 @@ def auto_mode(devices: list) -> str:
   if len(devices) <= 1:
     return "single"
   if (devices[0].platform == "cpu" and jax.process_count() == 1
-      and xla_cpu.cpu_has("avx512f")):
+      and xla_cpu.is_intel_cpu()):
     return "pmap"
   return "sharded"
 

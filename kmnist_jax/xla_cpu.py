@@ -43,6 +43,11 @@ def cpu_has(feature: str) -> bool:
   return feature in cpu_info().get("flags", "").split()
 
 
+def is_intel_cpu() -> bool:
+  """Whether /proc/cpuinfo says GenuineIntel (False where there is none)."""
+  return cpu_info().get("vendor_id") == "GenuineIntel"
+
+
 def usable_cores() -> int:
   try:
     return len(os.sched_getaffinity(0))

@@ -40,12 +40,12 @@ def test_user_device_count_wins(monkeypatch):
   assert xla_cpu.apply(env) == "--xla_force_host_platform_device_count=8"
 
 
-@pytest.mark.parametrize("avx512,want", [(True, "pmap"), (False, "sharded")])
-def test_auto_mode_is_the_measured_choice(monkeypatch, avx512, want):
+@pytest.mark.parametrize("intel,want", [(True, "pmap"), (False, "sharded")])
+def test_auto_mode_is_the_measured_choice(monkeypatch, intel, want):
   import jax
 
   from kmnist_jax import parallel
-  monkeypatch.setattr(xla_cpu, "cpu_has", lambda f: avx512 and f == "avx512f")
+  monkeypatch.setattr(xla_cpu, "is_intel_cpu", lambda: intel)
   cpus = jax.devices("cpu")
   assert parallel.auto_mode(cpus[:1]) == "single"
   if len(cpus) > 1:
