@@ -35,7 +35,11 @@ the project's CPU kinds; jax 0.10.2; results/time_to_accuracy_cpu_zen3.md), twic
 - on the quiet 2-core AMD EPYC Zen 4 (family 25 model 17, AVX-512), 2026-12-06 02:09 UTC,
   commit 4096d39, the command above with --platform_tag cpu_zen4: **19.2 s +- 0.3**
   (18.8-19.5 s), process 21.6 s +- 0.3, 5 of 5 seeds at epoch 2, 99.00-99.12%
-  (results/time_to_accuracy_cpu_zen4.md).
+  (results/time_to_accuracy_cpu_zen4.md; parallel=auto was sharded there then). At
+  03:25 UTC, with auto = pmap (commit 7958d49, reverted since), --platform_tag
+  cpu_zen4_pmap: 24.7 s
+  +- 1.2, 5 of 5 (results/time_to_accuracy_cpu_zen4_pmap.md); the machine had slowed:
+  an A/B alternated right after gave sharded 24.2 / 23.2 s and pmap 25.9 / 22.0 s.
 On the Zen 3 the 45 s target is met in three of the five measurements; the machine's training rate
 drifts by 10-25% between hours (epoch-2 img/s: 2,716-3,892 at 04:51, 3,558-4,206 at
 05:15).
