@@ -85,15 +85,9 @@ def run(a) -> int:
   data_dir = tp.resolve_data_dir(a.data_dir)
   rows = []
   for model in models:
-    kwargs = tp.model_kwargs(model)
     for v in variants:
       desc, over = VARIANTS[v]
-      spec = {"framework": "jax", "mode": "sharded", "model": model,
-              "model_kwargs": kwargs, "platform": "cpu", "batch": 128,
-              "data_dir": data_dir, "seconds": a.seconds, "min_reps": 3,
-              "max_reps": 1000, "warmup": 1, "chunk_steps": 0, "devices": cores,
-              "threads": cores, "augment": ""}
-      spec.update(over)
+      spec = tp.cpu_jax_spec(model, data_dir, cores, **{"seconds": a.seconds, **over})
       if a.wait_idle > 0:
         tp.wait_for_idle(a.wait_idle, cores)
       r = tp.run_worker(spec, a.timeout, "--timeout")

@@ -46,7 +46,8 @@ flags.DEFINE_string("data_dir", "", "Datasets folder (default $KMNIST_JAX_DATA_D
 flags.DEFINE_float("timeout", 900.0, "Seconds for the worker.", lower_bound=0.0)
 FLAGS = flags.FLAGS
 
-_SKIP = ("ThunkExecutor", "Rendezvous", "Wait:", "while.", "$")  # containers, waits, Python
+_WAITS = ("Rendezvous", "Wait:")                             # cross-device waits
+_SKIP = ("ThunkExecutor", "while.", "$") + _WAITS              # containers, Python
 
 
 def read_trace(trace_dir: str) -> dict[str, dict]:
@@ -106,14 +107,12 @@ def run(a) -> int:
   cores = tp.core_count()
   with tempfile.TemporaryDirectory(prefix="profile_step_") as tmp:
     trace, dump = os.path.join(tmp, "trace"), os.path.join(tmp, "dump")
-    spec = {"framework": "jax", "mode": a.mode, "model": a.model,
-            "model_kwargs": tp.model_kwargs(a.model), "platform": "cpu", "batch": 128,
-            "data_dir": tp.resolve_data_dir(a.data_dir), "seconds": 0.0, "min_reps": 1,
-            "max_reps": 1, "warmup": 1, "chunk_steps": a.chunk_steps, "devices": cores,
-            "threads": cores, "augment": "", "profile_dir": trace,
-            "profile_chunks": a.chunks,
-            "xla_flags": f"--xla_dump_to={dump} --xla_dump_hlo_as_text "
-                         "--xla_dump_hlo_module_re=.*chunk.*|.*_fun.*"}
+    spec = tp.cpu_jax_spec(
+        a.model, tp.resolve_data_dir(a.data_dir), cores, mode=a.mode, seconds=0.0,
+        min_reps=1, max_reps=1, chunk_steps=a.chunk_steps, profile_dir=trace,
+        profile_chunks=a.chunks,
+        xla_flags=f"--xla_dump_to={dump} --xla_dump_hlo_as_text "
+                  "--xla_dump_hlo_module_re=.*chunk.*|.*_fun.*")
     r = tp.run_worker(spec, a.timeout, "--timeout")
     if r.get("error") or r.get("skipped"):
       raise UserError(f"the {a.model} {a.mode} worker failed: "
@@ -123,7 +122,7 @@ def run(a) -> int:
   devices = r["devices"] if a.mode != "single" else 1
   steps = a.chunks * r["chunk_steps"]
   per_step = lambda ms: ms / (steps * devices)  # noqa: E731
-  step_ms = 1e3 * r["chunk_steps"] * 128 / r["img_per_s"] / r["chunk_steps"]
+  step_ms = 1e3 * spec["batch"] / r["img_per_s"]
   rows = []
   for name, v in sorted(ops.items(), key=lambda kv: -kv[1]["ms"]):
     if name.startswith(_SKIP) or name == "?":
@@ -131,11 +130,10 @@ def run(a) -> int:
     shape, where = describe(lines.get(name, ""))
     rows.append({"op": name, "ms_per_step": per_step(v["ms"]), "calls": v["calls"],
                  "shape": shape, "jax_op": where})
-  waits = {k: per_step(v["ms"]) for k, v in ops.items()
-           if k.startswith(("Rendezvous", "Wait:"))}
+  waits = {k: per_step(v["ms"]) for k, v in ops.items() if k.startswith(_WAITS)}
   meta = tp.machine_meta("cpu", cores)
   md = [f"Per-op time of one training step: {a.model}, {a.mode} ({devices} device(s)), "
-        f"batch 128, Adam, on {meta['cpu_model']} ({cores} cores, {meta['date']}).",
+        f"batch {spec['batch']}, Adam, on {meta['cpu_model']} ({cores} cores, {meta['date']}).",
         f"Command: `{meta['command']}`", "",
         f"Step: {step_ms:.1f} ms wall ({r['img_per_s']:,.0f} img/s in the timed chunk); "
         f"traced {a.chunks} chunk(s) of {r['chunk_steps']} steps. ms = per step and per "

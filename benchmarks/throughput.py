@@ -415,6 +415,19 @@ def error_result(e: BaseException) -> dict:
 
 # ---- Parent ---------------------------------------------------------------------------
 
+def cpu_jax_spec(model: str, data_dir: str, cores: int, **overrides) -> dict:
+  """The spec of one CPU JAX worker run (the library's training chunk, batch 128,
+  sharded over one device per core), with `overrides`: what cpu_variants.py and
+  profile_step.py vary."""
+  spec = {"framework": "jax", "mode": "sharded", "model": model,
+          "model_kwargs": model_kwargs(model), "platform": "cpu", "batch": 128,
+          "data_dir": data_dir, "seconds": 8.0, "min_reps": 3, "max_reps": 1000,
+          "warmup": 1, "chunk_steps": 0, "devices": cores, "threads": cores,
+          "augment": ""}
+  spec.update(overrides)
+  return spec
+
+
 def worker_env(spec) -> dict:
   env = dict(os.environ)
   env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
