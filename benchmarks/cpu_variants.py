@@ -51,6 +51,12 @@ VARIANTS = {
     "no_ynn": ("--xla_cpu_experimental_ynn_fusion_type= (no YNNPACK dot fusions: the "
                "dots run as Eigen matmuls)",
                {"xla_flags": "--xla_cpu_experimental_ynn_fusion_type="}),
+    "no_ynn_reduce": ("--xla_cpu_experimental_ynn_fusion_type=-reduce (reductions as "
+                      "XLA's own loops; YNNPACK keeps the dots)",
+                      {"xla_flags": "--xla_cpu_experimental_ynn_fusion_type=-reduce"}),
+    "no_ynn_eltwise": ("--xla_cpu_experimental_ynn_fusion_type=-eltwise (elementwise ops "
+                       "as XLA's own loops; YNNPACK keeps the dots)",
+                       {"xla_flags": "--xla_cpu_experimental_ynn_fusion_type=-eltwise"}),
     "concurrent_scheduler": ("--xla_cpu_enable_concurrency_optimized_scheduler=true",
                              {"xla_flags":
                               "--xla_cpu_enable_concurrency_optimized_scheduler=true"}),
