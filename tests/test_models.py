@@ -429,3 +429,81 @@ def test_max_pool_gradient_is_autodiffs_bit_for_bit():
   np.testing.assert_array_equal(got, want)
   np.testing.assert_array_equal(got_vjp(g)[0], want_vjp(g)[0])
   assert float(jnp.max(jnp.abs(got_vjp(g)[0]))) > 0
+
+
+def _bn_layer(features, axis_name=None):
+  bn = M._bn(features, axis_name, jnp.float32, rngs())
+  bn.scale[...] = jax.random.normal(jax.random.key(5), (features,))
+  bn.bias[...] = jax.random.normal(jax.random.key(6), (features,))
+  return bn
+
+
+def _flax_bn_relu(bn, x, *, train):
+  return nnx.relu(bn(x, use_running_average=not train))
+
+
+@pytest.mark.parametrize('shape', [(4, 6, 6, 5), (8, 7)])
+def test_bn_relu_equals_nnx_batchnorm_then_relu(shape):
+  """The hand-written BatchNorm+ReLU backward: nnx.BatchNorm's forward values and running
+  statistics bit for bit, its autodiff gradients to float32 rounding."""
+  x = jax.random.normal(jax.random.key(0), shape) * 2 + 0.5
+  g = jax.random.normal(jax.random.key(1), shape)
+  graphdef, state = nnx.split(_bn_layer(shape[-1]))
+
+  def run(fn):
+    def f(state, x):
+      bn = nnx.merge(graphdef, state)
+      y = fn(bn, x, train=True)
+      return jnp.sum(y * g), (y, nnx.state(bn, nnx.BatchStat))
+    (_, (y, stats)), grads = jax.jit(jax.value_and_grad(f, (0, 1), has_aux=True))(state, x)
+    return y, stats, grads
+  y, stats, grads = run(M._bn_relu)
+  y0, stats0, grads0 = run(_flax_bn_relu)
+  np.testing.assert_array_equal(y, y0)
+  for a, b in zip(jax.tree.leaves(stats), jax.tree.leaves(stats0)):
+    np.testing.assert_array_equal(a, b)
+  for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(grads0)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+  assert float(jnp.abs(grads[1]).max()) > 0.01
+
+
+def test_bn_relu_synchronised_over_pmap_matches_nnx():
+  """Under pmap with a BatchNorm axis name: the statistics are pmean'd and the gradients
+  (per device, before the train step averages them) equal autodiff's through
+  nnx.BatchNorm's pmean."""
+  n = 2
+  x = jax.random.normal(jax.random.key(0), (n, 3, 5, 5, 4)) + 0.3
+  g = jax.random.normal(jax.random.key(1), x.shape)
+  graphdef, state = nnx.split(_bn_layer(4, 'd'))
+
+  def run(fn):
+    def f(state, x, g):
+      bn = nnx.merge(graphdef, state)
+      return jnp.sum(fn(bn, x, train=True) * g), nnx.state(bn, nnx.BatchStat)
+    step = jax.pmap(jax.value_and_grad(f, (0, 1), has_aux=True), axis_name='d',
+                    in_axes=(None, 0, 0))
+    return step(state, x, g)
+  (_, stats), grads = run(M._bn_relu)
+  (_, stats0), grads0 = run(_flax_bn_relu)
+  for a, b in zip(jax.tree.leaves(stats), jax.tree.leaves(stats0)):
+    np.testing.assert_array_equal(a, b)
+  for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(grads0)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_cnn_training_gradients_with_the_fused_bn_relu_match_autodiff(x, monkeypatch):
+  y = jnp.arange(x.shape[0]) % 10
+  def loss_and_grads():
+    graphdef, params, rest = M.split(small('cnn', conv_impl='auto'))
+    def loss(p):
+      logits, new_rest = M.apply(graphdef, p, rest, x, train=True, key=jax.random.key(3))
+      return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), new_rest
+    return jax.jit(jax.value_and_grad(loss, has_aux=True))(params)
+  (loss_v, rest), grads = loss_and_grads()
+  monkeypatch.setattr(M, '_bn_relu', _flax_bn_relu)
+  (loss_v0, rest0), grads0 = loss_and_grads()
+  np.testing.assert_array_equal(loss_v, loss_v0)
+  for a, b in zip(jax.tree.leaves(rest), jax.tree.leaves(rest0)):
+    np.testing.assert_array_equal(a, b)
+  for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(grads0)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
