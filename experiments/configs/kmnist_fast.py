@@ -42,6 +42,11 @@ On the quiet 2-core AMD EPYC Zen 4 (family 25 model 17, AVX-512; 2026-12-06, com
 4096d39; ~11-12 s an epoch) the same 24-epoch command with --platform_tag
 cpu_zen4_kmnist24 reaches **98% in 5 of 5 seeds, 178.7 s +- 30.6** (132-212 s, epochs
 11-18, 98.01-98.08%; process 181.6 s +- 30.7; results/time_to_accuracy_cpu_zen4_kmnist24.md).
+A later Zen 4 session, commit d551d56 (BatchNorm + ReLU with a hand-written backward
+pass), 2026-12-06 06:07 UTC, --platform_tag cpu_zen4_bn_kmnist24: **98% in 5 of 5
+seeds, 215.3 s +- 19.9** (187-236 s, epochs 14-18, 98.04-98.16%; process 219.0 s +-
+19.7; results/time_to_accuracy_cpu_zen4_bn_kmnist24.md), at an hour when this machine
+trained ~13% slower for PyTorch too.
 """
 
 import ml_collections

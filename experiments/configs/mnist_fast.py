@@ -40,6 +40,11 @@ the project's CPU kinds; jax 0.10.2; results/time_to_accuracy_cpu_zen3.md), twic
   cpu_zen4_pmap: 24.7 s
   +- 1.2, 5 of 5 (results/time_to_accuracy_cpu_zen4_pmap.md); the machine had slowed:
   an A/B alternated right after gave sharded 24.2 / 23.2 s and pmap 25.9 / 22.0 s.
+- on the same machine kind in a later session, 2026-12-06 06:05 UTC, commit d551d56
+  (BatchNorm + ReLU with a hand-written backward pass), --platform_tag cpu_zen4_bn:
+  **21.3 s +- 1.7** (19.1-23.7 s), process 24.2 s +- 1.9, 5 of 5 seeds at epoch 2,
+  99.02-99.11% (results/time_to_accuracy_cpu_zen4_bn.md); that hour PyTorch's training
+  rate on this machine was also ~13% below the previous hour's (results/throughput_cpu_zen4_bn.md).
 On the Zen 3 the 45 s target is met in three of the five measurements; the machine's training rate
 drifts by 10-25% between hours (epoch-2 img/s: 2,716-3,892 at 04:51, 3,558-4,206 at
 05:15).
