@@ -131,8 +131,12 @@ def _bn(features: int, axis_name: str | None, dtype, rngs: nnx.Rngs) -> nnx.Batc
 def _bn_relu(bn: nnx.BatchNorm, x: jax.Array, *, train: bool) -> jax.Array:
   """relu(bn(x)) with nnx.BatchNorm's semantics; in training (float32) by
   :func:`_bn_relu_train`, whose backward pass is written by hand, and with the running
-  statistics updated as nnx.BatchNorm updates them."""
-  if not train or x.dtype != jnp.float32 or bn.dtype not in (None, jnp.float32):
+  statistics updated as nnx.BatchNorm updates them. Any BatchNorm not built as
+  :func:`_bn` builds it (scale, bias, last-axis features, fast variance, no index
+  groups) takes nnx.BatchNorm's own path."""
+  if (not train or x.dtype != jnp.float32 or bn.dtype not in (None, jnp.float32)
+      or not (bn.use_scale and bn.use_bias and bn.use_fast_variance)
+      or bn.axis not in (-1, x.ndim - 1) or bn.axis_index_groups is not None):
     return nnx.relu(bn(x, use_running_average=not train))
   y, mean, var = _bn_relu_train(x, bn.scale[...], bn.bias[...], bn.axis_name,
                                 float(bn.epsilon))
@@ -142,10 +146,15 @@ def _bn_relu(bn: nnx.BatchNorm, x: jax.Array, *, train: bool) -> jax.Array:
   return y
 
 
+def _bn_axes(x) -> tuple[int, ...]:
+  """The reduction axes: all but the (last) feature axis."""
+  return tuple(range(x.ndim - 1))
+
+
 def _bn_stats(x, axis_name):
   """nnx.BatchNorm's batch statistics (use_fast_variance: E[x^2] - E[x]^2, clipped at
   0; one pmean of both over `axis_name`)."""
-  axes = tuple(range(x.ndim - 1))
+  axes = _bn_axes(x)
   mu, mu2 = x.mean(axes), (x * x).mean(axes)
   if axis_name is not None:
     mu, mu2 = jax.lax.pmean(jnp.stack([mu, mu2]), axis_name)
@@ -153,8 +162,10 @@ def _bn_stats(x, axis_name):
 
 
 def _bn_pre_relu(x, mu, var, scale, bias, epsilon):
-  """nnx.BatchNorm's normalisation, in its order of operations."""
-  return (x - mu) * (jax.lax.rsqrt(var + epsilon) * scale) + bias
+  """nnx.BatchNorm's normalisation, in its order of operations, with its two derived
+  terms ``(x - mu, rsqrt(var + epsilon))`` (the backward pass reuses them)."""
+  xc, invstd = x - mu, jax.lax.rsqrt(var + epsilon)
+  return xc * (invstd * scale) + bias, (xc, invstd)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
@@ -175,23 +186,21 @@ def _bn_relu_train(x, scale, bias, axis_name, epsilon):
 
 def _bn_relu_train_fwd(x, scale, bias, axis_name, epsilon):
   mu, var = _bn_stats(x, axis_name)
-  y = nnx.relu(_bn_pre_relu(x, mu, var, scale, bias, epsilon))
+  y = nnx.relu(_bn_pre_relu(x, mu, var, scale, bias, epsilon)[0])
   return (y, mu, var), (x, mu, var, scale, bias)
 
 
 def _bn_relu_train_bwd(axis_name, epsilon, res, cts):
   x, mu, var, scale, bias = res
   g = cts[0]
-  axes = tuple(range(x.ndim - 1))
+  axes = _bn_axes(x)
   n = x.size // x.shape[-1]                              # this device's count
-  z = _bn_pre_relu(x, mu, var, scale, bias, epsilon)
+  z, (xc, invstd) = _bn_pre_relu(x, mu, var, scale, bias, epsilon)
   dz = jnp.where(z > 0, g, 0.0)
-  xc = x - mu
   sums = jnp.stack([dz.sum(axes), (dz * xc).sum(axes)])
   dbias, dscale_raw = sums                               # this device's share
   if axis_name is not None:
     sums = jax.lax.pmean(sums, axis_name)
-  invstd = jax.lax.rsqrt(var + epsilon)
   dx = (scale * invstd) * (dz - sums[0] / n - xc * (invstd * invstd) * (sums[1] / n))
   return dx, dscale_raw * invstd, dbias
 
