@@ -1,7 +1,8 @@
 r"""What each CPU performance idea gives: JAX training throughput under variants.
 
   python benchmarks/cpu_variants.py [--models=keras_cnn,cnn] [--seconds=8] \
-      [--variants=default,fwdconv,...] [--out=results] [--tag=zen3] [--wait_idle=30]
+      [--variants=default,fwdconv,...] [--out=results] [--tag=zen3] [--wait_idle=30] \
+      [--repeats=1]
 
 Runs the throughput benchmark's JAX worker (benchmarks/throughput.py: the library's
 compiled epoch chunk, batch 128, Adam, real KMNIST images) once per variant, one
@@ -12,11 +13,19 @@ thing at a time: the parallel mode and device count, the convolution formulation
 CPU model included) and ``.md``, each atomically. Run it on a quiet machine: it records
 the CPU that other processes used while each variant was timed (``others``), as
 throughput.py does. A bad flag or value is one ``error:`` line, exit 2.
+
+``--repeats=N`` times the whole list N times, the variants' order reversed in every
+second repetition (so neither side always runs first as the machine's speed drifts),
+and adds a summary per model and variant: the median img/s and its range, and the
+median of the paired ratios against the first variant of the same repetition, with how
+many repetitions it was faster in. Use it to decide between two variants whose
+difference is near the run-to-run noise (``--variants=default,pmap --repeats=6``).
 """
 
 from __future__ import annotations
 
 import os
+import statistics
 
 import throughput as tp  # benchmarks/throughput.py: this script's folder is on sys.path
 from absl import app, flags
@@ -74,6 +83,9 @@ flags.DEFINE_string("data_dir", "", "Datasets folder (default $KMNIST_JAX_DATA_D
 flags.DEFINE_float("timeout", 600.0, "Seconds per variant.", lower_bound=0.0)
 flags.DEFINE_string("tag", "", "File name tag: <out>/cpu_variants_<tag>.{json,md} "
                     "(default: cpu_variants.*), e.g. the CPU kind.")
+flags.DEFINE_integer("repeats", 1, "Time the variant list this many times (order "
+                     "reversed every second time) and summarise paired ratios.",
+                     lower_bound=1)
 flags.DEFINE_float("wait_idle", 0.0, "Before each variant, wait up to this many seconds "
                    "until other processes use < 0.1 cores.", lower_bound=0.0)
 FLAGS = flags.FLAGS
@@ -90,39 +102,82 @@ def run(a) -> int:
   cores = tp.core_count()
   data_dir = tp.resolve_data_dir(a.data_dir)
   rows = []
-  for model in models:
-    for v in variants:
-      desc, over = VARIANTS[v]
-      spec = tp.cpu_jax_spec(model, data_dir, cores, **{"seconds": a.seconds, **over})
-      if a.wait_idle > 0:
-        tp.wait_for_idle(a.wait_idle, cores)
-      r = tp.run_worker(spec, a.timeout, "--timeout")
-      row = {"model": model, "variant": v, "description": desc,
-             "img_per_s": r.get("img_per_s"), "compile_s": r.get("compile_s"),
-             "cpu_util": r.get("cpu_util"), "other_cpu": r.get("other_cpu"),
-             "error": r.get("error") or r.get("skipped")}
-      rows.append(row)
-      print(f"{model:10s} {v:18s} "
-            + (f"{row['img_per_s']:8,.0f} img/s  (cpu util {row['cpu_util']:.2f}, "
-               f"others {row['other_cpu'] or 0:.2f})" if row["img_per_s"] else
-               f"failed: {row['error']}"), flush=True)
-  base = {m: next((r["img_per_s"] for r in rows if r["model"] == m and r["img_per_s"]),
-                  None) for m in models}
+  for rep in range(a.repeats):
+    for model in models:
+      for v in (variants if rep % 2 == 0 else variants[::-1]):
+        rows.append(_time_variant(a, model, v, data_dir, cores, rep))
+  base = {(m, rep): next((r["img_per_s"] for r in rows if r["model"] == m
+                          and r["repeat"] == rep and r["variant"] == variants[0]
+                          and r["img_per_s"]), None)
+          for m in models for rep in range(a.repeats)}
   meta = tp.machine_meta("cpu", cores)
   lines = [f"JAX training throughput on this CPU by variant ({meta['cpu_model']}, "
            f"{cores} cores, {meta['date']}); batch 128, Adam; relative to the first "
-           "variant.",
-           f"Command: `{meta['command']}`", "",
-           "| model | variant | what changes | img/s | vs first | others' CPU |",
-           "|---|---|---|---|---|---|"]
+           "variant" + (" of the same repetition." if a.repeats > 1 else "."),
+           f"Command: `{meta['command']}`", ""]
+  summary = []
+  if a.repeats > 1:
+    summary = _summary(rows, models, variants, base)
+    lines += ["| model | variant | median img/s | range | median paired ratio | "
+              "faster than the first | others' CPU (max) |",
+              "|---|---|---|---|---|---|---|"]
+    for s in summary:
+      ratio = f"{s['median_ratio']:.3f}x" if s["median_ratio"] else "--"
+      lines.append(f"| {s['model']} | {s['variant']} | {s['median_img_per_s']:,.0f} | "
+                   f"{s['min_img_per_s']:,.0f}-{s['max_img_per_s']:,.0f} | {ratio} | "
+                   f"{s['faster']} of {s['pairs']} | {s['max_other_cpu']:.2f} |")
+    lines += ["", "Every repetition:", ""]
+  lines += ["| repetition | model | variant | what changes | img/s | vs first | "
+            "others' CPU |", "|---|---|---|---|---|---|---|"]
   for r in rows:
+    b = base[(r["model"], r["repeat"])]
     rate = f"{r['img_per_s']:,.0f}" if r["img_per_s"] else f"failed ({r['error']})"
-    rel = (f"{r['img_per_s'] / base[r['model']]:.2f}x"
-           if r["img_per_s"] and base[r["model"]] else "--")
-    lines.append(f"| {r['model']} | {r['variant']} | {r['description']} | {rate} | "
-                 f"{rel} | {r['other_cpu'] or 0:.2f} |")
-  tp.write_results(a.out, "cpu_variants", a.tag, {"meta": meta, "rows": rows}, lines)
+    rel = f"{r['img_per_s'] / b:.2f}x" if r["img_per_s"] and b else "--"
+    lines.append(f"| {r['repeat'] + 1} | {r['model']} | {r['variant']} | "
+                 f"{r['description']} | {rate} | {rel} | {r['other_cpu'] or 0:.2f} |")
+  tp.write_results(a.out, "cpu_variants", a.tag,
+                   {"meta": meta, "rows": rows, "summary": summary}, lines)
   return 0
+
+
+def _time_variant(a, model: str, v: str, data_dir: str, cores: int, rep: int) -> dict:
+  """One variant timed in its own worker process: a result row."""
+  desc, over = VARIANTS[v]
+  spec = tp.cpu_jax_spec(model, data_dir, cores, **{"seconds": a.seconds, **over})
+  if a.wait_idle > 0:
+    tp.wait_for_idle(a.wait_idle, cores)
+  r = tp.run_worker(spec, a.timeout, "--timeout")
+  row = {"model": model, "variant": v, "repeat": rep, "description": desc,
+         "img_per_s": r.get("img_per_s"), "compile_s": r.get("compile_s"),
+         "cpu_util": r.get("cpu_util"), "other_cpu": r.get("other_cpu"),
+         "error": r.get("error") or r.get("skipped")}
+  print(f"{model:10s} {v:18s} "
+        + (f"{row['img_per_s']:8,.0f} img/s  (cpu util {row['cpu_util']:.2f}, "
+           f"others {row['other_cpu'] or 0:.2f})" if row["img_per_s"] else
+           f"failed: {row['error']}"), flush=True)
+  return row
+
+
+def _summary(rows: list[dict], models: list[str], variants: list[str],
+             base: dict) -> list[dict]:
+  """Per model and variant over the repetitions: median / range of img/s, and the
+  median ratio to the first variant paired within each repetition."""
+  out = []
+  for m in models:
+    for v in variants:
+      ok = [r for r in rows if r["model"] == m and r["variant"] == v and r["img_per_s"]]
+      if not ok:
+        continue
+      rates = [r["img_per_s"] for r in ok]
+      ratios = [r["img_per_s"] / base[(m, r["repeat"])] for r in ok
+                if base[(m, r["repeat"])]]
+      out.append({"model": m, "variant": v, "repetitions": len(ok),
+                  "median_img_per_s": statistics.median(rates),
+                  "min_img_per_s": min(rates), "max_img_per_s": max(rates),
+                  "median_ratio": statistics.median(ratios) if ratios else None,
+                  "faster": sum(x > 1.0 for x in ratios), "pairs": len(ratios),
+                  "max_other_cpu": max(r["other_cpu"] or 0.0 for r in ok)})
+  return out
 
 
 if __name__ == "__main__":

@@ -61,6 +61,31 @@ def test_throughput_repeats_take_the_median_and_pair_by_repetition():
   assert tp.repeat_summary(reps[:1]) == {}
 
 
+def test_cpu_variants_repeats_pair_within_each_repetition():
+  """--repeats: the summary's ratio pairs each variant with the first variant of the
+  same repetition (not the medians' ratio), and counts the repetitions it was faster."""
+  code = """
+import json, sys
+sys.path.insert(0, 'benchmarks')
+import cpu_variants as cv
+rows = [dict(model='cnn', variant=v, repeat=r, img_per_s=x, other_cpu=0.01)
+        for r, (d, p) in enumerate([(100., 110.), (80., 76.), (120., 126.)])
+        for v, x in (('default', d), ('pmap', p))]
+rows.append(dict(model='cnn', variant='pmap', repeat=3, img_per_s=None, other_cpu=None))
+base = {('cnn', 0): 100., ('cnn', 1): 80., ('cnn', 2): 120., ('cnn', 3): None}
+print(json.dumps(cv._summary(rows, ['cnn'], ['default', 'pmap'], base)))
+"""
+  p = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                     text=True, timeout=120)
+  assert p.returncode == 0, p.stderr[-2000:]
+  d, pm = json.loads(p.stdout.strip().splitlines()[-1])
+  assert d["median_ratio"] == 1.0 and d["faster"] == 0 and d["pairs"] == 3
+  assert pm["repetitions"] == 3 and pm["pairs"] == 3 and pm["faster"] == 2
+  assert abs(pm["median_ratio"] - 1.05) < 1e-12            # of 1.10, 0.95, 1.05
+  assert (pm["min_img_per_s"], pm["median_img_per_s"], pm["max_img_per_s"]) == (
+      76.0, 110.0, 126.0)
+
+
 def test_benchmark_bad_flags(data_dir, tmp_path):
   """A bad flag or value: one `error:` line naming it, exit 2, nothing run."""
   for script, args, msg in (
@@ -76,6 +101,7 @@ def test_benchmark_bad_flags(data_dir, tmp_path):
       ("cpu_variants.py", ["--variants=default,nope"], "unknown variant 'nope'"),
       ("cpu_variants.py", ["--seconds=x"], "--seconds=x"),
       ("cpu_variants.py", ["--tag=a/b"], "--tag 'a/b' must be letters"),
+      ("cpu_variants.py", ["--repeats=0"], "--repeats=0"),
       ("conv_grad.py", ["--reps=1"], "--reps=1"),
       ("conv_grad.py", ["--tag=a b"], "--tag 'a b' must be letters"),
       ("profile_step.py", ["--mode=gpu"], "value should be one of"),
