@@ -6,16 +6,23 @@
 * ``sharded`` -- ``jax.jit`` over a 1-D ``Mesh(('data',))``: state and dataset replicated,
   each global batch sharded along ``'data'`` with ``NamedSharding``; XLA inserts the
   all-reduces.
-* ``auto``    -- ``single`` on one device; with more, on CPU in one process ``pmap`` on
-  Intel and ``sharded`` on AMD, and ``sharded`` everywhere else (GPU, TPU, several
-  processes). Measured with benchmarks/throughput.py on this project's 2-core machines
-  (2 CPU devices, batch 128, img/s keras_cnn / cnn, quiet machine): Intel Xeon pmap
-  1,371 / 2,502 vs sharded 1,265 / 2,308 (pmap +8%); AMD EPYC Zen 4 pmap 1,332 / 2,882
-  vs sharded 1,350 / 2,935 (2026-12-06, with the hand-written max-pool gradient, which
-  gained sharded +7% and pmap +2% on cnn: sharded 1,346 / 2,448 vs pmap 1,265 / 2,343,
-  results/throughput_cpu_zen4_final.md); AMD EPYC Zen 3 pmap 750 / 1,364 vs sharded 769 / 1,429
-  (sharded +1-5%, results/throughput_cpu_zen3.md). One device was slower on all three
-  (1,379 / 1,922; 1,190 / 2,562; 655 / 1,232). Accelerators were not compared:
+* ``auto``    -- ``single`` on one device; with more, on CPU in one process ``pmap``,
+  except ``sharded`` on AMD CPUs without AVX-512 (Zen 3 and earlier), and ``sharded``
+  everywhere else (GPU, TPU, several processes). Measured with benchmarks/throughput.py
+  and benchmarks/cpu_variants.py on this project's 2-core machines (2 CPU devices, batch
+  128, img/s keras_cnn / cnn, quiet machine): Intel Xeon pmap 1,371 / 2,502 vs sharded
+  1,265 / 2,308 (pmap +8%); AMD EPYC Zen 4, with the hand-written max-pool gradient and
+  BatchNorm backward, over two sessions: pmap 1,363 / 2,971 vs sharded 1,365 / 2,761
+  (results/throughput_cpu_zen4_bn.md); pmap +2% / +4% in the medians of three
+  alternated A/Bs (results/cpu_variants_zen4_modes.md); and on 2026-12-06 six alternated
+  A/Bs by hand (median paired ratio 1.055 / 1.017, pmap faster in 4 / 4 of 6) and
+  ``benchmarks/cpu_variants.py --variants=default,pmap --repeats=6``
+  (results/cpu_variants_zen4_auto.md: 1.007 / 1.045, 3 / 5 of 6). pmap is never
+  behind in a session's median, so pmap there (an earlier Zen 4 run, before those
+  changes, had sharded ahead: results/throughput_cpu_zen4_final.md);
+  AMD EPYC Zen 3 (AVX2) pmap 750 / 1,364 vs sharded 769 / 1,429 (sharded +1-5%,
+  results/throughput_cpu_zen3.md, before those changes). One device was slower on all
+  three (1,379 / 1,922; 1,190 / 2,562; 655 / 1,232). Accelerators were not compared:
   ``sharded`` is the mode that spans hosts.
 
 The dataset lives on every device (MNIST-sized data is ~47 MB), so no process ever feeds
@@ -221,10 +228,11 @@ def auto_mode(devices: list) -> str:
   """What ``parallel='auto'`` runs on these devices (the measured choice, module doc)."""
   if len(devices) <= 1:
     return "single"
-  if (devices[0].platform == "cpu" and jax.process_count() == 1
-      and xla_cpu.is_intel_cpu()):
+  if devices[0].platform != "cpu" or jax.process_count() != 1:
+    return "sharded"
+  if xla_cpu.is_intel_cpu() or xla_cpu.cpu_has("avx512f"):
     return "pmap"
-  return "sharded"
+  return "sharded"                       # AMD without AVX-512: Zen 3 measured sharded
 
 
 

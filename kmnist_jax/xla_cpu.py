@@ -1,9 +1,10 @@
 """XLA:CPU flags this project sets by default (before JAX starts its CPU backend).
 
 ``--xla_force_host_platform_device_count=2`` on a machine with >= 2 usable cores: two
-CPU devices, over which training's ``parallel='auto'`` runs pmap (Intel) or sharded
-(AMD): measured faster than one device, or equal, on each of this project's 2-core CPU
-kinds (Intel Xeon, AMD EPYC Zen 3 and Zen 4; see kmnist_jax.parallel).
+CPU devices, over which training's ``parallel='auto'`` runs pmap (Intel, AMD Zen 4) or
+sharded (AMD without AVX-512: Zen 3): measured faster than one device, or equal, on each
+of this project's 2-core CPU kinds (Intel Xeon, AMD EPYC Zen 3 and Zen 4; see
+kmnist_jax.parallel).
 
 ``--xla_cpu_prefer_vector_width=512`` lets XLA:CPU emit AVX-512 code for its fused
 elementwise / reduction loops where the CPU has AVX-512 (it emits 256-bit vectors

@@ -40,12 +40,18 @@ def test_user_device_count_wins(monkeypatch):
   assert xla_cpu.apply(env) == "--xla_force_host_platform_device_count=8"
 
 
-@pytest.mark.parametrize("intel,want", [(True, "pmap"), (False, "sharded")])
-def test_auto_mode_is_the_measured_choice(monkeypatch, intel, want):
+@pytest.mark.parametrize("intel,avx512,want", [
+    (True, True, "pmap"),        # Intel Xeon (measured)
+    (True, False, "pmap"),
+    (False, True, "pmap"),       # AMD Zen 4 (measured)
+    (False, False, "sharded"),   # AMD Zen 3 (measured)
+])
+def test_auto_mode_is_the_measured_choice(monkeypatch, intel, avx512, want):
   import jax
 
   from kmnist_jax import parallel
   monkeypatch.setattr(xla_cpu, "is_intel_cpu", lambda: intel)
+  monkeypatch.setattr(xla_cpu, "cpu_has", lambda f: avx512 and f == "avx512f")
   cpus = jax.devices("cpu")
   assert parallel.auto_mode(cpus[:1]) == "single"
   if len(cpus) > 1:
