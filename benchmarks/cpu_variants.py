@@ -32,7 +32,8 @@ from absl import app, flags
 
 # name: (description, spec overrides)
 VARIANTS = {
-    "default": ("the library's defaults: sharded over one CPU device per core, "
+    "default": ("sharded over one CPU device per core (auto's choice on the Zen 3; "
+                "pmap elsewhere: the pmap variant), otherwise the library's defaults: "
                 "conv_impl=auto, 2x2 max-pool as reshape+max, AVX-512 loops", {}),
     "vector256": ("without --xla_cpu_prefer_vector_width=512 (XLA's default width)",
                   {"library_flags": False}),
