@@ -151,6 +151,7 @@ def one_run(run: dict, seed: int, workdir: str, extra: list[str], timeout: float
          "epochs_run": len(hist),
          "curve": [{"epoch": h["epoch"], "elapsed_s": h.get("elapsed_s"),
                     "test_accuracy": h.get("test_accuracy"),
+                    "val_accuracy": h.get("val_accuracy"),
                     "train_img_per_s": h.get("train_img_per_s")} for h in hist]}
   hit = [h for h in hist if (h.get("test_accuracy") or 0.0) >= run["target"]]
   if hit:

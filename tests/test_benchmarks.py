@@ -217,8 +217,9 @@ def test_time_to_accuracy_tiny(data_dir, tmp_path):
   """Two logreg runs on a slice: a reachable target stops the run at the first epoch
   that reaches it; an unreachable one runs the schedule out and says so."""
   over = "train_limit=2048;test_limit=500;val_size=0;num_epochs=4;parallel=single"
+  val = over.replace("val_size=0", "val_size=256")   # tuning runs select on this
   p = run(["benchmarks/time_to_accuracy.py",
-           f"--runs=kmnist_logreg:0.3:{over},kmnist_logreg:0.999:{over}",
+           f"--runs=kmnist_logreg:0.3:{over},kmnist_logreg:0.999:{val}",
            "--seeds=0,1", "--wait_idle=1", f"--out={tmp_path}", "--platform_tag=t"],
           data_dir)
   assert p.returncode == 0, p.stderr[-2000:]
@@ -234,6 +235,10 @@ def test_time_to_accuracy_tiny(data_dir, tmp_path):
   assert 0 < reached["time_s"] <= reached["process_wall_s"]
   assert not missed["reached"] and missed["epochs_run"] == 4
   assert 0.3 < missed["best_test_accuracy"] < 0.999
+  # Every epoch's validation accuracy is in the curve when there is a validation split.
+  assert [c["val_accuracy"] for c in reached["curve"]] == [None]
+  assert len(missed["curve"]) == 4
+  assert all(0.1 < c["val_accuracy"] <= 1.0 for c in missed["curve"])
   md = (tmp_path / "time_to_accuracy_t.md").read_text()
   assert "| kmnist_logreg | 30.0% | 0 | yes | 1 |" in md and "| no (rc 0) |" in md
   assert md.splitlines()[0].count(meta["cpu_model"]) == 1
