@@ -30,6 +30,11 @@ to target and of the process wall over the seeds, and in how many seeds the targ
 reached. ``--wait_idle=S`` waits (up to S seconds) before each run until other
 processes use < 0.1 cores, as the throughput benchmark does.
 
+Each json row also carries the run's curve: every epoch's elapsed time, test accuracy,
+training rate and, with a validation split (``val_size=N`` in the overrides), its
+validation accuracy, so that tuning can rank recipes on held-out training images
+rather than on the test set.
+
 Writes ``<out>/time_to_accuracy_<platform_tag>.json`` (the rows and a ``meta`` block:
 kmnist_jax.io.run_meta, CPU model, the training device) and ``.md`` (also printed),
 atomically, after every run. A bad flag or value is one ``error:`` line, exit 2.
