@@ -194,3 +194,48 @@ def test_disk_full_is_one_line_and_leaves_nothing(trained, tmp_path, monkeypatch
   msg = str(e.value)
   assert "disk full" in msg and ck.directory in msg and "MB" in msg and "\n" not in msg
   assert os.listdir(ck.directory) == []
+
+
+def _orphan_failed_task(filename: str, kind: str = "task") -> None:
+  """A task whose coroutine (compiled as if from `filename`) fails, or a future given
+  an exception raised in that file, dropped without its exception being retrieved:
+  asyncio logs it when collected."""
+  import asyncio
+  import gc
+  ns = {}
+  exec(compile("async def read_array():\n  raise ValueError('cannot read')\n"
+               "def read_sync():\n  raise ValueError('cannot read')\n", filename, "exec"),
+       ns)
+  loop = asyncio.new_event_loop()
+  try:
+    if kind == "task":
+      fut = loop.create_task(ns["read_array"]())
+      loop.run_until_complete(asyncio.sleep(0.01))
+    else:
+      fut = loop.create_future()
+      try:
+        ns["read_sync"]()
+      except ValueError as e:
+        fut.set_exception(e)
+    assert fut.done()
+    del fut
+    gc.collect()
+  finally:
+    loop.close()
+
+
+def test_orbax_orphan_read_tasks_print_no_traceback(caplog):
+  """When several arrays of a damaged checkpoint fail to read, only the first failure
+  is reported (in one line); asyncio's traceback for the others is dropped, and only
+  for Orbax's coroutines."""
+  with caplog.at_level("ERROR", logger="asyncio"):
+    _orphan_failed_task("/site-packages/orbax/checkpoint/_src/serialization/x.py")
+    assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]
+    _orphan_failed_task("/site-packages/orbax/checkpoint/_src/x.py", "future")
+    assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]
+    _orphan_failed_task("/site-packages/someone_else/x.py")
+    _orphan_failed_task("/site-packages/someone_else/x.py", "future")
+    kept = [r for r in caplog.records if "never retrieved" in r.getMessage()]
+  assert [r.getMessage().split("\n")[0] for r in kept] == [
+      "Task exception was never retrieved", "Future exception was never retrieved"]
+  assert "someone_else" in kept[0].getMessage()
