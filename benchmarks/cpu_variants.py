@@ -70,6 +70,12 @@ VARIANTS = {
     "concurrent_scheduler": ("--xla_cpu_enable_concurrency_optimized_scheduler=true",
                              {"xla_flags":
                               "--xla_cpu_enable_concurrency_optimized_scheduler=true"}),
+    "no_fusion_emitters": ("--xla_cpu_use_fusion_emitters=false (XLA:CPU's older loop "
+                           "emitters for fusions, gathers and concatenates included)",
+                           {"xla_flags": "--xla_cpu_use_fusion_emitters=false"}),
+    "region_copy_insertion": ("--xla_cpu_copy_insertion_use_region_analysis=true",
+                              {"xla_flags":
+                               "--xla_cpu_copy_insertion_use_region_analysis=true"}),
     "batch256": ("batch 256 (not the comparison's batch; for reference)", {"batch": 256}),
 }
 
