@@ -281,6 +281,45 @@ def test_gpu_studies_script_plans_both_studies(data_dir, tmp_path):
     assert not out.exists()                           # a dry run writes nothing
 
 
+def test_cpu_perf_script_commands_parse():
+  """benchmarks/run_cpu_perf.sh (DRY_RUN=1: nothing runs) lists its three commands with
+  the tag in every output name; each parses with its script's absl flags, names only
+  existing variants and configs; the default tag is the CPU kind; a bad tag or a
+  second argument is one line, exit 2."""
+  env = dict(os.environ, DRY_RUN="1", PYTHON=sys.executable)
+  sh = lambda *a: subprocess.run(["bash", "benchmarks/run_cpu_perf.sh", *a], cwd=REPO,  # noqa: E731
+                                 env=env, capture_output=True, text=True, timeout=60)
+  p = sh("t1")
+  assert p.returncode == 0, p.stderr
+  cmds = p.stdout.splitlines()
+  assert [c.split()[1] for c in cmds] == ["benchmarks/throughput.py",
+                                          "benchmarks/time_to_accuracy.py",
+                                          "benchmarks/cpu_variants.py"], cmds
+  assert "--tag t1_perf" in cmds[0] and "--platform_tag cpu_t1_perf" in cmds[1]
+  assert "--tag t1_perf" in cmds[2] and all("--wait_idle" in c for c in cmds)
+  for c in cmds:
+    script, *argv = c.split()[1:]
+    mod = os.path.basename(script)[:-3]
+    code = (f"import sys; sys.path.insert(0, 'benchmarks'); import {mod} as m; "
+            "getattr(m, 'define_flags', lambda: None)(); "   # throughput.py: in main
+            f"from absl import flags; F = flags.FLAGS; F({[script, *argv]!r}); "
+            "import os; "
+            "assert all(v in m.VARIANTS for v in F.variants.split(',')) "
+            f"if {mod!r} == 'cpu_variants' else True; "
+            "assert all(os.path.exists(f'experiments/configs/{r.split(\":\")[0]}.py') "
+            f"for r in F.runs.split(',')) if {mod!r} == 'time_to_accuracy' else True; "
+            "print('parsed')")
+    q = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                       text=True, timeout=120)
+    assert q.returncode == 0 and "parsed" in q.stdout, (c, q.stderr[-2000:])
+  p = sh()
+  assert p.returncode == 0 and re.search(r"--tag (intel|zen3|zen4|cpu)_perf", p.stdout)
+  for bad in (("a b",), ("t1", "t2"), ("--x",)):
+    p = sh(*bad)
+    assert p.returncode == 2 and "Traceback" not in p.stderr, (bad, p.stderr)
+    assert len(p.stderr.strip().splitlines()) == 1, (bad, p.stderr)
+
+
 def test_profile_step_quick(data_dir, tmp_path):
   """The per-op profile traces the real training chunk and names its ops with shapes."""
   p = run(["benchmarks/profile_step.py", "--model=cnn", "--mode=single", "--chunk_steps=2",
