@@ -13,8 +13,8 @@
 #      variant), 6 paired repetitions
 #                                                 -> results/cpu_variants_<TAG>_perf.md
 # Each step waits for a quiet machine (--wait_idle) and goes on if the one before
-# failed; the exit status is the number of failed steps. About 25 min on the Zen 4 and
-# the Intel Xeon, about 55 min on the Zen 3.
+# failed; the exit status is the number of failed steps. 38 min on the Zen 4 (measured),
+# about as long on the Intel Xeon, about 70 min on the Zen 3 (half the training rate).
 set -u
 cd "$(dirname "$0")/.."
 if [ -z "${PYTHON:-}" ] && [ -x .venv/bin/python ]; then PYTHON=.venv/bin/python; fi

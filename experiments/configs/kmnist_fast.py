@@ -30,6 +30,9 @@ command above: **98% in 5 of 5 seeds, 118.3 s +- 3.0** (114-121 s, epochs 9-10,
 98.03-98.26%; process 121.5 s +- 2.8; ~12-13.5 s an epoch, the test evaluation
 included). The earlier recipe on the same CPU kind needed its 24-epoch schedule for 5 of
 5 and took 178.7 s +- 30.6 and 215.3 s +- 19.9 (below).
+With the code of commit 5938022 (`auto` = pmap; `bash benchmarks/run_cpu_perf.sh` on the
+Zen 4, 2026-12-06 14:03 UTC, `--platform_tag cpu_zen4_perf`): **5 of 5 seeds, 101.4 s
++- 12.6** (92-123 s, epochs 8-10, 98.07-98.23%; results/time_to_accuracy_cpu_zen4_perf.md).
 
 The earlier recipe (peak learning rate 3e-3, 15 epochs; every figure below is for it)
 and why half width and label smoothing (each measured on the quiet Zen 3, seed 0,

@@ -23,6 +23,9 @@ results/tuning_mnist_fast_zen4/) measured right after,
 --seeds 0,1,2,3,4 --wait_idle 30 --platform_tag cpu_zen4_auto_lr01` (the same run as
 this config now): **5 of 5 seeds, 18.9 s +- 1.1** (17.8-20.7 s, epoch 2,
 **99.15-99.34%**; process 21.4 s +- 1.2; results/time_to_accuracy_cpu_zen4_auto_lr01.md).
+With the code of commit 5938022 (`bash benchmarks/run_cpu_perf.sh` on the Zen 4,
+2026-12-06 14:01 UTC, `--platform_tag cpu_zen4_perf`): **18.3 s +- 0.2**, 5 of 5 (the
+same accuracies seed for seed; results/time_to_accuracy_cpu_zen4_perf.md).
 Why these choices (measured on the Zen 3 below): batch 128 trains this net at ~4,600
 img/s against ~3,400 at batch 256 and ~2,600 at 512 (the activations of a larger batch
 leave the cache), and gets more steps per epoch; 2 epochs reach 99.1%, 1 epoch 98.7%.
