@@ -25,7 +25,7 @@ if ! "$PY" -c "import kmnist_jax.io" 2>/dev/null; then
   exit 2
 fi
 if [ $# -gt 1 ] || [[ "${1:-}" == -* ]]; then
-  echo "usage: bash benchmarks/run_cpu_perf.sh [TAG]  (TAG: letters, digits, _)" >&2
+  echo "usage: bash benchmarks/run_cpu_perf.sh [TAG]  (TAG: letters, digits, _ or -)" >&2
   exit 2
 fi
 TAG="${1:-$("$PY" -c "
@@ -33,8 +33,8 @@ from kmnist_jax import io
 m = io.cpu_model()
 print('zen4' if 'Zen 4' in m else 'zen3' if 'Zen 3' in m else
       'intel' if 'Intel' in m else 'cpu')")}"
-if ! [[ "$TAG" =~ ^[A-Za-z0-9_]+$ ]]; then
-  echo "error: bad TAG '$TAG' (letters, digits, _)" >&2
+if ! [[ "$TAG" =~ ^[A-Za-z0-9_-]+$ ]]; then     # the benchmarks' own --tag rule
+  echo "error: bad TAG '$TAG' (letters, digits, _ or -)" >&2
   exit 2
 fi
 STEPS=(
