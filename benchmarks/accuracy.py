@@ -1,7 +1,7 @@
 r"""Test accuracy of each experiment config after its default schedule, over seeds.
 
   python benchmarks/accuracy.py --configs kmnist_cnn,mnist_cnn,kmnist_keras_cnn \
-      --seeds 0,1,2 [--datasets kmnist,mnist] [--max_minutes 30] [--out results] \
+      --seeds 0,1,2 [--datasets kmnist,mnist] [--max_minutes 30] [--out DIR] \
       [--workdir_root DIR] [--parallel N] [--set train_limit=1024,parallel=single]
 
 Each (config, dataset, seed) is a ``train`` run of kmnist_jax.studies.runner (the
@@ -9,8 +9,9 @@ study runner's cache rule: a run under --workdir_root, default a temp dir, whose
 record holds its key, the SHA-256 of its full resolved config, is reused; an
 interrupted one resumes), then the table of mean / std test accuracy (and wall-clock
 per run, compilation included) is written to <out>/accuracy_<platform>.json and .md
-and printed. --datasets runs each config on those datasets too (dataset override);
-default: the config's own. --max_minutes starts no new run after that long (the table
+(<out> default: results/accuracy/<machine kind>/, e.g. gpu_h100), and printed.
+--datasets runs each config on those datasets too (dataset override); default: the
+config's own. --max_minutes starts no new run after that long (the table
 says which runs are missing) so that a lent accelerator's time is never overrun.
 """
 
@@ -26,7 +27,8 @@ flags.DEFINE_string("seeds", "0,1,2", "Comma-separated seeds.")
 flags.DEFINE_string("datasets", "", "Also/instead run on these datasets (override).")
 flags.DEFINE_float("max_minutes", 0.0, "Start no new run after this long (0: no limit).")
 flags.DEFINE_string("workdir_root", "", "Where runs go (default: a temp dir).")
-flags.DEFINE_string("out", "results", "Output folder for the table.")
+flags.DEFINE_string("out", "", "Output folder for the table (default results/accuracy/"
+                    "<machine kind>/, e.g. gpu_h100).")
 flags.DEFINE_string("set", "", "Extra overrides for every run, e.g. 'parallel=single'.")
 flags.DEFINE_integer("parallel", 1, "Runs side by side (0: the runner's default).")
 FLAGS = flags.FLAGS
@@ -100,8 +102,11 @@ def write_table(p, records):
     row["wall_s_mean"] = (float(np.mean([r["wall_s"] for r in row["runs"]])) if accs
                           else None)
     table.append(row)
-  os.makedirs(FLAGS.out, exist_ok=True)
-  stem = os.path.join(FLAGS.out, f"accuracy_{dev.platform}")
+  import throughput as tp  # benchmarks/throughput.py: this script's folder is on sys.path
+  out = FLAGS.out or tp.results_dir("accuracy", dev.platform,
+                                    getattr(dev, "device_kind", ""))
+  os.makedirs(out, exist_ok=True)
+  stem = os.path.join(out, f"accuracy_{dev.platform}")
   io.write_json(stem + ".json", {"meta": meta, "rows": table})
   kind = getattr(dev, "device_kind", dev.platform)
   lines = [f"Test accuracy after each config's default schedule ({kind}, "

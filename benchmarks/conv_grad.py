@@ -1,6 +1,6 @@
 r"""The conv kernel-gradient operand order on this CPU (issue 15's idea record).
 
-  python benchmarks/conv_grad.py [--reps=30] [--batch=128] [--out=results] \
+  python benchmarks/conv_grad.py [--reps=30] [--batch=128] [--out=DIR] \
       [--tag=zen3] [--wait_idle=30]
 
 The weight gradient of an im2col / fwdconv convolution is one matmul, dW = cols^T dy,
@@ -39,7 +39,8 @@ LAYERS = {
 
 flags.DEFINE_integer("reps", 30, "Timed calls per form and layer.", lower_bound=3)
 flags.DEFINE_integer("batch", 128, "Batch size.", lower_bound=1)
-flags.DEFINE_string("out", os.path.join(tp.ROOT, "results"), "Output folder.")
+flags.DEFINE_string("out", "", "Output folder (default results/conv_grad/<machine "
+                    "kind>/).")
 flags.DEFINE_string("tag", "", "File name tag: <out>/conv_grad_<tag>.{json,md}.")
 flags.DEFINE_float("wait_idle", 0.0, "First wait up to this many seconds until other "
                    "processes use < 0.1 cores.", lower_bound=0.0)
@@ -116,7 +117,8 @@ def run(a) -> int:
     lines.append(f"| {r['layer']} | {r['shape']} | {r['ms'][names[0]]:.2f} | "
                  f"{r['ms'][names[1]]:.2f} | {r['speedup']:.2f}x | "
                  f"{r['other_cpu'] or 0:.2f} |")
-  tp.write_results(a.out, "conv_grad", a.tag, {"meta": meta, "rows": rows}, lines)
+  tp.write_results(a.out or tp.results_dir("conv_grad"), "conv_grad", a.tag,
+                   {"meta": meta, "rows": rows}, lines)
   return 0
 
 

@@ -1,7 +1,7 @@
 r"""What each CPU performance idea gives: JAX training throughput under variants.
 
   python benchmarks/cpu_variants.py [--models=keras_cnn,cnn] [--seconds=8] \
-      [--variants=default,fwdconv,...] [--out=results] [--tag=zen3] [--wait_idle=30] \
+      [--variants=default,fwdconv,...] [--out=DIR] [--tag=zen3] [--wait_idle=30] \
       [--repeats=1]
 
 Runs the throughput benchmark's JAX worker (benchmarks/throughput.py: the library's
@@ -24,7 +24,6 @@ difference is near the run-to-run noise (``--variants=default,pmap --repeats=6``
 
 from __future__ import annotations
 
-import os
 import statistics
 
 import throughput as tp  # benchmarks/throughput.py: this script's folder is on sys.path
@@ -84,7 +83,8 @@ flags.DEFINE_string("models", "keras_cnn,cnn", f"Comma list of {', '.join(tp.MOD
 flags.DEFINE_string("variants", ",".join(VARIANTS), "Comma list of variants: "
                     f"{', '.join(VARIANTS)}.")
 flags.DEFINE_float("seconds", 8.0, "Timed seconds per variant.", lower_bound=0.0)
-flags.DEFINE_string("out", os.path.join(tp.ROOT, "results"), "Output folder.")
+flags.DEFINE_string("out", "", "Output folder (default results/cpu_variants/<machine "
+                    "kind>/).")
 flags.DEFINE_string("data_dir", "", "Datasets folder (default $KMNIST_JAX_DATA_DIR / "
                     "~/kmnist_jax_data).")
 flags.DEFINE_float("timeout", 600.0, "Seconds per variant.", lower_bound=0.0)
@@ -142,7 +142,7 @@ def run(a) -> int:
     rel = f"{r['img_per_s'] / b:.2f}x" if r["img_per_s"] and b else "--"
     lines.append(f"| {r['repeat'] + 1} | {r['model']} | {r['variant']} | "
                  f"{r['description']} | {rate} | {rel} | {r['other_cpu'] or 0:.2f} |")
-  tp.write_results(a.out, "cpu_variants", a.tag,
+  tp.write_results(a.out or tp.results_dir("cpu_variants"), "cpu_variants", a.tag,
                    {"meta": meta, "rows": rows, "summary": summary}, lines)
   return 0
 

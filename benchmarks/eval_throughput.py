@@ -517,7 +517,8 @@ def define_flags() -> None:
   flags.DEFINE_integer("threads", None, "torch threads (default: cores).", lower_bound=1)
   flags.DEFINE_string("data_dir", "", "Datasets folder (default $KMNIST_JAX_DATA_DIR / "
                       "~/kmnist_jax_data).")
-  flags.DEFINE_string("out_dir", None, "Output folder (default results/; --quick: "
+  flags.DEFINE_string("out_dir", None, "Output folder (default results/eval_throughput/"
+                      "<machine kind>/; --quick: "
                       "results/tmp/eval_throughput/).")
   flags.DEFINE_float("worker_timeout", 3600.0, "Seconds a worker may take for its set-up "
                      "or for one call.", lower_bound=1.0)
@@ -568,8 +569,8 @@ def run(a) -> int:
   suite_images = a.suite_images or (2 * test_images if quick else FULL_SUITE)
   cached_images = a.cached_images or (32 if quick else 0)
   threads = a.threads or cores
-  out_dir = a.out_dir or os.path.join(tp.ROOT, "results", *(
-      ("tmp", "eval_throughput") if quick else ()))
+  out_dir = a.out_dir or (os.path.join(tp.ROOT, "results", "tmp", "eval_throughput")
+                           if quick else tp.results_dir("eval_throughput"))
   data_dir = tp.resolve_data_dir(a.data_dir)
   cached = find_cached_suite(a.cached_suite)
   notes = []

@@ -1,7 +1,7 @@
 r"""Where a training step's time goes: XLA:CPU's per-op times in the library's chunk.
 
   python benchmarks/profile_step.py [--model=keras_cnn] [--mode=pmap] [--chunks=2] \
-      [--top=25] [--out=results] [--tag=zen4]
+      [--top=25] [--out=DIR] [--tag=zen4]
 
 Runs the throughput benchmark's JAX worker (benchmarks/throughput.py: the library's
 compiled epoch chunk, batch 128, Adam, real KMNIST images, the library's XLA:CPU
@@ -39,7 +39,8 @@ flags.DEFINE_integer("chunks", 2, "Chunks traced (after warm-up).", lower_bound=
 flags.DEFINE_integer("chunk_steps", 0, "Steps per chunk (0: the library's default).",
                      lower_bound=0)
 flags.DEFINE_integer("top", 25, "Ops listed.", lower_bound=1)
-flags.DEFINE_string("out", os.path.join(tp.ROOT, "results"), "Output folder.")
+flags.DEFINE_string("out", "", "Output folder (default results/profile_step/<machine "
+                    "kind>/).")
 flags.DEFINE_string("tag", "", "File name tag: <out>/profile_step_<model>_<tag>.*")
 flags.DEFINE_string("data_dir", "", "Datasets folder (default $KMNIST_JAX_DATA_DIR / "
                     "~/kmnist_jax_data).")
@@ -146,7 +147,8 @@ def run(a) -> int:
   if waits:
     md += ["", "Cross-device waits (ms per step and device): "
            + ", ".join(f"{k} {v:.2f}" for k, v in sorted(waits.items()))]
-  tp.write_results(a.out, "profile_step", f"{a.model}" + (f"_{a.tag}" if a.tag else ""),
+  name = f"{a.model}" + (f"_{a.tag}" if a.tag else "")
+  tp.write_results(a.out or tp.results_dir("profile_step"), "profile_step", name,
                    {"meta": meta, "model": a.model, "mode": a.mode, "devices": devices,
                     "step_ms": step_ms, "img_per_s": r["img_per_s"], "rows": rows,
                     "waits_ms_per_step": waits}, md)

@@ -6,12 +6,12 @@
 #   DRY_RUN=1 bash benchmarks/run_cpu_perf.sh   # print the commands only
 #
 #   1. training throughput vs PyTorch, 5 round-robin repetitions (needs PyTorch:
-#      pip install torch==2.13.0, the CPU build)  -> results/throughput_cpu_<TAG>_perf.md
+#      pip install torch==2.13.0, the CPU build)  -> results/throughput/<kind>/
 #   2. time to accuracy, fresh process per seed: mnist_fast 99%, kmnist_fast 98%, seeds
-#      0-4                                        -> results/time_to_accuracy_cpu_<TAG>_perf.md
+#      0-4                                        -> results/time_to_accuracy/<kind>/
 #   3. what parallel='auto' should pick here: pmap vs sharded (cpu_variants' default
 #      variant), 6 paired repetitions
-#                                                 -> results/cpu_variants_<TAG>_perf.md
+#                                                 -> results/cpu_variants/<kind>/
 # Each step waits for a quiet machine (--wait_idle) and goes on if the one before
 # failed; the exit status is the number of failed steps. 38 min on the Zen 4 (measured),
 # about as long on the Intel Xeon, about 70 min on the Zen 3 (half the training rate).
@@ -55,5 +55,5 @@ for cmd in "${STEPS[@]}"; do
   echo "== $(date -u +%H:%M:%S) $cmd"
   $cmd || { echo "== failed (exit $?): $cmd" >&2; failed=$((failed + 1)); }
 done
-echo "== done, $failed step(s) failed; results in results/*_${TAG}_perf.*"
+echo "== done, $failed step(s) failed; results in results/{throughput,time_to_accuracy,cpu_variants}/cpu_*/*_${TAG}_perf.*"
 exit "$failed"

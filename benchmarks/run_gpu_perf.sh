@@ -6,18 +6,20 @@
 #      on the one GPU (each with 30% of its memory), test accuracy recorded every epoch;
 #      their time to 98% / 99% is read from those curves (three runs shared the card, so
 #      these times are upper bounds for a run alone).
-#   bash benchmarks/run_gpu_perf.sh          # results in $OUT (default results/gpu_perf)
+#   bash benchmarks/run_gpu_perf.sh   # results in $OUT/time_to_accuracy/gpu_<card>/ and
+#                                     # $OUT/accuracy_push/gpu_<card>/ (OUT default: results)
 # Expects the datasets in $KMNIST_JAX_DATA_DIR (default ./.gpu_data) and, where the
 # machine lacks them, pure-Python wheels (ml_collections) in ./.whl.
 set -u
-OUT="${OUT:-results/gpu_perf}"
-mkdir -p "$OUT"
 source "$(dirname "$0")/gpu_env.sh"
+TTA_OUT="${OUT:-results}/time_to_accuracy/$KIND"
+OUT="${OUT:-results}/accuracy_push/$KIND"
+mkdir -p "$OUT" "$TTA_OUT"
 
 echo "== time to accuracy"
 timeout "${TTA_TIMEOUT:-140}" python3 benchmarks/time_to_accuracy.py \
     --runs "mnist_cnn:0.99,kmnist_cnn_aug:0.98,kmnist_cnn_aug:0.98:model_kwargs.widths=(64,128,256)" \
-    --platform_tag gpu --out "$OUT" --timeout 120 2>&1 | grep -v -i warning
+    --platform_tag gpu --out "$TTA_OUT" --timeout 120 2>&1 | grep -v -i warning
 
 echo "== accuracy push: seeds 0-2 side by side"
 for s in 0 1 2; do

@@ -7,18 +7,16 @@
 # sharing the card (default 4; the study runner gives each worker a share of the GPU
 # memory) and at most MAX_MINUTES of new runs each (default 4.5: a lent card's time is
 # never overrun; the same command continues from the records). Writes
-#   $OUT/{augmentation_study,transfer_study}/   the tables, reports and figures
-#   $OUT/{augmentation_study,transfer_study}_runs/   every run's record.json
-# with OUT defaulting to results/gpu_<card> (results/tmp/gpu_studies_tiny for TINY=1).
+#   $OUT/{augmentation_study,transfer_study}/gpu_<card>/       tables, reports, figures
+#   $OUT/{augmentation_study,transfer_study}/gpu_<card>/runs/  every run's record.json
+# with OUT defaulting to results (results/tmp/gpu_studies_tiny for TINY=1).
 # Environment: PYTHON (default python3), WORK (workdirs, default /tmp/kmnist_gpu_studies).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
-card="cpu"
+KIND="cpu"
 if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1; then
-  source benchmarks/gpu_env.sh
-  card="$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 \
-          | tr 'A-Z' 'a-z' | tr -cs 'a-z0-9' '_' | sed 's/_$//')"
+  source benchmarks/gpu_env.sh     # sets KIND, e.g. gpu_h100
 fi
 WORK="${WORK:-/tmp/kmnist_gpu_studies}"
 PARALLEL="${PARALLEL:-4}"
@@ -40,18 +38,18 @@ if [[ "${TINY:-0}" == 1 ]]; then
       --config.transfer.steps=10 --config.transfer.steps_all=10
       --config.transfer.test_limit=200 "--config.transfer.cka_models=()")
 fi
-OUT="${OUT:-results/gpu_${card}}"
-echo "studies on ${card}: PARALLEL=${PARALLEL} MAX_MINUTES=${MAX_MINUTES} -> ${OUT}"
+OUT="${OUT:-results}"
+echo "studies on ${KIND}: PARALLEL=${PARALLEL} MAX_MINUTES=${MAX_MINUTES} -> ${OUT}"
 SECONDS=0
 "$PY" experiments/augmentation_study.py \
     --config experiments/configs/studies/augment_robustness.py "${aug[@]}" \
-    --workdir "$WORK/augment_robustness" --out "$OUT/augmentation_study" \
-    --records "$OUT/augmentation_study_runs" --parallel="$PARALLEL" \
+    --workdir "$WORK/augment_robustness" --out "$OUT/augmentation_study/$KIND" \
+    --records "$OUT/augmentation_study/$KIND/runs" --parallel="$PARALLEL" \
     --max_minutes="$MAX_MINUTES"
 echo "augmentation study: ${SECONDS} s"
 SECONDS=0
 "$PY" experiments/transfer_study.py --config experiments/configs/transfer_full.py "${tr[@]}" \
-    --workdir "$WORK/transfer_full" --out "$OUT/transfer_study" \
-    --records "$OUT/transfer_study_runs" --parallel="$PARALLEL" \
+    --workdir "$WORK/transfer_full" --out "$OUT/transfer_study/$KIND" \
+    --records "$OUT/transfer_study/$KIND/runs" --parallel="$PARALLEL" \
     --max_minutes="$MAX_MINUTES"
 echo "transfer study: ${SECONDS} s"

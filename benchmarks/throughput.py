@@ -34,7 +34,8 @@ compile time is (first call - median chunk). PyTorch is timed in repetitions of
 median repetition, and the JAX/PyTorch ratio is given per repetition (median, range)
 and as JAX's median over PyTorch's best repetition.
 
-Writes ``<out_dir>/throughput_<platform>[_<tag>].json`` (every number, machine info, and the
+Writes ``<out_dir>/throughput_<platform>[_<tag>].json`` (``<out_dir>`` default:
+results/throughput/<machine kind>/, e.g. cpu_zen4; every number, machine info, and the
 ``meta`` block of kmnist_jax.io.run_meta: versions, git commit, command, CPU model) and
 ``.md`` (the table, also printed), each atomically. ``--quick`` writes to results/tmp/
 by default so that a smoke run never overwrites measured results. Flags are absl
@@ -100,6 +101,41 @@ def core_count() -> int:
 
 def cpu_model() -> str:
   return io.cpu_model()
+
+
+def _gpu_name() -> str:
+  """The first NVIDIA card's name from nvidia-smi, or '' (no card, no driver)."""
+  try:
+    out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+                         capture_output=True, text=True, timeout=30)
+  except (OSError, subprocess.SubprocessError):
+    return ""
+  lines = out.stdout.strip().splitlines() if out.returncode == 0 else []
+  return lines[0] if lines else ""
+
+
+def machine_kind(platform: str = "cpu", device: str = "") -> str:
+  """The machine-kind folder of results/<what>/<kind>/: for a CPU its microarchitecture
+  where known ('cpu_zen4', 'cpu_zen3', 'cpu_zen2', ...: AMD EPYCs of one name differ
+  by 2x), 'cpu_intel', else 'cpu'; '<platform>_<card>' for an accelerator, e.g.
+  'gpu_h100' (nvidia-smi's name when `device` is not given)."""
+  if platform == "cpu":
+    model = cpu_model()
+    arch = re.search(r": (Zen \d|Zen)\b", model)
+    if arch:
+      return "cpu_" + arch.group(1).lower().replace(" ", "")
+    return "cpu_intel" if "Intel" in model else "cpu"
+  if not device and platform == "gpu":
+    device = _gpu_name()
+  words = [w.lower() for w in re.split(r"[^A-Za-z0-9]+", device or "")
+           if w and w.lower() not in ("nvidia", "amd", "tesla", "tpu", platform)]
+  return f"{platform}_{words[0]}" if words else (platform or "unknown")
+
+
+def results_dir(what: str, platform: str = "cpu", device: str = "") -> str:
+  """Where a benchmark writes by default: results/<what>/<machine kind>/ (the current
+  measurement for that kind; the one it replaces stays in git's history)."""
+  return os.path.join(ROOT, "results", what, machine_kind(platform, device))
 
 
 def _cpu_flags() -> list[str]:
@@ -649,7 +685,8 @@ def define_flags() -> None:
   flags.DEFINE_integer("threads", None, "torch threads (default: cores).", lower_bound=1)
   flags.DEFINE_string("data_dir", "", "Datasets folder (default $KMNIST_JAX_DATA_DIR / "
                       "~/kmnist_jax_data).")
-  flags.DEFINE_string("out_dir", None, "Output folder (default results/; --quick: "
+  flags.DEFINE_string("out_dir", None, "Output folder (default results/throughput/"
+                      "<machine kind>/; --quick: "
                       "results/tmp/throughput/).")
   flags.DEFINE_float("worker_timeout", 300.0, "Seconds per configuration.",
                      lower_bound=0.0)
@@ -788,7 +825,7 @@ def run(a) -> int:
   devices = (a.devices or cores) if a.platform == "cpu" else None  # gpu: all visible
   threads = a.threads or cores
   out_dir = a.out_dir or (os.path.join(ROOT, "results", "tmp", "throughput") if quick
-                           else os.path.join(ROOT, "results"))
+                           else results_dir("throughput", a.platform))
   data_dir = resolve_data_dir(a.data_dir)
 
   notes = []

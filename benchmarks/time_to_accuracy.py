@@ -1,7 +1,7 @@
 r"""Wall-clock time to reach a test accuracy, compilation included.
 
   python benchmarks/time_to_accuracy.py \
-      --runs=mnist_cnn:0.99,kmnist_cnn_aug:0.98 [--seeds=0] [--out=results] \
+      --runs=mnist_cnn:0.99,kmnist_cnn_aug:0.98 [--seeds=0] [--out=DIR] \
       [--set=parallel=single] [--platform_tag=cpu]
 
 Each run is ``config:target`` (a config name from experiments/configs or a path, and
@@ -35,7 +35,8 @@ training rate and, with a validation split (``val_size=N`` in the overrides), it
 validation accuracy, so that tuning can rank recipes on held-out training images
 rather than on the test set.
 
-Writes ``<out>/time_to_accuracy_<platform_tag>.json`` (the rows and a ``meta`` block:
+Writes ``<out>/time_to_accuracy_<platform_tag>.json`` (``<out>`` default:
+results/time_to_accuracy/<machine kind>/; the rows and a ``meta`` block:
 kmnist_jax.io.run_meta, CPU model, the training device) and ``.md`` (also printed),
 atomically, after every run. A bad flag or value is one ``error:`` line, exit 2.
 """
@@ -65,7 +66,8 @@ flags.DEFINE_string("runs", "mnist_cnn:0.99,kmnist_cnn_aug:0.98",
                     "CONFIG:TARGET[:k=v;k=v],... (targets as fractions).")
 flags.DEFINE_string("seeds", "0", "Comma-separated seeds.")
 flags.DEFINE_string("set", "", "Overrides for every run, k=v;k=v.")
-flags.DEFINE_string("out", os.path.join(ROOT, "results"), "Output folder.")
+flags.DEFINE_string("out", "", "Output folder (default results/time_to_accuracy/<machine "
+                    "kind>/, e.g. cpu_zen4 or gpu_h100).")
 flags.DEFINE_string("platform_tag", "", "File name tag (default: the platform).")
 flags.DEFINE_string("workdir_root", "", "Where the runs go (default: a temp dir).")
 flags.DEFINE_float("timeout", 3600.0, "Seconds per run.", lower_bound=0.0)
@@ -279,6 +281,7 @@ def run_all(a) -> int:
   tag = a.platform_tag or info["platform"]
   root = a.workdir_root or tempfile.mkdtemp(prefix="kmnist_tta_")
   report = {"meta": run_meta(tag, info), "rows": []}
+  out = a.out or tp.results_dir("time_to_accuracy", info["platform"], info["device"])
   for run in runs:
     for seed in seeds:
       stem = os.path.basename(run["config"]).removesuffix(".py")
@@ -295,10 +298,10 @@ def run_all(a) -> int:
       print(f"{name}: {status} (process {_fmt_time(r['process_wall_s'])})", flush=True)
       if r.get("stderr_tail") and r["rc"] not in (0,):
         print(r["stderr_tail"][-800:], file=sys.stderr)
-      write(report, a.out)
+      write(report, out)
       if not a.keep:
         shutil.rmtree(workdir, ignore_errors=True)
-  print(write(report, a.out))
+  print(write(report, out))
   return 0
 
 

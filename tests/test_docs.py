@@ -1,6 +1,9 @@
-"""The README's configs table is generated from the measured results and cannot drift."""
+"""The README's generated tables and results/README.md (the index of every measurement)
+cannot drift from the results they are made from."""
 
+import json
 import os
+import re
 import subprocess
 import sys
 
@@ -29,7 +32,7 @@ def test_table_is_generated_from_results_and_checked(tmp_path):
   assert set(listed) <= set(names) and "kmnist_cnn" in listed and "mnist_logreg" in listed
   assert not any(n.startswith(("augment_study", "transfer_")) for n in listed)
   kmnist_cnn = next(row for row in rows if row.startswith("| `kmnist_cnn`"))
-  assert "96.08% ± 0.26](results/accuracy_gpu_h100.md) (3 seeds, 8 s)" in kmnist_cnn
+  assert "96.08% ± 0.26](results/accuracy/gpu_h100/accuracy_gpu_h100.md) (3 seeds, 8 s)" in kmnist_cnn
   assert _run(f"--readme={readme}", "--check").returncode == 0
 
 
@@ -43,3 +46,78 @@ def test_no_block_is_one_line(tmp_path):
   readme.write_text("no table here\n")
   r = _run(f"--readme={readme}")
   assert r.returncode == 2 and r.stderr.count("\n") == 1 and "error:" in r.stderr
+
+
+# ---- results/README.md: the index of every measurement --------------------------------
+
+INDEX = os.path.join(REPO, "benchmarks", "results_index.py")
+
+
+def _index(*args):
+  return subprocess.run([sys.executable, INDEX, *args], capture_output=True, text=True,
+                        cwd=REPO)
+
+
+def test_results_index_is_up_to_date():
+  r = _index("--check")
+  assert r.returncode == 0, r.stderr
+
+
+def test_results_index_reads_each_files_metadata(tmp_path):
+  """One row per measurement (a .json and its .md together, figures together, a runs/
+  folder as one row) with the command, machine, commit and date from the file's own
+  meta block; --check fails on a stale index; a file outside <what>/<kind>/ is one
+  error line, exit 2."""
+  kind = tmp_path / "throughput" / "cpu_zen4"
+  (kind / "runs").mkdir(parents=True)
+  meta = {"command": "python benchmarks/throughput.py --tag zen4",
+          "date": "2030-01-02 03:04 UTC",
+          "cpu_model": "AMD EPYC (family 25, model 17: Zen 4; AVX-512)",
+          "git": {"commit": "0123456789abcdef", "dirty": False}}
+  (kind / "throughput_cpu_zen4.json").write_text(json.dumps({"meta": meta}))
+  (kind / "throughput_cpu_zen4.md").write_text("table\n")
+  (kind / "a.png").write_bytes(b"x")
+  (kind / "b.png").write_bytes(b"x")
+  (kind / "runs" / "r1.json").write_text(json.dumps({"meta": meta}))
+  assert _index(f"--results={tmp_path}", "--check").returncode == 1
+  r = _index(f"--results={tmp_path}")
+  assert r.returncode == 0, r.stderr
+  text = (tmp_path / "README.md").read_text()
+  row = next(line for line in text.splitlines() if "throughput_cpu_zen4.{json,md}" in line)
+  assert "(throughput/cpu_zen4/throughput_cpu_zen4.md)" in row
+  assert "`python benchmarks/throughput.py --tag zen4`" in row and "| 0123456 |" in row
+  assert "Zen 4" in row and "2030-01-02 03:04" in row
+  assert "2 figures (.png)" in text and "runs/ (1 files)" in text
+  assert _index(f"--results={tmp_path}", "--check").returncode == 0
+  (tmp_path / "stray.json").write_text("{}")
+  r = _index(f"--results={tmp_path}", "--check")
+  assert r.returncode == 2 and r.stderr.count("\n") == 1 and "error:" in r.stderr
+  assert "results/stray.json" in r.stderr
+
+
+def _links(path):
+  text = open(path).read()
+  base = os.path.dirname(path)
+  out = []
+  for target in re.findall(r"\]\(([^)#\s]+)\)", text):
+    full = os.path.normpath(os.path.join(base, target))
+    if full.startswith(os.path.join(REPO, "results") + os.sep):
+      out.append(os.path.relpath(full, os.path.join(REPO, "results")))
+  return out
+
+
+def test_every_results_link_in_the_docs_leads_to_an_indexed_file():
+  """Every link into results/ from README.md and docs/ names a file (or folder) that
+  exists and whose results/<what>/<kind>/ folder the index lists: each number the
+  README cites leads to its command, machine, commit and date."""
+  index = open(os.path.join(REPO, "results", "README.md")).read()
+  indexed = {"/".join(t.split("/")[:2]) for t in re.findall(r"\]\(([^)]+)\)", index)}
+  docs = [os.path.join(REPO, "README.md")] + sorted(
+      os.path.join(REPO, "docs", f) for f in os.listdir(os.path.join(REPO, "docs"))
+      if f.endswith(".md"))
+  readme_links = _links(docs[0])
+  assert len(readme_links) >= 10
+  for doc in docs:
+    for rel in _links(doc):
+      assert os.path.exists(os.path.join(REPO, "results", rel)), (doc, rel)
+      assert "/".join(rel.split("/")[:2]) in indexed, (doc, rel)

@@ -79,7 +79,7 @@ def test_fields_added_later_keep_the_committed_records_keys(tmp_path):
   config (which has those fields) hashes to; another value is another key."""
   import glob
   records = [io.read_json(p) for p in glob.glob(os.path.join(
-      REPO, "results", "*_runs", "*.json"))]
+      REPO, "results", "*", "*", "runs", "*.json"))]
   train_records = [r for r in records if r["kind"] == "train" and not r["deps"]]
   assert len(train_records) >= 40
   for r in train_records:

@@ -386,8 +386,8 @@ def significance(rows) -> str:
 
 
 def table_rows(summary: dict) -> list[dict]:
-  """The headline table (results/augmentation_study/table.csv): accuracies as fractions,
-  mCE in %."""
+  """The headline table (results/augmentation_study/<kind>/table.csv): accuracies as
+  fractions, mCE in %."""
   out = []
   for r in summary["rows"]:
     row = {c: r.get(c) for c in TABLE_COLUMNS}

@@ -436,7 +436,7 @@ def gain_table(summary: dict) -> str:
 
 
 def table_rows(summary: dict) -> list[dict]:
-  """The headline table (results/transfer_study/table.csv): accuracies as fractions."""
+  """The headline table (results/transfer_study/<kind>/table.csv): accuracies as fractions."""
   return [{c: r.get(c) for c in TABLE_COLUMNS} for r in summary["rows"]]
 
 
