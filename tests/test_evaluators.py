@@ -41,7 +41,7 @@ def fake_seed(rec, seed, shift):
 def test_registry_is_a_plain_dict_of_complete_modules():
   assert type(evaluators.REGISTRY) is dict
   assert sorted(evaluators.REGISTRY) == ["attack", "cka", "classification", "corruption",
-                                         "embedding"]
+                                         "embedding", "smoothing"]
   for name, module in evaluators.REGISTRY.items():
     for fn in ("check_config", "run", "summarize", "render"):
       assert callable(getattr(module, fn)), (name, fn)

@@ -31,7 +31,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from kmnist_jax.errors import UserError, unknown
-from kmnist_jax.evaluators import attack, cka, classification, corruption, embedding
+from kmnist_jax.evaluators import (
+  attack,
+  cka,
+  classification,
+  corruption,
+  embedding,
+  smoothing,
+)
 from kmnist_jax.evaluators.common import (  # noqa: F401  (re-exported)
   SPLITS,
   STEP_CHOICES,
@@ -44,7 +51,7 @@ from kmnist_jax.evaluators.common import (  # noqa: F401  (re-exported)
 )
 
 REGISTRY = {"classification": classification, "corruption": corruption, "attack": attack,
-            "embedding": embedding, "cka": cka}
+            "embedding": embedding, "cka": cka, "smoothing": smoothing}
 
 
 def plain(x):

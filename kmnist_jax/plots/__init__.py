@@ -51,6 +51,7 @@ from kmnist_jax.plots.embed import (
 )
 from kmnist_jax.plots.robustness import (
                                              accuracy_vs_epsilon,
+                                             certified_accuracy_vs_radius,
                                              corruption_heatmap,
                                              corruption_heatmap_size,
                                              error_vs_severity,
@@ -62,7 +63,8 @@ from kmnist_jax.plots.transfer import accuracy_vs_shots, cka_heatmaps, transfer_
 
 __all__ = [
     "accuracy_vs_epsilon", "accuracy_vs_shots", "annotate_cells", "bar_width_in",
-    "BASE_FONT", "cell_fontsize", "cka_heatmaps", "class_colors", "class_labels",
+    "BASE_FONT", "cell_fontsize", "certified_accuracy_vs_radius", "cka_heatmaps",
+    "class_colors", "class_labels",
     "confusion_heatmap", "confusion_size", "corruption_heatmap",
     "corruption_heatmap_size", "covers", "diverging", "DPI", "embedding_grid",
     "embedding_grid_size", "error_vs_severity", "error_vs_severity_size", "figure",

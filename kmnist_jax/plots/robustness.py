@@ -170,3 +170,36 @@ def image_mosaic(mosaic, path: str, *, title: str, xticks: tuple, yticks: tuple)
     side.set_visible(False)
   fig.suptitle(title, y=1 - 0.05 / fh, va="top", fontsize=10)
   return save(fig, path)
+
+
+_SIGMA_STYLES = ("-", "--", ":", "-.")
+
+
+def certified_accuracy_vs_radius(curves: Sequence[dict], path: str, *,
+                                 title: str = "") -> str:
+  """Randomized smoothing: certified accuracy against the L2 radius, several models
+  and noise levels on one axes: colour per model, line style per sigma.
+
+  `curves`: ``[{'name', 'sigma', 'radii' [K], 'accuracy' [K]}]`` (fractions; the
+  accuracy at radius r counts the examples certified correct with a radius >= r).
+  Size: 8 x 5 in.
+  """
+  models_ = list(dict.fromkeys(c["name"] for c in curves))
+  sigmas = list(dict.fromkeys(c["sigma"] for c in curves))
+  colors = palette(len(models_))
+  with style():
+    fig = figure(8, 5)
+    ax = fig.add_subplot()
+    for c in curves:
+      k, j = models_.index(c["name"]), sigmas.index(c["sigma"])
+      ax.plot(c["radii"], 100 * np.asarray(c["accuracy"], np.float64),
+              ls=_SIGMA_STYLES[j % len(_SIGMA_STYLES)], lw=1.6, color=colors[k],
+              drawstyle="steps-post", label=f"{c['name']}, σ={c['sigma']:g}")
+    ax.set_xlabel("L2 radius (pixels in [0, 1])")
+    ax.set_ylabel("certified accuracy (%)")
+    ax.set_xlim(left=0)
+    ax.set_ylim(0, 102)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper right")
+    ax.set_title(title or "certified accuracy (%) vs L2 radius")
+    return save(fig, path)

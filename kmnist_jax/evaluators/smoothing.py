@@ -1,0 +1,269 @@
+"""Smoothing evaluator: randomized-smoothing certificates (Cohen et al. 2019) of a
+checkpoint: certified accuracy against the L2 radius, average certified radius,
+abstention rate, PREDICT's accuracy, per class, for each noise level sigma, on the
+first `limit` test images.
+
+  config.evals.smoothing = dict(
+      type="smoothing",
+      sigmas=(0.25,),                 # or "0.25,0.5,1.0": noise std, pixels in [0, 1]
+      n0=100, n=100_000, alpha=0.001, # Cohen et al.'s CERTIFY settings
+      radii=(0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0),   # the table's columns (L2)
+      limit=100,                      # first N test images (0: all)
+      seed=0, batch_size=1000,        # the noise's key; inputs per forward pass
+  )
+
+The procedures and the noise convention (added to pixels in [0, 1], not clipped) are
+:mod:`kmnist_jax.robustness.smoothing`'s. **Cost:** ``n0 + n`` forward passes per
+image and sigma: 100,100 with the paper's settings, so the default `limit` is small;
+a smaller `n` (the preset: experiments/configs/evals/smoothing.py) is cheaper and
+certifies smaller radii (the largest is ``sigma * Phi^-1(alpha^(1/n))``).
+
+PREDICT is applied to CERTIFY's n estimation copies (its own test on the same draws:
+each procedure keeps its guarantee; they are not independent of each other). The
+record also holds the base classifier's accuracy on the noisy copies
+(``noisy_accuracy``) and the accuracy of the plain majority vote over them
+(``majority_accuracy``, the smoothed classifier without a test), and per image the
+prediction (-1: abstained) and radius, so other radii can be read off later.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Sequence
+
+import jax
+import numpy as np
+
+from kmnist_jax import data as data_lib
+from kmnist_jax import io, metrics
+from kmnist_jax.errors import UserError, unknown
+from kmnist_jax.evaluators import common
+from kmnist_jax.robustness import smoothing as sm
+
+DEFAULTS = {"dataset": "", "sigmas": sm.DEFAULT_SIGMAS, "n0": sm.DEFAULT_N0,
+            "n": sm.DEFAULT_N, "alpha": sm.DEFAULT_ALPHA, "radii": sm.DEFAULT_RADII,
+            "limit": 100, "seed": 0, "batch_size": 1000, "progress": False}
+
+SCALARS = ("average_certified_radius", "abstention_rate", "predict_accuracy",
+           "predict_abstention_rate", "noisy_accuracy", "majority_accuracy")
+PER_CLASS = ("certified_accuracy", "average_certified_radius", "abstention_rate",
+             "predict_accuracy", "noisy_accuracy")
+
+
+def check_config(**cfg) -> dict:
+  """Settings with defaults filled in, every value checked before anything loads."""
+  bad = sorted(set(cfg) - set(DEFAULTS))
+  if bad:
+    raise unknown("smoothing evaluator setting", bad[0], DEFAULTS)
+  c = {**DEFAULTS, **cfg}
+  try:
+    c["sigmas"] = sm.check_sigmas(c["sigmas"])
+    c["n0"], c["n"] = sm.check_samples(c["n0"], c["n"])
+    c["alpha"] = sm.check_alpha(c["alpha"])
+    c["radii"] = sm.check_radii(c["radii"])
+  except UserError as e:
+    raise UserError(f"smoothing evaluator: {e}") from None
+  for k in ("limit", "seed", "batch_size"):
+    v = c[k]
+    low = 1 if k == "batch_size" else 0
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
+      raise UserError(f"smoothing evaluator: {k}={v!r} must be a "
+                      + ("positive integer" if k == "batch_size"
+                         else "non-negative integer (limit 0: all)"))
+  if c["dataset"] and c["dataset"] not in data_lib.DATASETS:
+    raise unknown("dataset", c["dataset"], data_lib.DATASETS)
+  return c
+
+
+def run(restored, *, data_dir=None, **cfg) -> dict:
+  """The record of one checkpoint: per sigma (list ``results``, in the order of
+  ``sigmas``) certified accuracy [R] at ``radii``, the scalars of :data:`SCALARS`,
+  per-class arrays (``per_class``: certified_accuracy [R][C], the others [C], count
+  [C]) and per image ``prediction`` (-1: abstained) and ``radius`` (the images'
+  ``labels`` beside them)."""
+  c = check_config(**cfg)
+  ds = c["dataset"] or restored.config.dataset
+  info = common.check_dataset(restored, ds)
+  split = data_lib.load(ds, data_dir=data_dir or None,
+                        limit={"test": c["limit"]} if c["limit"] else None).splits["test"]
+  labels = split.labels.astype(np.int64)
+  x = sm.pixels(split.images)
+  fn, params, num_classes = sm.model_logits(restored)
+  key = jax.random.key(c["seed"])
+  results = []
+  for i, sigma in enumerate(c["sigmas"]):
+    res = sm.certify(fn, params, x, sigma=sigma, key=jax.random.fold_in(key, i),
+                     num_classes=num_classes, n0=c["n0"], n=c["n"], alpha=c["alpha"],
+                     batch_size=c["batch_size"], progress=c["progress"],
+                     desc=f"sigma {sigma:g}")
+    predicted = sm.predict_counts(res["counts"], alpha=c["alpha"])
+    results.append({"sigma": sigma,
+                    **sm.summary(res, labels, radii=c["radii"],
+                                 num_classes=info.num_classes, predicted=predicted),
+                    "max_radius": sm.max_radius(sigma, c["n"], c["alpha"]),
+                    "prediction": res["prediction"],
+                    "radius": np.round(res["radius"], 6)})
+  rec = {"dataset": ds, "n_images": int(len(labels)), "sigmas": list(c["sigmas"]),
+         "radii": list(c["radii"]), "n0": c["n0"], "n": c["n"], "alpha": c["alpha"],
+         "seed": c["seed"], "step": int(restored.step), "model": restored.config.model,
+         "workdir": getattr(restored, "workdir", None), "labels": labels,
+         "results": results}
+  return io.jsonable(rec)
+
+
+# ---- Across seeds ----------------------------------------------------------------------
+
+def _ms(values) -> dict:
+  v = np.asarray([np.nan if x is None else x for x in values], np.float64)
+  mean, std = metrics.mean_std(v)
+  return {"mean": mean.tolist() if mean.ndim else float(mean),
+          "std": std.tolist() if std.ndim else float(std)}
+
+
+def curve(records: Sequence[dict], k: int, grid) -> list[float]:
+  """Certified accuracy at each radius of `grid` for sigma number `k`, mean over
+  `records` (from the per-image predictions and radii)."""
+  return np.mean([sm.certified_accuracy(
+      np.asarray(r["results"][k]["prediction"]), np.asarray(r["results"][k]["radius"]),
+      np.asarray(r["labels"]), grid) for r in records], 0).tolist()
+
+
+def summarize(records: Sequence[dict]) -> dict:
+  """Mean and std (ddof=1) across seeds of every number, per sigma; the per-seed
+  certified accuracy and average certified radius kept; a fine certified-accuracy
+  curve (``curve_radii``, ``results[k]['curve']``) for the figure."""
+  r0 = common.same_setting(records, ("dataset", "n_images", "sigmas", "radii", "n0",
+                                     "n", "alpha"), "smoothing")
+  top = max(res["max_radius"] for res in r0["results"])
+  grid = np.linspace(0.0, top, 121).tolist()
+  out = {"runs": len(records), **{k: r0.get(k) for k in (
+      "dataset", "n_images", "sigmas", "radii", "n0", "n", "alpha", "model", "workdir")},
+         "curve_radii": grid, "results": []}
+  for k, sigma in enumerate(r0["sigmas"]):
+    rs = [r["results"][k] for r in records]
+    s = {"sigma": sigma, "max_radius": rs[0]["max_radius"],
+         "certified_accuracy": _ms([x["certified_accuracy"] for x in rs]),
+         **{name: _ms([x.get(name) for x in rs]) for name in SCALARS},
+         "per_class": {name: _ms([x["per_class"].get(name) for x in rs])
+                       for name in PER_CLASS},
+         "per_seed": {"certified_accuracy": [x["certified_accuracy"] for x in rs],
+                      "average_certified_radius": [x["average_certified_radius"]
+                                                   for x in rs]},
+         "curve": curve(records, k, grid)}
+    out["results"].append(s)
+  return io.jsonable(out)
+
+
+# ---- Rendering -------------------------------------------------------------------------
+
+def _safe(name: str) -> str:
+  return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
+
+
+def _r(r: float) -> str:
+  return f"r={r:g}"
+
+
+def table_rows(named: Sequence[tuple[str, dict]]) -> tuple[list[str], list[list]]:
+  """Rows (model, dataset, sigma, images, runs, certified accuracy at each radius,
+  ACR, abstention, PREDICT accuracy / abstention, noisy and majority accuracy: means
+  over runs, then the std of the certified accuracies and ACR when there are several
+  runs)."""
+  radii = next((s["radii"] for _, s in named), [])
+  several = any(s["runs"] > 1 for _, s in named)
+  head = (["model", "dataset", "sigma", "images", "runs"] + [_r(r) for r in radii]
+          + ["ACR", "abstained", "PREDICT", "PREDICT abstained", "base under noise",
+             "majority"]
+          + ([f"std {_r(r)}" for r in radii] + ["std ACR"] if several else []))
+  rows = []
+  for name, s in named:
+    for d in s["results"]:
+      rows.append([name, s["dataset"], d["sigma"], s["n_images"], s["runs"]]
+                  + list(d["certified_accuracy"]["mean"])
+                  + [d[k]["mean"] for k in ("average_certified_radius", "abstention_rate",
+                                            "predict_accuracy", "predict_abstention_rate",
+                                            "noisy_accuracy", "majority_accuracy")]
+                  + (list(d["certified_accuracy"]["std"])
+                     + [d["average_certified_radius"]["std"]] if several else []))
+  return head, rows
+
+
+def per_class_rows(named: Sequence[tuple[str, dict]]) -> tuple[list[str], list[list]]:
+  """Rows (model, sigma, class, certified accuracy at each radius, ACR, abstention,
+  base accuracy under noise), means over runs."""
+  radii = next((s["radii"] for _, s in named), [])
+  head = (["model", "sigma", "class"] + [_r(r) for r in radii]
+          + ["ACR", "abstained", "base under noise"])
+  rows = []
+  for name, s in named:
+    info = data_lib.get_info(s["dataset"])
+    for d in s["results"]:
+      pc = d["per_class"]
+      acc = np.asarray(pc["certified_accuracy"]["mean"], np.float64)  # [R, C]
+      for c, cname in enumerate(info.class_names):
+        rows.append([name, d["sigma"], cname] + list(acc[:, c])
+                    + [pc[k]["mean"][c] for k in ("average_certified_radius",
+                                                  "abstention_rate", "noisy_accuracy")])
+  return head, rows
+
+
+def figures(named: Sequence[tuple[str, dict]], report) -> list[str]:
+  """certified_accuracy_vs_radius.png: every model and sigma on one axes."""
+  from kmnist_jax import plots
+  curves = [{"name": f"{name} ({s['dataset']})", "sigma": d["sigma"],
+             "radii": s["curve_radii"], "accuracy": d["curve"]}
+            for name, s in named for d in s["results"]]
+  if not curves:
+    return []
+  n = {s["n"] for _, s in named}
+  imgs = {s["n_images"] for _, s in named}
+  return [plots.certified_accuracy_vs_radius(
+      curves, report.figure("certified_accuracy_vs_radius"),
+      title=f"certified accuracy (%) vs L2 radius (n = {', '.join(map(str, sorted(n)))}"
+            f", {', '.join(map(str, sorted(imgs)))} test images)")]
+
+
+def render_many(named: Sequence[tuple[str, dict]], report, *, cjk_font="auto") -> dict:
+  """Tables ``smoothing`` and ``smoothing_per_class`` and :func:`figures` into
+  `report`."""
+  from kmnist_jax.report import pct
+  del cjk_font  # no class glyphs in these tables / figure
+  head, rows = table_rows(named)
+  if not rows:
+    return {"head": head, "rows": rows, "figures": []}
+  s = named[0][1]
+  radii_cols = [_r(r) for r in s["radii"]]
+  fmt = {h: functools.partial(pct, digits=1) for h in head
+         if h.startswith(("r=", "std r=")) or h in ("abstained", "PREDICT",
+                                                    "PREDICT abstained",
+                                                    "base under noise", "majority")}
+  fmt.update({h: (lambda v: "-" if v is None else f"{v:.3f}")
+              for h in ("ACR", "std ACR")})
+  report.section(
+      f"Randomized smoothing: certified accuracy (%) at L2 radius r (CERTIFY, n0 = "
+      f"{s['n0']}, n = {s['n']}, alpha = {s['alpha']:g})",
+      "Certified: CERTIFY returns the true class with a radius >= r (Cohen et al. "
+      "2019; Gaussian noise on pixels in [0, 1], not clipped). ACR: average certified "
+      "radius (0 when wrong or abstained). PREDICT: its accuracy on the same n draws "
+      "(abstained counts as wrong). Base under noise: the base model's accuracy on "
+      "the noisy copies; majority: the most frequent class over them "
+      "(kmnist_jax/robustness/smoothing.py).")
+  report.table("smoothing", [dict(zip(head, r)) for r in rows], columns=head,
+               formats=fmt)
+  ph, prows = per_class_rows(named)
+  pfmt = {h: functools.partial(pct, digits=1)
+          for h in radii_cols + ["abstained", "base under noise"]}
+  pfmt["ACR"] = lambda v: "-" if v is None else f"{v:.3f}"
+  report.section("Randomized smoothing per class (mean over runs)", level=3)
+  report.table("smoothing_per_class", [dict(zip(ph, r)) for r in prows], columns=ph,
+               formats=pfmt)
+  files = figures(named, report)
+  return {"head": head, "rows": rows, "figures": files}
+
+
+def render(summary: dict, report, *, name: str | None = None, cjk_font="auto") -> dict:
+  """:func:`render_many` of one summary."""
+  w = summary.get("workdir")
+  default = os.path.basename(os.path.normpath(w)) if w else summary.get("model")
+  return render_many([(name or default or "model", summary)], report, cjk_font=cjk_font)
