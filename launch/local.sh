@@ -1,34 +1,48 @@
 #!/usr/bin/env bash
 # Local entry point: makes or reuses a virtualenv, installs this package into it
-# (editable, with the extras in $KMNIST_JAX_EXTRAS, exact versions from constraints.txt),
-# then runs
+# (editable, exact versions from constraints.txt) with what the command needs, then runs
 #   bash launch/local.sh train [train.py flags]   # default: KMNIST CNN in ./workdirs/kmnist_cnn
 #   bash launch/local.sh test  [pytest args]      # the test suite
 #   bash launch/local.sh lint  [ruff args]        # ruff check (what CI runs first)
 #   bash launch/local.sh python SCRIPT [args]     # any script with the venv's Python
 # Environment: KMNIST_JAX_DATA_DIR (datasets; default ~/kmnist_jax_data, downloaded
 #              there when missing), KMNIST_JAX_VENV (virtualenv; default ./.venv),
-#              KMNIST_JAX_EXTRAS (default dev,tfds,embed,notebook: everything the tests
-#              use; "dev" alone gives the light install without TensorFlow),
-#              PYTHON (default python3).
+#              KMNIST_JAX_EXTRAS (the extras to install; default: none for train and
+#              python, the light install without TensorFlow; dev,tfds,embed,notebook
+#              for test and lint, everything the tests use), PYTHON (default python3).
+# Extras installed once stay: a later command that needs fewer installs nothing.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${KMNIST_JAX_VENV:-$ROOT/.venv}"
 PYTHON="${PYTHON:-python3}"
-EXTRAS="${KMNIST_JAX_EXTRAS:-dev,tfds,embed,notebook}"
+case "${1:-}" in
+  test|lint) EXTRAS="${KMNIST_JAX_EXTRAS-dev,tfds,embed,notebook}" ;;
+  *) EXTRAS="${KMNIST_JAX_EXTRAS-}" ;;
+esac
 
 if [ ! -x "$VENV/bin/python" ]; then
   echo "Creating virtualenv $VENV" >&2
   "$PYTHON" -m venv "$VENV"
 fi
-# Reinstall when the dependencies, the lock or the extras change.
+# Install when the dependencies or the lock change, or an extra is missing. The stamp
+# holds a digest of the dependency files, then the extras installed (one a line).
 STAMP="$VENV/.kmnist_jax_install"
-want="$(cat "$ROOT/pyproject.toml" "$ROOT/setup.py" "$ROOT/constraints.txt"; echo "$EXTRAS")"
-if [ "$want" != "$(cat "$STAMP" 2>/dev/null)" ]; then
-  echo "Installing kmnist-jax[$EXTRAS] (editable, constraints.txt) into $VENV" >&2
+deps="$(cat "$ROOT/pyproject.toml" "$ROOT/setup.py" "$ROOT/constraints.txt" | cksum)"
+have=()
+need=1
+if [ "$(head -1 "$STAMP" 2>/dev/null)" == "$deps" ]; then
+  need=0
+  while read -r e; do [ -n "$e" ] && have+=("$e"); done < <(tail -n +2 "$STAMP")
+fi
+for e in ${EXTRAS//,/ }; do
+  [[ " ${have[*]} " == *" $e "* ]] || { have+=("$e"); need=1; }
+done
+if [ "$need" == 1 ]; then
+  all="$(IFS=,; echo "${have[*]}")"
+  echo "Installing kmnist-jax${all:+[$all]} (editable, constraints.txt) into $VENV" >&2
   "$VENV/bin/python" -m pip install -q --upgrade pip
-  "$VENV/bin/python" -m pip install -q -e "$ROOT[$EXTRAS]" -c "$ROOT/constraints.txt"
-  printf '%s' "$want" > "$STAMP"
+  "$VENV/bin/python" -m pip install -q -e "$ROOT${all:+[$all]}" -c "$ROOT/constraints.txt"
+  { echo "$deps"; for e in "${have[@]}"; do echo "$e"; done; } > "$STAMP"
 fi
 
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
