@@ -32,7 +32,8 @@ def test_table_is_generated_from_results_and_checked(tmp_path):
   assert set(listed) <= set(names) and "kmnist_cnn" in listed and "mnist_logreg" in listed
   assert not any(n.startswith(("augment_study", "transfer_")) for n in listed)
   kmnist_cnn = next(row for row in rows if row.startswith("| `kmnist_cnn`"))
-  assert "96.08% ± 0.26](results/accuracy/gpu_h100/accuracy_gpu_h100.md) (3 seeds, 8 s)" in kmnist_cnn
+  assert ("96.08% ± 0.26](results/accuracy/gpu_h100/accuracy_gpu_h100.md) (3 seeds, 8 s)"
+          in kmnist_cnn)
   assert _run(f"--readme={readme}", "--check").returncode == 0
 
 
@@ -83,7 +84,7 @@ def test_results_index_reads_each_files_metadata(tmp_path):
   r = _index(f"--results={tmp_path}")
   assert r.returncode == 0, r.stderr
   text = (tmp_path / "README.md").read_text()
-  row = next(line for line in text.splitlines() if "throughput_cpu_zen4.{json,md}" in line)
+  row = next(ln for ln in text.splitlines() if "throughput_cpu_zen4.{json,md}" in ln)
   assert "(throughput/cpu_zen4/throughput_cpu_zen4.md)" in row
   assert "`python benchmarks/throughput.py --tag zen4`" in row and "| 0123456 |" in row
   assert "Zen 4" in row and "2030-01-02 03:04" in row
@@ -119,5 +120,49 @@ def test_every_results_link_in_the_docs_leads_to_an_indexed_file():
   assert len(readme_links) >= 10
   for doc in docs:
     for rel in _links(doc):
+      if rel == "README.md":                     # the index itself
+        continue
       assert os.path.exists(os.path.join(REPO, "results", rel)), (doc, rel)
       assert "/".join(rel.split("/")[:2]) in indexed, (doc, rel)
+
+
+# ---- The README's performance table and its rules ------------------------------------
+
+PERF = os.path.join(REPO, "benchmarks", "perf_table.py")
+
+
+def test_performance_table_is_generated_from_results_and_checked(tmp_path):
+  """One row per machine kind, each cell linked to the results file it comes from; a
+  stale table fails --check; no markers is one error line, exit 2."""
+  readme = tmp_path / "README.md"
+  readme.write_text("# x\n\n<!-- perf:begin -->\nold\n<!-- perf:end -->\n\nrest\n")
+  run = lambda *a: subprocess.run([sys.executable, PERF, *a], capture_output=True,  # noqa: E731
+                                  text=True, cwd=REPO)
+  assert run(f"--readme={readme}", "--check").returncode == 1
+  assert run(f"--readme={readme}").returncode == 0
+  text = readme.read_text()
+  assert text.startswith("# x\n") and text.endswith("\n\nrest\n")
+  zen4 = next(line for line in text.splitlines() if line.startswith("| AMD EPYC Zen 4"))
+  assert "(results/throughput/cpu_zen4/" in zen4
+  assert "(results/eval_throughput/cpu_zen4/" in zen4
+  assert "(results/time_to_accuracy/cpu_zen4/" in zen4 and "`mnist_fast`" in zen4
+  assert run(f"--readme={readme}", "--check").returncode == 0
+  assert run("--check").returncode == 0, "README.md's performance table is stale"
+  readme.write_text("nothing\n")
+  r = run(f"--readme={readme}")
+  assert r.returncode == 2 and r.stderr.count("\n") == 1 and "error:" in r.stderr
+
+
+def test_readme_is_a_guide_not_a_log():
+  """At most 250 lines; no dates, commit ids or session stories in it or in docs/
+  (those live in results/README.md and git); command 1 is the light install."""
+  readme = open(os.path.join(REPO, "README.md")).read()
+  assert len(readme.splitlines()) <= 250
+  history = re.compile(r"20[0-9]{2}-[01][0-9]-[0-3][0-9]|[Cc]ommit [0-9a-f]{7}|"
+                       r"this session|[0-9]+ UTC")
+  for name in ["README.md"] + [f"docs/{f}" for f in os.listdir(os.path.join(REPO, "docs"))
+                               if f.endswith(".md") and f != "citation.md"]:
+    text = open(os.path.join(REPO, name)).read()
+    assert not history.findall(text), (name, history.findall(text)[:3])
+  first = re.search(r"```bash\n(?:#.*\n)*(.*)", readme[readme.index("## Quickstart"):])
+  assert first.group(1).startswith("bash launch/local.sh train")
