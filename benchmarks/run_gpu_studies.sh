@@ -7,7 +7,7 @@
 # sharing the card (default 4; the study runner gives each worker a share of the GPU
 # memory) and at most MAX_MINUTES of new runs each (default 4.5: a lent card's time is
 # never overrun; the same command continues from the records). Writes
-#   $OUT/{augmentation_study,transfer_study}/gpu_<card>/       tables, reports, figures
+#   $OUT/{augmentation_study,transfer_study}/gpu_<card>/report/  tables, reports, figures
 #   $OUT/{augmentation_study,transfer_study}/gpu_<card>/runs/  every run's record.json
 # with OUT defaulting to results (results/tmp/gpu_studies_tiny for TINY=1).
 # Environment: PYTHON (default python3), WORK (workdirs, default /tmp/kmnist_gpu_studies).
@@ -43,13 +43,13 @@ echo "studies on ${KIND}: PARALLEL=${PARALLEL} MAX_MINUTES=${MAX_MINUTES} -> ${O
 SECONDS=0
 "$PY" experiments/augmentation_study.py \
     --config experiments/configs/studies/augment_robustness.py "${aug[@]}" \
-    --workdir "$WORK/augment_robustness" --out "$OUT/augmentation_study/$KIND" \
+    --workdir "$WORK/augment_robustness" --out "$OUT/augmentation_study/$KIND/report" \
     --records "$OUT/augmentation_study/$KIND/runs" --parallel="$PARALLEL" \
     --max_minutes="$MAX_MINUTES"
 echo "augmentation study: ${SECONDS} s"
 SECONDS=0
 "$PY" experiments/transfer_study.py --config experiments/configs/transfer_full.py "${tr[@]}" \
-    --workdir "$WORK/transfer_full" --out "$OUT/transfer_study/$KIND" \
+    --workdir "$WORK/transfer_full" --out "$OUT/transfer_study/$KIND/report" \
     --records "$OUT/transfer_study/$KIND/runs" --parallel="$PARALLEL" \
     --max_minutes="$MAX_MINUTES"
 echo "transfer study: ${SECONDS} s"

@@ -3,7 +3,7 @@ r"""The augmentation study: policy x dataset x seed, one training run each, one 
   python experiments/augmentation_study.py \
       --config experiments/configs/augment_study_reduced.py --workdir workdirs/augment_reduced
       [--config.study.seeds=(0,1) --config.num_epochs=2 ...] [--parallel=2]
-      [--out results/augmentation_study] [--slurm [--dry_run]] [--report_only]
+      [--out results/augmentation_study/<kind>] [--slurm [--dry_run]] [--report_only]
 
 The config is a training config plus a `study` block (policies, datasets, seeds) and
 an optional `evals` block; kmnist_jax.studies.augmentation holds the study and

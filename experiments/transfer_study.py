@@ -4,7 +4,8 @@ which classes, and with how few labels.
   python experiments/transfer_study.py --config experiments/configs/transfer_reduced.py \
       --workdir workdirs/transfer_reduced
       [--sources=mnist=DIR,kmnist=DIR,...] [--config.transfer.seeds=(0,1) ...]
-      [--parallel=2] [--out results/transfer_study] [--slurm [--dry_run]] [--report_only]
+      [--parallel=2] [--out results/transfer_study/<kind>] [--slurm [--dry_run]]
+      [--report_only]
 
 The config is a training config (the source models' architecture and schedule) plus a
 `transfer` block (directions, modes, shots, seeds, budget, learning rates, CKA);

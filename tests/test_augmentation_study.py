@@ -185,9 +185,10 @@ def test_summary_pairs_by_seed_and_names_what_is_significant():
 
 
 def test_committed_headline_table_has_the_study_schema():
-  """results/augmentation_study/cpu_zen3/table.csv: the columns issue 16 asks for, in the
-  order the study writes them (filled by experiments/configs/studies/augment_robustness.py)."""
-  with open(os.path.join(REPO, "results", "augmentation_study", "cpu_zen3", "table.csv")) as f:
+  """results/augmentation_study/cpu_zen3/report/table.csv: the columns issue 16 asks
+  for, in the order the study writes them (filled by experiments/configs/studies/augment_robustness.py)."""
+  with open(os.path.join(REPO, "results", "augmentation_study", "cpu_zen3", "report",
+                         "table.csv")) as f:
     header = next(csv.reader(f))
   assert header == list(augmentation.TABLE_COLUMNS)
   assert header[:9] == ["dataset", "policy", "seeds", "clean_acc_mean", "clean_acc_std",

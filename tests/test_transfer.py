@@ -322,7 +322,8 @@ def test_committed_headline_table_has_the_study_schema():
   import csv
 
   from kmnist_jax.studies import transfer as study
-  with open(os.path.join(REPO, "results", "transfer_study", "cpu_zen3", "table.csv")) as f:
+  with open(os.path.join(REPO, "results", "transfer_study", "cpu_zen3", "report",
+                         "table.csv")) as f:
     header = next(csv.reader(f))
   assert header == list(study.TABLE_COLUMNS)
   assert header[:8] == ["direction", "mode", "k", "seeds", "acc_mean", "acc_std",

@@ -1,30 +1,15 @@
-r"""Augmentation study, reduced budget: finishes on a 2-core CPU in 7-12 minutes.
+r"""Augmentation study, reduced budget: minutes on a 2-core CPU.
 
   python experiments/augmentation_study.py \
       --config experiments/configs/augment_study_reduced.py --workdir workdirs/augment_reduced
 
-4 policies (none, affine, elastic, and the combination affine+elastic+cutout) x
-MNIST, KMNIST x 3 seeds = 24 runs of a small CNN (widths 8,16) for 4 epochs on the
-first 10,000 training images, tested on the full 10,000-image test sets. Writes
-table.csv / .md / .json, report.md, metrics.json, samples_<dataset>.png and
-per_class_gain_<dataset>.png into <workdir>/report (or --out); each run lives in
-<workdir>/runs/<name>-<key>/ (kmnist_jax.studies.runner), so re-running the command
-skips finished runs and resumes partial ones. Side by side (--parallel=2) vs one at a
-time, 4 of these runs on the shared 2-core CPU: 72-77 s vs 77-79 s, within the noise;
-on smaller runs side by side is slower (kmnist_jax.studies.runner.DEFAULT_PARALLEL).
-
-Expected (measured with the earlier study script, the same runs, not re-run through
-the runner yet, on the 2-core CPU shared with other jobs): 6 min 50 s in all (10-36 s
-a run, depending on the load; budget up to ~12 min on a busy machine).
-Without augmentation 97.44% +- 0.02 MNIST and 85.99% +- 0.32 KMNIST test accuracy. At
-this budget (40,000 images seen by a small network) augmentation costs accuracy:
--0.2 to -1.1 pp on MNIST, -3.0 (elastic) to -8.2 pp (the combination) on KMNIST;
-only KMNIST's o and wo gain (+3 to +4 pp with affine or elastic). The network
-probably underfits, so harder inputs mostly slow it down; augment_study_full.py asks the real
-question.
-
-This file is also a training config (kmnist_jax.config.base() plus `study` and
-`evals` blocks, ignored by training): one run of it without augmentation is
+4 policies (none, affine, elastic, affine+elastic+cutout) x MNIST, KMNIST x 3 seeds = 24
+runs of a small CNN (widths 8,16) for 4 epochs on the first 10,000 training images,
+tested on the full test sets; outputs in <workdir>/report (or --out). It checks the
+machinery, not the question: without augmentation 97.44% MNIST and 85.99% KMNIST, and
+augmentation costs accuracy at this budget (docs/augmentation.md); augment_robustness.py
+is the real study. As a training config (the `study` and `evals` blocks are ignored by
+training), one run without augmentation:
 
   python experiments/train.py --config experiments/configs/augment_study_reduced.py \
       --workdir /tmp/augment_reduced_one

@@ -8,7 +8,8 @@ cross-entropy, no augmentation, all 60,000 training images (no validation split)
       --workdir /tmp/kmnist_keras_cnn
 
 Published: 94.63% KMNIST test accuracy (99.06% MNIST with --config.dataset=mnist).
-Measured: 95.01% +- 0.07 over seeds 0-2 on an H100 (results/accuracy_gpu_h100.md).
+Result: 95.01% +- 0.07 over seeds 0-2 on an H100
+(results/accuracy/gpu_h100/accuracy_gpu_h100.md).
 """
 
 from kmnist_jax import config as config_lib

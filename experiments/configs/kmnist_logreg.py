@@ -4,7 +4,7 @@ r"""Multinomial logistic regression on KMNIST pixels (the corruption-study basel
       --workdir /tmp/kmnist_logreg
 
 Expected: about 70% KMNIST test accuracy (it is a linear model; about 92% on MNIST).
-Measured: 70.03% (seed 0, H100; results/accuracy_gpu_h100_more.md).
+Measured: 70.03% (seed 0, H100; results/accuracy/gpu_h100/accuracy_gpu_h100_more.md).
 """
 
 from kmnist_jax import config as config_lib

@@ -4,7 +4,7 @@ r"""Two-hidden-layer MLP (512-512, dropout 0.2) on KMNIST.
       --workdir /tmp/kmnist_mlp
 
 Expected: about 92-93% KMNIST test accuracy. Measured: 92.62% (seed 0, H100;
-results/accuracy_gpu_h100_more.md).
+results/accuracy/gpu_h100/accuracy_gpu_h100_more.md).
 """
 
 import ml_collections

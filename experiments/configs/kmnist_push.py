@@ -9,7 +9,8 @@ model: 99.34%, shake-shake-26 with cutout). Measured: 99.05% +- 0.05 (99.10, 99.
 99.01% for seeds 0-2; final epoch, no test-set selection) on an NVIDIA H100 (jax
 0.11.2): below the target by 0.35 pp. Runtime: ~2.5 min per run alone on the H100
 (99% first reached at epoch 42 after 2 min 02 s, compilation included); 5.6 min each
-with three seeds sharing the card (benchmarks/run_gpu_perf.sh, results/gpu_perf/).
+with three seeds sharing the card (benchmarks/run_gpu_perf.sh,
+results/accuracy_push/gpu_h100/).
 For an accelerator: on the 2-core CPU one epoch of PreActResNet-18 takes 25-30 min, so
 this schedule would take about a day (estimate, not run).
 """

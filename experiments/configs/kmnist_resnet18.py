@@ -3,8 +3,9 @@ r"""PreActResNet-18 (28x28 stem, no max-pool) on KMNIST: SGD + Nesterov, cosine,
   python experiments/train.py --config experiments/configs/kmnist_resnet18.py \
       --workdir /tmp/kmnist_resnet18
 
-Published (rois-codh, PreActResNet-18 without mixup): 97.82% KMNIST. Measured: 98.54%
-(seed 0, 80 s on an H100 including compilation; results/accuracy_gpu_h100_more.md).
+Published (rois-codh, PreActResNet-18 without mixup): 97.82% KMNIST. Result: 98.54%
+(seed 0, 80 s on an H100 including compilation;
+results/accuracy/gpu_h100/accuracy_gpu_h100_more.md).
 This config is for an accelerator: on the 2-core CPU one epoch takes about 25-30
 minutes (about 3.4-4 s per step).
 """

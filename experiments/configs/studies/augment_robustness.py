@@ -1,43 +1,20 @@
-r"""Augmentation x robustness at the default config's budget (issue 16): all 50 runs done.
+r"""Augmentation x robustness at the default budget: 8 policies x MNIST, KMNIST x 3 seeds.
 
   python experiments/augmentation_study.py \
       --config experiments/configs/studies/augment_robustness.py \
-      --workdir workdirs/augment_robustness --out results/augmentation_study \
-      --records results/augmentation_study_runs --parallel=2 [--max_minutes=M]
-      [--report_only]
+      --workdir workdirs/augment_robustness \
+      --out results/augmentation_study/cpu_zen3/report \
+      --records results/augmentation_study/cpu_zen3/runs --parallel=2 [--max_minutes=M]
 
-8 policies (none, affine, elastic, cutout, noise, mixup, cutmix and
-affine+elastic+cutout) x MNIST, KMNIST x 3 seeds = 48 runs of the default CNN
-(experiments/configs/kmnist_cnn.py: 6 epochs on 55,000 images), plus one
-logistic-regression baseline per dataset (the mCE reference, `study.baseline_config`).
-Each policy run is evaluated by `evals`: every one of the 20 corruptions x 5
-severities on the first 1,000 test images (100,000 images a model), mCE and relative
-mCE against the study's own logreg baseline, and PGD-Linf (10 steps) at eps 0.05, 0.1,
-0.2 on 500 test images. The headline table (results/augmentation_study/table.csv,
-columns kmnist_jax.studies.augmentation.TABLE_COLUMNS) and the report go into --out;
-each run's record.json is also kept in --records (committed), so the same command
-continues the study on another machine from the repository alone (runs are done
-seeds first: every cell gets a value early).
+none, affine, elastic, cutout, noise, mixup, cutmix, affine+elastic+cutout: 48 runs of
+the default CNN (6 epochs) plus one logistic-regression baseline per dataset (the mCE
+reference). Each run: 20 corruptions x 5 severities of the first 1,000 test images and
+PGD-Linf (10 steps) at eps 0.05, 0.1, 0.2 on 500. Records in --records double as the
+cache, so the same command continues the study on another machine.
 
-Measured (2-core AMD EPYC Zen 3, family 25 model 1, AVX2 only; all 48 runs + 2
-baselines, seeds 0-2; results/augmentation_study/): `none` reaches 96.19 +- 0.22% KMNIST
-(the default config: 96.30%) and 99.33 +- 0.07% MNIST. Paired with `none` and confirmed
-by a paired t-test at 5%: noise lowers mCE (MNIST -9.3 pp, KMNIST -4.3) and raises PGD
-accuracy at eps 0.1 (+30.4, +13.0); affine and elastic lower KMNIST mCE (-6.8, -3.6);
-elastic raises MNIST mCE (+36.2); no policy raises clean accuracy; cutmix and the
-combination cost clean accuracy on both datasets. Two runs side by side (--parallel=2,
-one core each) take ~500-580 s per pair, ~260 s a run (the last 25 runs: 6,501 s):
-48 runs ~3.5 h on this CPU (since commit 59d594a: 4 runs + baseline 983 s, ~246 s a
-run, ~3.3 h estimated, records reproduced exactly); one at a time with 2 devices ~280 s
-a run (kmnist_jax.studies.runner.DEFAULT_PARALLEL has the comparison). A Zen 4 or Intel
-machine trains the default CNN 1.7-2x faster: measured whole on the quiet 2-core Intel
-Xeon (family 6 model 167, AVX-512; 2026-12-03, the command above with a fresh workdir,
---out results/augmentation_study_intel --records results/augmentation_study_intel_runs):
-6,119 s (1.70 h) for all 50 runs and the report, ~220 s a run side by side (~1,740
-img/s a worker); the same significant findings (every ** of the Zen 3 table is * or **
-with the same sign there; KMNIST affine's clean gain +0.25 +- 0.10 pp is ** on Intel
-only). Minutes on one
-GPU (benchmarks/run_gpu_studies.sh).
+Result: noise lowers mCE on both datasets (MNIST -9.3 pp, KMNIST -4.3), affine lowers
+KMNIST mCE (-6.8), no policy gains clean accuracy on both machine kinds measured
+(results/augmentation_study/cpu_zen3/ and cpu_intel/, README: Studies).
 """
 
 import ml_collections
