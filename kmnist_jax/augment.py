@@ -21,12 +21,11 @@ batch-level ops).
   ones are fused into ONE bilinear resampling (``jax.scipy.ndimage.map_coordinates``,
   order 1, zero fill), so ``affine+elastic`` blurs once and costs one gather.
 
-Resampling is ``jax.scipy.ndimage.map_coordinates``. dm-pix 0.4.5 was measured and
-not used: ``pix.elastic_deformation`` (depthwise ``lax.conv`` Gaussian blur) takes
-~190-200 ms per batch of 128 on the 2-core CPU, against ~5 ms for map_coordinates
-with the elastic field smoothed by two 28x28 Gaussian matrices (a separable
-convolution with zero padding, equal to ``scipy.ndimage.gaussian_filter(mode='constant',
-truncate=4)``).
+Resampling is ``jax.scipy.ndimage.map_coordinates``, with the elastic field smoothed by
+two 28x28 Gaussian matrices (a separable convolution with zero padding, equal to
+``scipy.ndimage.gaussian_filter(mode='constant', truncate=4)``). dm-pix's
+``elastic_deformation`` (a depthwise ``lax.conv`` blur) was not used: far slower on
+the CPU (docs/performance.md).
 
 Every op keeps shape and dtype, keeps values in [0, 1], and is the identity at zero
 strength (and at ``p=0``). Parameters are static Python numbers (they shape the traced

@@ -2,26 +2,23 @@
 
 Why this exists: on XLA:CPU (jaxlib 0.10.2) a convolution's *gradients* inside a
 ``while`` loop -- which is what ``lax.scan`` over training steps compiles to -- run
-40-150x slower than the forward convolution (measured in ``scan``, 3x3 conv 32->64 on
-128x26x26: forward 26 ms, XLA's input gradient 159 ms, its kernel gradient 7,150 ms).
-Two formulations avoid them:
+one to two orders of magnitude slower than the forward convolution. Two formulations
+avoid them:
 
 * ``im2col``: shifted slices concatenated, then one matmul; its backward pass is
   matmuls, slices and pads only.
 * ``fwdconv``: the im2col forward pass and kernel gradient (one matmul with the saved
   columns), with the *input* gradient written as a forward convolution (the full
   correlation of the output gradient with the flipped kernel), which XLA:CPU runs at
-  full speed in loops. It wins on small feature maps and loses on large ones:
-  benchmarks/cpu_variants.py measured +12% training throughput for the default CNN
-  (its 32->64 conv on 14x14) and -5% for keras_cnn (32->64 on 26x26).
+  full speed in loops. It wins on small feature maps and loses on large ones
+  (``benchmarks/cpu_variants.py --variants=default,fwdconv,im2col``; docs/performance.md).
 
 In both, the kernel gradient is one matmul, written as (dy^T cols)^T
 (:func:`kernel_grad`): in the direct operand order XLA:CPU transposes the larger
-operand first, which was ~30% of the default CNN's training step (+23% training
-throughput for the default CNN, +9% for keras_cnn on the 2-core Zen 3). The columns
-themselves are the concatenation of kh*kw shifted slices, or, on large maps with many
-channels, one gather that writes them in a single pass (:func:`_cols`; +2% for
-keras_cnn on the Zen 4, values and gradients bit-identical).
+operand first (``benchmarks/conv_grad.py``). The columns themselves are the
+concatenation of kh*kw shifted slices, or, on large maps with many channels, one
+gather that writes them in a single pass (:func:`_cols`; values and gradients
+bit-identical).
 
 ``auto`` is ``lax.conv_general_dilated`` on GPU/TPU (cuDNN / the TPU convolution
 units) and, on CPU, ``fwdconv`` for stride-1 convs whose input is at most
@@ -121,11 +118,9 @@ def _cols(x, kh, kw, padding, strides=(1, 1)):
 
 
 def _gather_pays(ho: int, wo: int, c: int) -> bool:
-  """Whether one gather builds these columns faster than the concatenation: measured
-  only for large maps of many channels (keras_cnn's 24x24 x 32 -> 288 columns: that
-  layer's forward and backward 6-7% faster, its training step +2%); it was 12-47%
-  slower on 14x14 and 7x7 maps and on one input channel (28x28 x 1), so those keep the
-  concatenation (benchmarks/README.md)."""
+  """Whether one gather builds these columns faster than the concatenation: only for
+  large maps of many channels (keras_cnn's 24x24 x 32); on small maps and on one input
+  channel the gather was slower, so those keep the concatenation (docs/performance.md)."""
   return c >= GATHER_MIN_CHANNELS and ho * wo > GATHER_MIN_PIXELS
 
 
@@ -151,9 +146,8 @@ def _gathered_cols(x, geometry):
   kw*c values (the kh*kw taps in (i, j, c) order, as :func:`_concat_cols` gives).
 
   Why: XLA:CPU writes the concatenation of nine shifted slices in two passes (each
-  slice, then the concatenate); the gather writes the columns once. Profiled in
-  keras_cnn's training step on the 2-core Zen 4 (per device, per step): 12.3 ms
-  instead of 9.6 + 9 x 0.6 ms for its 64x24x24x288 columns. The gradient is the
+  slice, then the concatenate); the gather writes the columns once
+  (``benchmarks/profile_step.py --model=keras_cnn``). The gradient is the
   transpose of :func:`_concat_cols` (slices, pads and adds, which XLA fuses well),
   not the gather's scatter-add, so values and gradients are bit-identical to it.
   """
@@ -186,9 +180,8 @@ def kernel_grad(cols, dy, precision):
   """dW [K, O] = cols^T dy, contracting the batch and spatial dims, as (dy^T cols)^T.
 
   The same sum as ``dot_general(cols, dy)`` over dims (0, 1, 2), in the operand order
-  XLA:CPU runs fastest: measured in a loop on the 2-core Zen 3, 1.8 vs 3.9 ms for the
-  default CNN's first conv (128x28x28, 9 taps -> 32) and 14.5 vs 19.4 ms for its second
-  (128x14x14, 288 -> 64); the direct form makes XLA transpose the larger operand.
+  XLA:CPU runs fastest: the direct form makes XLA transpose the larger operand
+  (``benchmarks/conv_grad.py``, results/conv_grad/).
   """
   k, o = cols.shape[-1], dy.shape[-1]
   return lax.dot_general(dy.reshape(-1, o), cols.reshape(-1, k), (((0,), (0,)), ((), ())),

@@ -16,13 +16,10 @@ How it runs:
 * **Fastest conv formulation for inference.** A model trained with ``conv_impl='auto'``
   carries im2col / fwdconv convolutions on CPU (they make *gradients* fast inside
   ``scan``, see :mod:`kmnist_jax.convs`). For a forward pass alone XLA's own
-  convolution is faster on every backend (measured below), so :func:`predict` swaps
-  every ``nnx.Conv`` to ``lax.conv_general_dilated`` (same parameters, same function)
-  unless ``conv_impl`` says otherwise. Measured on the 2-core CPU (AMD EPYC, jaxlib
-  0.10.2; the machine shared with other jobs, load ~5), 5,000 KMNIST test images, batch
-  1000, float32, compiled, best of 3 interleaved: default CNN (32, 64, dense 256)
-  ``xla`` 1.96 s, ``im2col`` 5.83 s, ``auto`` (fwdconv / im2col) 5.65 s; keras_cnn
-  ``xla`` 1.76 s, ``im2col`` 4.98 s, ``auto`` 5.34 s: XLA's convolution is ~3x faster.
+  convolution is faster on every backend (about 3x on the CPU:
+  ``benchmarks/eval_throughput.py``, results/eval_throughput/), so :func:`predict`
+  swaps every ``nnx.Conv`` to ``lax.conv_general_dilated`` (same parameters, same
+  function) unless ``conv_impl`` says otherwise.
   (Gradients are another matter: attacks keep the training formulation,
   ``conv_impl='keep'``.)
 * **dtype-aware.** ``dtype=None`` computes in the dtype the model was built with (a

@@ -233,11 +233,10 @@ def _pool_windows(x6):
   ``max`` (the gradient split evenly between tied maxima) written out by hand.
 
   Autodiff's rule counts each window's maxima with a reduce_sum in the forward pass,
-  which XLA:CPU runs as a slow YNNPACK reduction (profiled on the Zen 4 at ~5 ms of the
-  default CNN's ~40 ms step per device, benchmarks/profile_step.py); here the count is
-  four adds of the window's indicator slices in the backward pass. The same values and
-  the same gradients bit for bit (tested); +7% training throughput for the default CNN
-  and +9% for keras_cnn (sharded, one A/B each on the 2-core Zen 4; +2% cnn under pmap).
+  which XLA:CPU runs as a slow YNNPACK reduction (benchmarks/profile_step.py); here the
+  count is four adds of the window's indicator slices in the backward pass. The same
+  values and the same gradients bit for bit (tested), and faster training
+  (docs/performance.md).
   """
   return x6.max(axis=(2, 4))
 

@@ -8,21 +8,11 @@
   all-reduces.
 * ``auto``    -- ``single`` on one device; with more, on CPU in one process ``pmap``,
   except ``sharded`` on AMD CPUs without AVX-512 (Zen 3 and earlier), and ``sharded``
-  everywhere else (GPU, TPU, several processes). Measured with benchmarks/throughput.py
-  and benchmarks/cpu_variants.py on this project's 2-core machines (2 CPU devices, batch
-  128, img/s keras_cnn / cnn, quiet machine): Intel Xeon pmap 1,371 / 2,502 vs sharded
-  1,265 / 2,308 (pmap +8%); AMD EPYC Zen 4, with the hand-written max-pool gradient and
-  BatchNorm backward, over two sessions: pmap 1,363 / 2,971 vs sharded 1,365 / 2,761
-  (results/throughput_cpu_zen4_bn.md); pmap +2% / +4% in the medians of three
-  alternated A/Bs (results/cpu_variants_zen4_modes.md); and on 2026-12-06 six alternated
-  A/Bs by hand (median paired ratio 1.055 / 1.017, pmap faster in 4 / 4 of 6) and
-  ``benchmarks/cpu_variants.py --variants=default,pmap --repeats=6``
-  (results/cpu_variants_zen4_auto.md: 1.007 / 1.045, 3 / 5 of 6). pmap is never
-  behind in a session's median, so pmap there (an earlier Zen 4 run, before those
-  changes, had sharded ahead: results/throughput_cpu_zen4_final.md);
-  AMD EPYC Zen 3 (AVX2) pmap 750 / 1,364 vs sharded 769 / 1,429 (sharded +1-5%,
-  results/throughput_cpu_zen3.md, before those changes). One device was slower on all
-  three (1,379 / 1,922; 1,190 / 2,562; 655 / 1,232). Accelerators were not compared:
+  everywhere else (GPU, TPU, several processes). The CPU rule is the faster mode on each
+  of this project's 2-core CPU kinds, measured side by side
+  (``benchmarks/cpu_variants.py --variants=default,pmap --repeats=6``; figures in
+  docs/performance.md and results/cpu_variants/): pmap on Intel and AMD Zen 4, sharded
+  on AMD Zen 3; two devices beat one on all three. Accelerators were not compared:
   ``sharded`` is the mode that spans hosts.
 
 The dataset lives on every device (MNIST-sized data is ~47 MB), so no process ever feeds

@@ -2,17 +2,14 @@
 
 ``--xla_force_host_platform_device_count=2`` on a machine with >= 2 usable cores: two
 CPU devices, over which training's ``parallel='auto'`` runs pmap (Intel, AMD Zen 4) or
-sharded (AMD without AVX-512: Zen 3): measured faster than one device, or equal, on each
-of this project's 2-core CPU kinds (Intel Xeon, AMD EPYC Zen 3 and Zen 4; see
-kmnist_jax.parallel).
+sharded (AMD without AVX-512: Zen 3): faster than one device, or equal, on each of this
+project's 2-core CPU kinds (see kmnist_jax.parallel).
 
 ``--xla_cpu_prefer_vector_width=512`` lets XLA:CPU emit AVX-512 code for its fused
 elementwise / reduction loops where the CPU has AVX-512 (it emits 256-bit vectors
-otherwise). Measured on this project's 2-core AMD EPYC (Zen 4) with
-benchmarks/cpu_variants.py: +5% training throughput for keras_cnn in one A/B run
-(1,297 -> 1,360 img/s), +3% (cnn) and 0% (keras_cnn) in another -- within the ~5%
-run-to-run noise, never slower; the other flags tried there did not help (see
-benchmarks/README.md).
+otherwise). Kept because it was never slower (``benchmarks/cpu_variants.py
+--variants=default,vector256``); the other flags tried did not help
+(docs/performance.md).
 
 Imported by ``experiments/_bootstrap.py`` and the benchmark workers; it does not
 import JAX, and a flag already in ``$XLA_FLAGS`` is left as the user set it.
@@ -58,10 +55,9 @@ def usable_cores() -> int:
 
 def recommended_flags() -> list[str]:
   """Two XLA CPU devices where there are >= 2 cores (training's ``parallel='auto'``
-  then runs pmap or sharded over them: -1% to +30% against one device on the 2-core
-  Intel Xeon and AMD EPYC machines, faster on 5 of 6 model x CPU pairs; figures in
-  kmnist_jax.parallel; more devices on more cores were not measured), and AVX-512
-  loops where the CPU has AVX-512."""
+  then runs pmap or sharded over them, faster than one device on this project's 2-core
+  CPUs; more devices on more cores were not measured), and AVX-512 loops where the CPU
+  has AVX-512."""
   flags = []
   if usable_cores() >= 2:
     flags.append("--xla_force_host_platform_device_count=2")

@@ -21,7 +21,7 @@ by SHA-256, reused across runs) and read through
 The metrics are :mod:`kmnist_jax.robustness.mce`'s (definitions there). Predictions come
 from :func:`kmnist_jax.inference.predict` (the fast conv formulation).
 
-Cost, measured on the 2-core AMD EPYC CPU: see experiments/configs/evals/robustness.py.
+Cost and results: docs/robustness.md, results/robustness/.
 """
 
 from __future__ import annotations
