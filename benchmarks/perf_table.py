@@ -76,8 +76,8 @@ def _time(kind: str, dataset: str, target: float) -> str:
     if not times:
       return f"[not reached]({link}) ({name}, {len(rows)} seed{'s' * (len(rows) > 1)})"
     spread = f" ± {statistics.stdev(times):.1f}" if len(times) > 1 else ""
-    return (f"[{statistics.mean(times):.1f} s{spread}]({link}) "
-            f"({len(times)} of {len(rows)} seeds, {name})")
+    seeds = f"{len(times)} of {len(rows)} seeds" if len(rows) > 1 else "1 seed"
+    return f"[{statistics.mean(times):.1f} s{spread}]({link}) ({seeds}, {name})"
   return "not measured"
 
 
