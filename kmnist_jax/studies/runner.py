@@ -806,17 +806,22 @@ def run_study(study, cfg, workdir: str, *, out: str = "", parallel: int = 0,
       plan.save()
     slurm_lib.submit(plan, todo, extra_args=slurm_args, dry_run=dry_run, log=log)
     return {}
-  failures = {}
+  failures, where = {}, "see their log.txt"
   with lock.WorkdirLock(workdir):
     if not report_only:
       failures = execute(plan, parallel=parallel, max_minutes=max_minutes, log=log)
+    else:   # runs submitted to SLURM whose tasks ended without a record
+      from kmnist_jax.studies import slurm as slurm_lib
+      failures, where = slurm_lib.failures(plan, log=log), "their SLURM logs above"
+      for name, msg in failures.items():
+        log(f"failed: {name}: {msg}")
     summary = study.summarize(records(plan), plan)
     summary["failed"] = failures
     write_report(study, summary, out)
   log(f"report in {out}")
   if failures:
-    raise UserError(f"{len(failures)} run(s) failed: {', '.join(failures)} (see their "
-                    "log.txt); the report shows the others")
+    raise UserError(f"{len(failures)} run(s) failed: {', '.join(failures)} ({where}); "
+                    "the report shows the others")
   return summary
 
 
@@ -948,6 +953,9 @@ def cli_main(argv=None) -> None:
   flags.DEFINE_string("plan", None, "The study's plan file (<workdir>/plan.json).")
   flags.DEFINE_integer("run_index", None, "Run this run of the plan (an array task).")
   flags.DEFINE_bool("worker", False, "Serve run indices from stdin (side by side).")
+  flags.DEFINE_bool("requeue", False, "With --run_index in a SLURM job: when the run is "
+                    "preempted (SIGTERM), requeue the job (scontrol requeue) before "
+                    "exiting with the preemption code.")
   flags.mark_flag_as_required("plan")
 
   def main(argv):
@@ -963,13 +971,26 @@ def cli_main(argv=None) -> None:
         return
       if FLAGS.run_index is None or not 0 <= FLAGS.run_index < len(plan.runs):
         raise UserError(f"--run_index={FLAGS.run_index} must be in 0..{len(plan.runs) - 1}")
-      _enable_compilation_cache(plan)
-      run = plan.runs[FLAGS.run_index]
-      rec, did = execute_one(plan, run, log=print)
+      # A SIGTERM before training installs its own handler (a SLURM warning or a
+      # preemption while Python starts) stops the run before it starts.
+      with stopping.StopOnSignal(_STOP_MESSAGE) as stop:
+        _enable_compilation_cache(plan)
+        run = plan.runs[FLAGS.run_index]
+        _kind_fn(run.kind)
+        from kmnist_jax import train  # noqa: F401 - every kind trains or loads with it
+        if stop.signame:
+          raise Preempted(f"stopped by {stop.signame} before the run started")
+        rec, did = execute_one(plan, run, log=print)
       print(f"{run.name}: {'done' if did else 'finished before'} ({record_path(run)})")
     except UserError as e:
       print(f"error: {e}", file=sys.stderr)
       sys.exit(2)
+    except Preempted as e:
+      print(f"preempted: {e}", file=sys.stderr, flush=True)
+      if FLAGS.requeue:
+        from kmnist_jax.studies import slurm as slurm_lib
+        slurm_lib.requeue(log=lambda m: print(m, file=sys.stderr, flush=True))
+      sys.exit(EXIT_PREEMPTED)
 
   app.run(main, argv=argv)
 
