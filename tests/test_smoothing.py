@@ -250,8 +250,12 @@ def test_summary_and_report(records, tmp_path):
     per = np.asarray([r["results"][k]["certified_accuracy"] for r in records])
     np.testing.assert_allclose(d["certified_accuracy"]["mean"], per.mean(0))
     np.testing.assert_allclose(d["certified_accuracy"]["std"], per.std(0, ddof=1))
-    assert np.all(np.diff(d["curve"]) <= 1e-12) and d["curve"][0] == pytest.approx(
-        d["certified_accuracy"]["mean"][0])
+    # The curve is exact: at the table's radii it gives the table's values.
+    cr, ca = np.asarray(d["curve"]["radii"]), np.asarray(d["curve"]["accuracy"])
+    assert np.all(np.diff(cr) > 0) and np.all(np.diff(ca) <= 1e-12) and ca[-1] == 0
+    for r, want in zip(s["radii"], d["certified_accuracy"]["mean"]):
+      i = np.searchsorted(cr, r)   # the first curve point >= r holds the value on r
+      assert (ca[i] if i < len(cr) else 0.0) == pytest.approx(want), (r, want)
   rep = Report(str(tmp_path / "rep"), title="smoothing")
   out = smoothing_eval.render(s, rep, name="tiny")
   rep.write()

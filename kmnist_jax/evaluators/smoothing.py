@@ -121,25 +121,30 @@ def _ms(values) -> dict:
           "std": std.tolist() if std.ndim else float(std)}
 
 
-def curve(records: Sequence[dict], k: int, grid) -> list[float]:
-  """Certified accuracy at each radius of `grid` for sigma number `k`, mean over
-  `records` (from the per-image predictions and radii)."""
-  return np.mean([sm.certified_accuracy(
-      np.asarray(r["results"][k]["prediction"]), np.asarray(r["results"][k]["radius"]),
-      np.asarray(r["labels"]), grid) for r in records], 0).tolist()
+def curve(records: Sequence[dict], k: int) -> dict:
+  """The exact certified-accuracy curve of sigma number `k`, mean over `records`:
+  ``{'radii', 'accuracy'}`` at 0, at every certified radius and just past the largest
+  certifiable one (the accuracy at r counts radii >= r, so it is constant on each
+  interval (radii[i], radii[i+1]] at the value of its right end)."""
+  res = [r["results"][k] for r in records]
+  pts = {0.0, 1.01 * res[0]["max_radius"]}
+  for x in res:
+    pts.update(float(v) for v in x["radius"] if v > 0)
+  grid = sorted(pts)
+  acc = np.mean([sm.certified_accuracy(np.asarray(x["prediction"]), np.asarray(
+      x["radius"]), np.asarray(r["labels"]), grid) for r, x in zip(records, res)], 0)
+  return {"radii": grid, "accuracy": acc.tolist()}
 
 
 def summarize(records: Sequence[dict]) -> dict:
   """Mean and std (ddof=1) across seeds of every number, per sigma; the per-seed
-  certified accuracy and average certified radius kept; a fine certified-accuracy
-  curve (``curve_radii``, ``results[k]['curve']``) for the figure."""
+  certified accuracy and average certified radius kept; the certified-accuracy curve
+  (``results[k]['curve']``, :func:`curve`) for the figure."""
   r0 = common.same_setting(records, ("dataset", "n_images", "sigmas", "radii", "n0",
                                      "n", "alpha"), "smoothing")
-  top = max(res["max_radius"] for res in r0["results"])
-  grid = np.linspace(0.0, top, 121).tolist()
   out = {"runs": len(records), **{k: r0.get(k) for k in (
       "dataset", "n_images", "sigmas", "radii", "n0", "n", "alpha", "model", "workdir")},
-         "curve_radii": grid, "results": []}
+         "results": []}
   for k, sigma in enumerate(r0["sigmas"]):
     rs = [r["results"][k] for r in records]
     s = {"sigma": sigma, "max_radius": rs[0]["max_radius"],
@@ -150,7 +155,7 @@ def summarize(records: Sequence[dict]) -> dict:
          "per_seed": {"certified_accuracy": [x["certified_accuracy"] for x in rs],
                       "average_certified_radius": [x["average_certified_radius"]
                                                    for x in rs]},
-         "curve": curve(records, k, grid)}
+         "curve": curve(records, k)}
     out["results"].append(s)
   return io.jsonable(out)
 
@@ -212,7 +217,7 @@ def figures(named: Sequence[tuple[str, dict]], report) -> list[str]:
   """certified_accuracy_vs_radius.png: every model and sigma on one axes."""
   from kmnist_jax import plots
   curves = [{"name": f"{name} ({s['dataset']})", "sigma": d["sigma"],
-             "radii": s["curve_radii"], "accuracy": d["curve"]}
+             "radii": d["curve"]["radii"], "accuracy": d["curve"]["accuracy"]}
             for name, s in named for d in s["results"]]
   if not curves:
     return []

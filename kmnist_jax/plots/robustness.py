@@ -102,7 +102,7 @@ def error_vs_severity(series: Sequence[dict], severities: Sequence[int], path: s
     return save(fig, path)
 
 
-_ATTACK_STYLE = {"fgsm": "--", "pgd": "-"}
+_ATTACK_STYLE = {"fgsm": "--", "pgd": "-.", "autoattack": "-", "square": ":"}
 
 
 def accuracy_vs_epsilon(curves: Sequence[dict], path: str, *, title: str = "") -> str:
@@ -127,7 +127,8 @@ def accuracy_vs_epsilon(curves: Sequence[dict], path: str, *, title: str = "") -
     ax.set_ylim(0, 102)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper right")
-    ax.set_title(title or "accuracy (%) under attack (FGSM dashed, PGD solid)")
+    ax.set_title(title or "accuracy (%) under attack (AutoAttack solid, PGD dash-dot, "
+                 "FGSM dashed, others dotted)")
     return save(fig, path)
 
 
@@ -181,8 +182,9 @@ def certified_accuracy_vs_radius(curves: Sequence[dict], path: str, *,
   and noise levels on one axes: colour per model, line style per sigma.
 
   `curves`: ``[{'name', 'sigma', 'radii' [K], 'accuracy' [K]}]`` (fractions; the
-  accuracy at radius r counts the examples certified correct with a radius >= r).
-  Size: 8 x 5 in.
+  accuracy at radius r counts the examples certified correct with a radius >= r, so
+  it holds on (radii[i-1], radii[i]] the value at radii[i]: drawn as steps that
+  change at the left end). Size: 8 x 5 in.
   """
   models_ = list(dict.fromkeys(c["name"] for c in curves))
   sigmas = list(dict.fromkeys(c["sigma"] for c in curves))
@@ -194,12 +196,12 @@ def certified_accuracy_vs_radius(curves: Sequence[dict], path: str, *,
       k, j = models_.index(c["name"]), sigmas.index(c["sigma"])
       ax.plot(c["radii"], 100 * np.asarray(c["accuracy"], np.float64),
               ls=_SIGMA_STYLES[j % len(_SIGMA_STYLES)], lw=1.6, color=colors[k],
-              drawstyle="steps-post", label=f"{c['name']}, σ={c['sigma']:g}")
+              drawstyle="steps-pre", label=f"{c['name']}, σ={c['sigma']:g}")
     ax.set_xlabel("L2 radius (pixels in [0, 1])")
     ax.set_ylabel("certified accuracy (%)")
     ax.set_xlim(left=0)
     ax.set_ylim(0, 102)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="upper right")
     ax.set_title(title or "certified accuracy (%) vs L2 radius")
+    ax.legend(fontsize=8, loc="lower left")
     return save(fig, path)
