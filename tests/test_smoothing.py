@@ -158,6 +158,20 @@ def test_certify_radius_and_abstention_are_the_formulas(known):
   assert np.median(res["radius"][3 * M:4 * M]) > 0.9 * top
 
 
+def test_predict_on_known_probabilities():
+  x, _ = _known_inputs()
+  x = x[::3]  # 50 inputs per group
+  pred = sm.predict(threshold_logits, jnp.float32(T), x, sigma=SIGMA, n=N, alpha=ALPHA,
+                    key=jax.random.key(8), num_classes=2)
+  g = np.repeat(np.arange(len(P1)), M // 3)
+  # pA = 1/2: the test passes with probability <= alpha; a clear majority: never fails.
+  assert (pred[g == 0] == sm.ABSTAIN).mean() >= 0.95
+  assert np.all(pred[g == 2] == 1) and np.all(pred[g == 3] == 1)
+  assert np.all(pred[g == 4] == 0)
+  # pA = 0.6 at n = 1000: the p-value of ~600 vs ~400 is far below alpha (~1e-10).
+  assert (pred[g == 1] == 1).mean() >= 0.9
+
+
 def test_counts_reproducible_layout_free_and_one_compile():
   traces = []
 

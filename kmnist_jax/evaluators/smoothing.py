@@ -103,7 +103,7 @@ def run(restored, *, data_dir=None, **cfg) -> dict:
                                  num_classes=info.num_classes, predicted=predicted),
                     "max_radius": sm.max_radius(sigma, c["n"], c["alpha"]),
                     "prediction": res["prediction"],
-                    "radius": np.round(res["radius"], 6)})
+                    "radius": res["radius"]})
   rec = {"dataset": ds, "n_images": int(len(labels)), "sigmas": list(c["sigmas"]),
          "radii": list(c["radii"]), "n0": c["n0"], "n": c["n"], "alpha": c["alpha"],
          "seed": c["seed"], "step": int(restored.step), "model": restored.config.model,
