@@ -6,6 +6,8 @@
 - ``tfds_builders``: TFDS builders exposing those sets (needs tensorflow-datasets).
 - ``mce``: errors per corruption / severity, CE, mCE, relative mCE.
 - ``attacks``: FGSM and PGD-Linf.
+- ``smoothing``: randomized smoothing (Cohen et al. 2019): PREDICT, CERTIFY,
+  certified L2 radii.
 - ``study``: the robustness report of several checkpoints (experiments/robustness.py),
   on the corruption and attack evaluators (kmnist_jax/evaluators/).
 """
