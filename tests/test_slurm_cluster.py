@@ -1,0 +1,331 @@
+"""SLURM for real: a one-node cluster on localhost (launch/slurm_local.sh: munged,
+slurmctld, slurmd) runs what users run on a cluster.
+
+* a tiny augmentation study submitted with --slurm: its array tasks run the plan; one
+  task preempted by ``scancel --batch --signal=TERM``, the other by its time limit
+  (SLURM's warning signal): both save at the next chunk, exit 75, are requeued and
+  resume; --report_only then gives the records a local run of the same plan gives;
+* a tiny transfer study: the transfer run waits for its source (afterok); a task that
+  fails is reported with its log and its dependants are never started; the same
+  command again submits only the unfinished runs;
+* launch/slurm.sbatch: two processes of one run under srun (JAX's distributed runtime
+  on the coordinator SLURM names) stopped by SIGTERM at the same step, requeued,
+  resumed: the numbers equal one process with the same global batch, bit for bit;
+* bad input: a refused sbatch option, an unreachable controller, a second array
+  refused after the first was accepted (it is cancelled): one error line, nothing left
+  submitted, no submission recorded.
+
+The cluster: brought up by CI (.ci/run) before the tests, else by the fixture when this
+runs as root with SLURM installed (and taken down after). Elsewhere the tests skip and
+say why; under CI they must run. All tests are in this one file (one xdist worker).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+from kmnist_jax import xla_cpu
+from kmnist_jax.studies import runner
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SLURM_DIR = os.environ.get("KMNIST_JAX_SLURM_DIR", "/tmp/kmnist_jax_slurm")
+CONF = os.path.join(SLURM_DIR, "slurm.conf")
+SBIN = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
+
+pytestmark = pytest.mark.slow     # real SLURM jobs with real (tiny) training runs
+
+
+def slurm_env(**extra) -> dict:
+  env = dict(os.environ, SLURM_CONF=CONF, PYTHONPATH=REPO, XLA_FLAGS="")
+  env.update(extra)
+  return env
+
+
+def cmd(*args, env=None, timeout=120) -> subprocess.CompletedProcess:
+  return subprocess.run(list(args), cwd=REPO, env=env or slurm_env(),
+                        capture_output=True, text=True, timeout=timeout)
+
+
+def node_idle(env) -> bool:
+  try:
+    p = cmd("sinfo", "--noheader", "--format=%T", env=env, timeout=30)
+  except (OSError, subprocess.TimeoutExpired):
+    return False
+  return p.returncode == 0 and "idle" in p.stdout
+
+
+@pytest.fixture(scope="module")
+def cluster():
+  """The local cluster's environment (SLURM_CONF); brings it up if needed."""
+  env = slurm_env()
+  started = False
+  if not node_idle(env):
+    why = ""
+    if os.geteuid() != 0:
+      why = ("not root: `sudo bash launch/slurm_local.sh up` starts a one-node SLURM "
+             "cluster here")
+    elif not shutil.which("slurmctld", path=SBIN) and not os.environ.get("CI"):
+      why = ("SLURM is not installed: `bash launch/slurm_local.sh up` (root) installs "
+             "slurm-wlm and munge and starts the cluster")
+    if why:
+      if os.environ.get("CI"):
+        pytest.fail(f"CI must run the SLURM tests: {why}")
+      print(f"skipping the SLURM cluster tests: {why}", file=sys.stderr)
+      pytest.skip(why)
+    p = cmd("bash", "launch/slurm_local.sh", "up", timeout=600)
+    if p.returncode != 0:
+      msg = f"launch/slurm_local.sh up failed: {p.stderr.strip()[-1000:]}"
+      if os.environ.get("CI"):
+        pytest.fail(msg)
+      pytest.skip(msg)
+    started = True
+  yield env
+  if started:
+    cmd("bash", "launch/slurm_local.sh", "down", timeout=300)
+
+
+def study(name, *args, env, timeout=300) -> subprocess.CompletedProcess:
+  return cmd(sys.executable, f"experiments/{name}", *args, env=env, timeout=timeout)
+
+
+def job_ids(stdout: str) -> list[str]:
+  return re.findall(r"-> job (\d+)", stdout)
+
+
+def held(env) -> set[str]:
+  """Array job ids (and plain job ids) SLURM still holds."""
+  p = cmd("squeue", "--me", "--noheader", "--format=%F", env=env)
+  assert p.returncode == 0, p.stderr
+  return set(p.stdout.split())
+
+
+def wait_for(pred, what: str, timeout: float, every: float = 0.2):
+  t0 = time.time()
+  while time.time() - t0 < timeout:
+    v = pred()
+    if v:
+      return v
+    time.sleep(every)
+  raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def wait_jobs(jobs, env, timeout=400):
+  wait_for(lambda: not (set(jobs) & held(env)), f"jobs {jobs} to end", timeout, 1.0)
+
+
+def checkpoint_steps(workdir) -> list[int]:
+  d = os.path.join(workdir, "checkpoints")
+  return sorted(int(s) for s in os.listdir(d) if s.isdigit()) if os.path.isdir(d) else []
+
+
+def text(path) -> str:
+  return open(path).read() if os.path.exists(path) else ""
+
+
+NUMBERS = ("test_accuracy", "test_balanced_accuracy", "test_loss", "test_confusion",
+           "train_loss", "epochs", "finished")
+
+
+def same_records(a: dict, b: dict, what: str):
+  assert a["key"] == b["key"], what
+  for k in NUMBERS:
+    assert a["results"].get(k) == b["results"].get(k), (what, k)
+  assert a["evals"].keys() == b["evals"].keys(), what
+
+
+TIMING = re.compile(r"time|elapsed|_s$|per_s|wall")
+
+
+def numbers(obj):
+  """`obj` less its timings and environment: what must be equal run to run."""
+  if isinstance(obj, dict):
+    return {k: numbers(v) for k, v in obj.items()
+            if not TIMING.search(k) and k not in ("env", "meta")}
+  if isinstance(obj, list):
+    return [numbers(v) for v in obj]
+  return obj
+
+
+def history(workdir) -> list[dict]:
+  drop = {"epoch_time_s", "train_img_per_s", "time_s", "elapsed_s", "wall_s"}
+  return [{k: v for k, v in json.loads(line).items() if k not in drop and "time" not in k}
+          for line in open(os.path.join(workdir, "metrics.jsonl"))]
+
+
+def local_reference(plan_path: str, workdir: str) -> subprocess.Popen:
+  """The same plan run here, one run at a time, in `workdir` (a background process)."""
+  code = ("import sys; from kmnist_jax import io; from kmnist_jax.studies import runner\n"
+          "d = io.read_json(sys.argv[1]); d['workdir'] = sys.argv[2]\n"
+          "f = runner.execute(runner.Plan.from_json(d), parallel=1, log=print)\n"
+          "sys.exit(1 if f else 0)\n")
+  env = slurm_env()
+  xla_cpu.apply(env)     # the XLA devices a study script (and so its tasks) gets
+  return subprocess.Popen([sys.executable, "-c", code, plan_path, workdir], cwd=REPO,
+                          env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True)
+
+
+# ---- A study's array: preemption, time limit, requeue, report ---------------------------
+
+REDUCED = "experiments/configs/augment_study_reduced.py"
+# Two runs of a small CNN, a checkpoint every epoch, long enough (~20 s of training on
+# one core) that SLURM's time checks, every 30 s, send task 1 its warning mid-training.
+AUG = ["--config.train_limit=4096", "--config.test_limit=500", "--config.batch_size=64",
+       "--config.eval_batch_size=250", "--config.num_epochs=12",
+       "--config.parallel=single", "--config.progress_updates_per_epoch=4",
+       "--config.model_kwargs.widths=(8,16)",
+       "--config.study.datasets=('kmnist',)", "--config.study.grid_examples=2",
+       "--config.study.seeds=(0,)", "--config.study.measure_costs=False",
+       "--config.study.policies=('none','crop(pad=2)')"]
+
+
+def test_study_array_preempted_and_time_limited_tasks_resume(cluster, data_dir,
+                                                             tmp_path):
+  env = slurm_env(KMNIST_JAX_DATA_DIR=data_dir)
+  wd = str(tmp_path / "aug")
+  p = study("augmentation_study.py", f"--config={REDUCED}", f"--workdir={wd}", *AUG,
+            "--slurm", env=env)
+  assert p.returncode == 0, p.stderr[-3000:]
+  (job,) = job_ids(p.stdout)
+  assert "--array=0-1" in p.stdout
+  plan = runner.load_plan(os.path.join(wd, "plan.json"))
+  subs = json.load(open(os.path.join(wd, "slurm", "jobs.json")))["submissions"]
+  assert subs == [{"jobs": [job], "arrays": [[0, 1]]}]
+  # Task 1: a time limit of one minute, below the script's warning time
+  # (--signal=B:TERM@120): SLURM warns it at its first time check after it starts.
+  p = cmd("scontrol", "update", f"JobId={job}_1", "TimeLimit=1", env=env)
+  assert p.returncode == 0, p.stderr
+  ref = local_reference(os.path.join(wd, "plan.json"), str(tmp_path / "local"))
+  try:
+    logs = [os.path.join(wd, "slurm", f"augmentation_study-{job}_{i}.out")
+            for i in range(2)]
+    runs = plan.runs
+    # Task 0: preempted by hand once its first checkpoint is written.
+    wait_for(lambda: checkpoint_steps(runs[0].workdir), "task 0's first checkpoint", 240)
+    p = cmd("scancel", "--batch", "--signal=TERM", f"{job}_0", env=env)
+    assert p.returncode == 0, p.stderr
+    # Task 1 is warned again after each requeue (a warning before training starts
+    # stops it with nothing to save): once it has been stopped mid-training and
+    # requeued, lift its limit.
+    stopped = re.compile(r"stopped by SIGTERM at step [1-9]")
+
+    def requeued_mid_training():
+      out = text(logs[1])
+      m = stopped.search(out)
+      return m and "requeued SLURM job" in out[m.end():]
+    wait_for(requeued_mid_training, "task 1 stopped mid-training and requeued", 300)
+    p = cmd("scontrol", "update", f"JobId={job}_1", "TimeLimit=UNLIMITED", env=env)
+    assert p.returncode == 0, p.stderr
+    wait_jobs([job], env)
+    assert ref.wait(timeout=600) == 0, ref.stdout.read()[-3000:]
+  finally:
+    if ref.poll() is None:
+      ref.kill()
+      ref.wait()
+  for i, log in enumerate(logs):
+    out = text(log)
+    stop = [int(s) for s in re.findall(r"stopped by SIGTERM at step (\d+) \(epoch", out)]
+    assert stop and 0 < stop[-1] < 12 * 64, out[-3000:]
+    assert f"requeued SLURM job {job}_{i}" in out
+    assert f"Resuming from {runs[i].workdir}/checkpoints/{stop[-1]}" in out, out[-3000:]
+    assert out.rstrip().endswith(f"{runs[i].name}: done ({runner.record_path(runs[i])})")
+  # The records, and every epoch's numbers, are those of the uninterrupted local run.
+  local = runner.Plan.from_json({**plan.to_json(), "workdir": str(tmp_path / "local")})
+  for r, lr in zip(plan.runs, local.runs):
+    same_records(runner.read_record(r), runner.read_record(lr), r.name)
+    assert history(r.workdir) == history(lr.workdir), r.name
+  p = study("augmentation_study.py", f"--config={REDUCED}", f"--workdir={wd}", *AUG,
+            "--report_only", env=env)
+  assert p.returncode == 0, p.stderr[-3000:]
+  table = open(os.path.join(wd, "report", "table.csv")).read()
+  assert "none" in table and "crop" in table
+
+
+# ---- Runs built on runs: afterok, a failed task, re-submission --------------------------
+
+TRANSFER = ["--config.train_limit=512", "--config.transfer.directions=('mnist->kmnist',)",
+            "--config.transfer.seeds=(0,)", "--config.transfer.shots=('5',)",
+            "--config.transfer.gain_shots=5", "--config.transfer.cka_models=()",
+            "--config.transfer.modes=('linear_probe',)", "--config.model=mlp",
+            "--config.model_kwargs={'hidden_sizes': (16,)}", "--config.transfer.steps=10",
+            "--config.transfer.test_limit=200"]
+
+
+def test_transfer_study_waits_for_sources_reports_failures_and_resubmits(
+    cluster, data_dir, tmp_path):
+  env = slurm_env(KMNIST_JAX_DATA_DIR=data_dir)
+  wd = str(tmp_path / "transfer")
+  # Submitted held, so that the source's run folder can be blocked (a file where the
+  # folder goes) before any task starts: its task fails.
+  p = study("transfer_study.py", f"--workdir={wd}", *TRANSFER, "--slurm",
+            "--slurm_args=--hold", env=env)
+  assert p.returncode == 0, p.stderr[-3000:]
+  first, second = job_ids(p.stdout)
+  assert "--array=0-1 --hold" in p.stdout
+  assert f"--array=2 --dependency=afterok:{first} --kill-on-invalid-dep=yes" in p.stdout
+  plan = runner.load_plan(os.path.join(wd, "plan.json"))
+  src, scratch, probe = plan.runs
+  assert src.kind == "train" and probe.deps == (src.name,) and not scratch.deps
+  os.makedirs(os.path.dirname(src.workdir), exist_ok=True)
+  open(src.workdir, "w").close()
+  p = cmd("scontrol", "release", first, second, env=env)
+  assert p.returncode == 0, p.stderr
+  wait_jobs([first, second], env)
+  src_log = os.path.join(wd, "slurm", f"transfer_study-{first}_0.out")
+  assert runner.is_finished(scratch) and not runner.is_finished(src)
+  assert not runner.is_finished(probe)
+  assert not os.path.exists(os.path.join(wd, "slurm", f"transfer_study-{second}_2.out"))
+  # --report_only: the failed task with its log, the run built on it never started.
+  p = study("transfer_study.py", f"--workdir={wd}", *TRANSFER, "--report_only", env=env)
+  assert p.returncode == 2, p.stdout + p.stderr
+  failed = [ln for ln in p.stdout.splitlines() if ln.startswith("failed: ")]
+  assert len(failed) == 2, p.stdout
+  assert failed[0].startswith(f"failed: {src.name}: SLURM task {first}_0 ended without "
+                              f"a record; log {src_log} (last line: ")
+  assert failed[1].startswith(f"failed: {probe.name}: SLURM task {second}_2 ended "
+                              "without running")
+  errors = [ln for ln in p.stderr.splitlines() if ln.startswith("error:")]
+  assert errors == [f"error: 2 run(s) failed: {src.name}, {probe.name} (their SLURM "
+                    "logs above); the report shows the others"], p.stderr[-2000:]
+  assert "Traceback" not in p.stderr
+  assert os.path.exists(os.path.join(wd, "report", "report.md"))
+  # Unblocked, the same command submits only the unfinished runs, in dependency order.
+  os.remove(src.workdir)
+  ref = local_reference(os.path.join(wd, "plan.json"), str(tmp_path / "local"))
+  try:
+    p = study("transfer_study.py", f"--workdir={wd}", *TRANSFER, "--slurm", env=env)
+    assert p.returncode == 0, p.stderr[-3000:]
+    third, fourth = job_ids(p.stdout)
+    assert "--array=0 " in p.stdout
+    assert f"--array=2 --dependency=afterok:{third} " in p.stdout
+    subs = json.load(open(os.path.join(wd, "slurm", "jobs.json")))["submissions"]
+    assert subs[1] == {"jobs": [third, fourth], "arrays": [[0], [2]]}
+    # While they are queued, submitting again is refused in one line.
+    p = study("transfer_study.py", f"--workdir={wd}", *TRANSFER, "--slurm", env=env)
+    if held(env) & {third, fourth}:
+      assert p.returncode == 2, p.stdout + p.stderr
+      assert p.stderr.strip().splitlines()[-1].startswith(
+          "error: "), p.stderr[-2000:]
+      assert "still in SLURM's queue" in p.stderr and "scancel" in p.stderr
+    wait_jobs([third, fourth], env)
+    assert ref.wait(timeout=600) == 0, ref.stdout.read()[-3000:]
+  finally:
+    if ref.poll() is None:
+      ref.kill()
+      ref.wait()
+  local = runner.Plan.from_json({**plan.to_json(), "workdir": str(tmp_path / "local")})
+  for r, lr in zip(plan.runs, local.runs):
+    assert runner.is_finished(r), r.name
+    a, b = runner.read_record(r), runner.read_record(lr)
+    assert a["key"] == b["key"] and a["deps"] == b["deps"], r.name
+    assert numbers(a["results"]) == numbers(b["results"]), r.name
+  p = study("transfer_study.py", f"--workdir={wd}", *TRANSFER, "--report_only", env=env)
+  assert p.returncode == 0, p.stdout + p.stderr
