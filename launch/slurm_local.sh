@@ -77,7 +77,7 @@ SlurmdPort=$((PORT + 1))
 AuthType=auth/munge
 CredType=cred/munge
 # A requeued job may start again after cred_expire seconds (SLURM's default: 120).
-AuthInfo=socket=$DIR/run/munge.socket,cred_expire=10
+AuthInfo=socket=$DIR/run/munge.socket,cred_expire=5
 SlurmUser=root
 SlurmdUser=root
 StateSaveLocation=$DIR/state
@@ -95,7 +95,7 @@ SelectType=select/cons_tres
 SelectTypeParameters=CR_CPU
 # Pending jobs (a requeued one, an array task freed by a finished one) start within
 # seconds, not at the next minute's scheduling pass.
-SchedulerParameters=sched_interval=2,bf_interval=2
+SchedulerParameters=sched_interval=1,bf_interval=1
 ReturnToService=2
 NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem State=UNKNOWN
 PartitionName=local Nodes=$NODE Default=YES MaxTime=INFINITE State=UP

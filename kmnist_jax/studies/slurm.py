@@ -336,5 +336,6 @@ def requeue(log=print) -> bool:
     log(f"warning: could not requeue SLURM job {job}: {message(p)}; submit again to "
         "continue")
     return False
-  log(f"requeued SLURM job {job}: it starts again (from its checkpoint, if it saved one) when SLURM schedules it")
+  log(f"requeued SLURM job {job}: it starts again (from its checkpoint, if it saved "
+      "one) when SLURM schedules it")
   return True
