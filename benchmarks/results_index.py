@@ -45,6 +45,9 @@ WHAT = {
                        "sets: `benchmarks/eval_throughput.py`",
     "robustness": "Default CNNs under MNIST-C / KMNIST-C and FGSM / PGD: "
                   "`experiments/robustness.py`",
+    "smoothing": "Randomized-smoothing certificates (Cohen et al.): certified accuracy "
+                 "vs L2 radius: `experiments/evaluate.py` with "
+                 "`experiments/configs/evals/smoothing.py`",
     "throughput": "Training throughput, JAX vs PyTorch, same model and batch: "
                   "`benchmarks/throughput.py`",
     "time_to_accuracy": "Wall-clock to a test accuracy, fresh process per seed, "

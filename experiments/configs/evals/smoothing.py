@@ -19,7 +19,12 @@ is 3.2 sigma instead of 3.8 sigma) and the certified radii are smaller than with
 paper's n, never larger. On an accelerator use the paper's settings (the comment
 above). How it works: docs/robustness.md, "Randomized smoothing".
 
-Current result: none recorded yet; measurements go to results/smoothing/<machine>/.
+Current result (results/smoothing/cpu_zen/, the model and commands in its README.md):
+an MNIST CNN trained with Gaussian noise of std 0.25 (mnist_fast, 99.19% clean) certifies
+96% / 89% / 70% of the first 100 test images at L2 radius 0 / 0.5 / 0.75 for sigma 0.25
+(average certified radius 0.70; radius capped at 0.80 by n), and 38% / 17% / 8% at
+0 / 0.5 / 1.0 for sigma 0.5 (beyond its training noise); 17.6 min on the shared 2-core
+AMD EPYC Zen.
 """
 
 import ml_collections
