@@ -65,17 +65,18 @@ def test_pgd_below_clean_and_non_increasing(setup, pgd_preds):
 def test_pgd_stays_in_ball_and_is_reproducible(setup):
   model, images, labels, _ = setup
   graphdef, params, rest = models.split(model.model)
+  f = adv.core.model_logits(graphdef, params, rest)
   x = models.preprocess(images[:64])
   y = jnp.asarray(labels[:64], jnp.int32)
   key = jax.random.key(3)
-  attack = jax.jit(lambda x, k: adv.pgd(graphdef, params, rest, x, y, 0.1, k, steps=3))
+  attack = jax.jit(lambda x, k: adv.pgd.pgd(f, x, y, 0.1, k, steps=3)[0])
   xa = attack(x, key)
   d = np.asarray(xa - x)
   assert np.abs(d).max() <= 0.1 + 1e-6 and np.abs(d).max() > 0.05
   assert float(xa.min()) >= 0.0 and float(xa.max()) <= 1.0
   np.testing.assert_array_equal(np.asarray(attack(x, key)), np.asarray(xa))
   assert not np.array_equal(np.asarray(attack(x, jax.random.key(4))), np.asarray(xa))
-  xf = jax.jit(lambda x: adv.fgsm(graphdef, params, rest, x, y, 0.1))(x)
+  xf = jax.jit(lambda x: adv.pgd.fgsm(f, x, y, 0.1)[0])(x)
   assert np.abs(np.asarray(xf - x)).max() <= 0.1 + 1e-6
   assert float(xf.min()) >= 0.0 and float(xf.max()) <= 1.0
 
@@ -88,7 +89,8 @@ def test_bad_inputs(setup):
     adv.check_epsilons([2])
   with pytest.raises(UserError, match="must be comma-separated numbers"):
     adv.check_epsilons("0,abc")
-  with pytest.raises(UserError, match="unknown attack 'cw'; valid choices: fgsm, pgd"):
+  with pytest.raises(UserError, match="unknown attack 'cw'; valid choices: apgd-ce, apgd-dlr, apgd-t, "
+                     "autoattack, fgsm, pgd, square"):
     adv.attack_predictions(model, images, labels, attack="cw")
   with pytest.raises(UserError, match="pgd steps must be a positive integer"):
     adv.attack_predictions(model, images, labels, attack="pgd", steps=0)
