@@ -56,6 +56,8 @@ def cmd(*args, env=None, timeout=120) -> subprocess.CompletedProcess:
 
 
 def node_idle(env) -> bool:
+  if not os.path.exists(env["SLURM_CONF"]):   # not up (sinfo would retry for seconds)
+    return False
   try:
     p = cmd("sinfo", "--noheader", "--format=%T", env=env, timeout=30)
   except (OSError, subprocess.TimeoutExpired):
@@ -430,7 +432,7 @@ def test_refused_submissions_leave_nothing_submitted(cluster, data_dir, tmp_path
   # An unreachable controller (a slurm.conf naming a port nobody listens on).
   conf = tmp_path / "unreachable.conf"
   conf.write_text(re.sub(r"(?m)^SlurmctldPort=.*$", "SlurmctldPort=9",
-                         open(CONF).read()))
+                         open(CONF).read()) + "MessageTimeout=2\n")
   wd = tmp_path / "unreachable"
   err = one_error(aug(wd, env={**env, "SLURM_CONF": str(conf)}))
   assert "Unable to contact slurm controller" in err and "nothing was submitted" in err
