@@ -37,7 +37,7 @@ RUNTIME_FIELDS = frozenset({
 # key (kmnist_jax.studies.runner.key_config) and a checkpoint saved before the field
 # existed counts as saved with it (:func:`differences`), so committed records and old
 # workdirs stay valid; any other value is a difference like any field's.
-LATER_FIELDS = frozenset({"eval_test_from_epoch"})
+LATER_FIELDS = frozenset({"eval_test_from_epoch", "adversarial"})
 
 
 def base() -> ml_collections.ConfigDict:
@@ -88,13 +88,31 @@ def base() -> ml_collections.ConfigDict:
   c.eval_test_every_epoch = False
   c.stop_at_test_accuracy = 0.0
   c.eval_test_from_epoch = 1      # with either: check the test set from this epoch on
+  # Adversarial training, on device inside the compiled steps with the attack code the
+  # evaluators use (kmnist_jax.robustness.adversarial_training; docs/training.md).
+  c.adversarial = ml_collections.ConfigDict(dict(
+      method="none",              # none | fgsm_rs | pgd | trades
+      eps=0.3,                    # L-inf radius, pixels in [0, 1]
+      steps=10,                   # attack steps of pgd / trades (fgsm_rs: one)
+      step_size=0.0,              # 0: pgd / trades 2.5 eps / steps, fgsm_rs 1.25 eps
+      beta=6.0,                   # trades: CE(clean) + beta KL(p_clean || p_adv)
+      eps_warmup_epochs=0.0,      # eps ramps linearly from 0 over these epochs
+      loss="ce",                  # pgd's attack loss: ce | dlr | margin
+      bn_mode="eval",             # BatchNorm while attacking: eval (running statistics)
+                                  # | train (batch statistics, not updated)
+      check_every_epoch=True,     # PGD on held-out validation images after each epoch:
+      check_images=256,           # how many (the first of the validation split)
+      check_steps=10,
+      collapse_ratio=0.5,         # collapse: check accuracy < ratio x its best so far
+      stop_on_collapse=True,      # stop the run at a collapse (the best is kept)
+  ))
   return c
 
 
 @functools.cache
 def later_defaults() -> dict:
-  """LATER_FIELDS with their defaults in :func:`base`."""
-  defaults = base()
+  """LATER_FIELDS with their defaults in :func:`base` (as :func:`to_dict` gives them)."""
+  defaults = to_dict(base())
   return {k: defaults[k] for k in LATER_FIELDS}
 
 
@@ -158,6 +176,8 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
       augment.parse(cfg.augment)
     except UserError as e:
       raise UserError(f"config.augment: {e}") from None
+  from kmnist_jax.robustness import adversarial_training
+  adversarial_training.check(cfg)
 
 
 def _configs_dir() -> str:

@@ -33,10 +33,12 @@ from kmnist_jax import data as data_lib
 from kmnist_jax import inference, io, lock, models, optim, parallel, stopping
 from kmnist_jax.errors import Preempted, UserError
 from kmnist_jax.io import atomic_write
+from kmnist_jax.robustness import adversarial_training as adv_lib
 
 # Streams folded into the root key: each use of randomness has its own. A step's key
-# is split into its dropout key and its augmentation key.
-_INIT, _SHUFFLE, _STEP = 0, 1, 2
+# is split into its dropout key and its augmentation key; the adversary folds its own
+# stream into it (adversarial_training.ADVERSARY). _CHECK: the overfitting guard's PGD.
+_INIT, _SHUFFLE, _STEP, _CHECK = 0, 1, 2, 3
 
 
 class TrainingDiverged(UserError):
@@ -69,17 +71,17 @@ def init_model(cfg, num_classes: int, *, bn_axis_name: str | None = None,
                          conv_impl=cfg.conv_impl, **kwargs)
 
   # One compiled program for the whole initialisation: op by op, each initializer
-  # compiles on its own (the default CNN: 4.3 s eager vs 2.1 s jitted on a 2-core
-  # Zen 3). The values are bit-identical (tests/test_train.py).
+  # compiles on its own, which takes longer than one program (docs/performance.md).
+  # The values are bit-identical (tests/test_train.py).
   if not compiled:
     return build()
   graphdef, _ = nnx.split(nnx.eval_shape(build))
   return nnx.merge(graphdef, run_once(lambda: nnx.split(build())[1]))
 
 
-# XLA's LLVM optimisation level for programs that run once (initialisation): level 1
-# compiles the default CNN's initialisation in 1.2 s instead of 3.0 s (ResNet-18: 4.8
-# vs 9.7 s) on the 2-core Zen 3, bit-identical values (tests/test_train.py); level 0
+# XLA's LLVM optimisation level for programs that run once (initialisation), whose
+# compile time dominates their run time: level 1 compiles them faster than the default
+# (docs/performance.md) with bit-identical values (tests/test_train.py); level 0
 # changes the last bits of the normal initialisers.
 RUN_ONCE_OPT_LEVEL = 1
 
@@ -120,35 +122,57 @@ def init_state(cfg, num_classes: int, steps_per_epoch: int, *,
 # ---- Pure functions --------------------------------------------------------------------
 
 def make_train_step(graphdef, tx, cfg, num_classes: int, par: parallel.Parallel,
-                    augmenter: Callable | None = None) -> Callable:
+                    augmenter: Callable | None = None,
+                    adversary: adv_lib.Adversary | None = None) -> Callable:
   """train_step(state, images uint8 [b,28,28], labels [b], key) -> (state, metrics).
 
   `augmenter(key, x, targets) -> (x, targets)` (from :mod:`kmnist_jax.augment`) runs
   on device on the scaled batch x [b,28,28,1] in [0,1] and its soft targets [b,C].
+  `adversary` (:mod:`kmnist_jax.robustness.adversarial_training`) then replaces the
+  batch by its adversarial examples (TRADES: trains on both), on device.
   Metrics: the global mean ``loss`` and, under pmap, this replica's ``correct`` count
-  (the chunk sums it over replicas once, after its scan: one cross-device sync fewer
-  per step; +5% for ``cnn`` under pmap in an alternated A/B on the Zen 4, a tie for
-  ``keras_cnn``; the same counts).
+  on the inputs trained on (adversarial ones under an adversary). The chunk sums the
+  counts over replicas once, after its scan: one cross-device sync fewer per step,
+  the same counts (measured in docs/performance.md).
   """
   dtype = jnp.bfloat16 if cfg.dtype == "bfloat16" else jnp.float32
   smoothing = cfg.label_smoothing
 
-  def loss_fn(params, rest, x, targets, key):
+  trades = adversary is not None and adversary.method == "trades"
+
+  def forward(params, rest, x, key):
     logits, new_rest = models.apply(graphdef, params, rest, x.astype(dtype), train=True,
                                     key=key)
-    loss = optax.softmax_cross_entropy(logits.astype(jnp.float32), targets).mean()
+    return logits.astype(jnp.float32), new_rest
+
+  def loss_fn(params, rest, x, x_adv, targets, key):
+    if trades:  # two passes, each updating the batch statistics, as the reference does
+      clean_key, key = jax.random.split(key)
+      clean, rest = forward(params, rest, x, clean_key)
+      logits, new_rest = forward(params, rest, x_adv, key)
+      return adv_lib.trades_loss(clean, logits, targets, adversary.beta), (logits,
+                                                                           new_rest)
+    logits, new_rest = forward(params, rest, x_adv, key)
+    loss = optax.softmax_cross_entropy(logits, targets).mean()
     return loss, (logits, new_rest)
 
   def train_step(state: TrainState, images, labels, key):
-    key = par.replica_key(key)
+    step_key, key = key, par.replica_key(key)
     dropout_key, augment_key = jax.random.split(key)
     x = models.preprocess(images, jnp.float32)
     targets = optax.smooth_labels(jax.nn.one_hot(labels, num_classes), smoothing)
     if augmenter is not None:
       x, targets = augmenter(augment_key, x, targets)
+    x_adv = x
+    if adversary is not None:
+      # Keys per example of the global batch (the same attack in every parallel mode).
+      keys = adv_lib.example_keys(step_key, cfg.batch_size, par.local_indices)
+      attack_key = jax.random.fold_in(dropout_key, adv_lib.ADVERSARY)
+      x_adv = adversary.perturb(state.params, state.rest, x, labels, keys, state.step,
+                                attack_key)
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-    (loss, (logits, new_rest)), grads = grad_fn(state.params, state.rest, x, targets,
-                                                dropout_key)
+    (loss, (logits, new_rest)), grads = grad_fn(state.params, state.rest, x, x_adv,
+                                                targets, dropout_key)
     grads, loss = par.mean((grads, loss))
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
@@ -455,7 +479,12 @@ def _train_and_evaluate(cfg, workdir: str, log, stop: _StopFlag, t_start: float,
   if cfg.augment:
     from kmnist_jax import augment  # validate() checked that it exists
     augmenter = augment.build(cfg.augment, num_classes=C)
-  train_step = make_train_step(graphdef, tx, cfg, C, par, augmenter)
+  adversary = adv_lib.build(cfg, graphdef, steps_per_epoch)
+  check = None
+  if adversary is not None and cfg.adversarial.check_every_epoch:
+    check = adv_lib.Check(graphdef, cfg, val.images, val.labels,
+                          jax.random.fold_in(root, _CHECK))
+  train_step = make_train_step(graphdef, tx, cfg, C, par, augmenter, adversary)
   chunk_fn = par.compile(
       make_train_chunk(train_step, n_train=n_train, batch_size=cfg.batch_size,
                        chunk_steps=chunk_steps, par=par), num_replicated=3)
@@ -473,9 +502,13 @@ def _train_and_evaluate(cfg, workdir: str, log, stop: _StopFlag, t_start: float,
   if (cfg.stop_at_test_accuracy and history
       and history[-1].get("test_accuracy", 0.0) >= cfg.stop_at_test_accuracy):
     end_epoch = start_epoch  # a resumed run that had reached its target
+  if cfg.adversarial.stop_on_collapse and any(h.get("adv_collapse") for h in history):
+    end_epoch = start_epoch  # a resumed run that stopped at a collapse
   log(f"{cfg.model} on {cfg.dataset} ({ds.source}): {n_train} train examples, "
       f"{steps_per_epoch} steps/epoch, {par.describe()}, "
-      f"{sum(np.size(x) for x in jax.tree.leaves(par.fetch(state.params))):,} params")
+      f"{sum(np.size(x) for x in jax.tree.leaves(par.fetch(state.params))):,} params"
+      + (f", adversarial training: {_describe_adversary(adversary)}"
+         if adversary is not None else ""))
 
   def preempt(epoch: int, start: int, sums: tuple[float, float, float]):
     """Saves this exact step (unless saved already) and raises Preempted."""
@@ -490,8 +523,7 @@ def _train_and_evaluate(cfg, workdir: str, log, stop: _StopFlag, t_start: float,
       if start:
         mid = {"epoch": epoch, "start": start, "chunk_steps": chunk_steps,
                "loss_sum": sums[0], "correct": sums[1], "train_time_s": sums[2]}
-      metrics = ({ckpt_lib.BEST_METRIC: history[-1]["val_accuracy"]}
-                 if not start and history and "val_accuracy" in history[-1] else None)
+      metrics = best_metrics(history[-1]) if not start and history else None
       ckpts.save(step, par.fetch(state), saved_cfg, history, metrics, progress=mid)
       last_saved = step
     ckpts.close()
@@ -555,6 +587,16 @@ def _train_and_evaluate(cfg, workdir: str, log, stop: _StopFlag, t_start: float,
         record.update(val_loss=v["loss"], val_accuracy=v["accuracy"],
                       val_balanced_accuracy=v["balanced_accuracy"],
                       val_confusion=v["confusion"])
+      collapsed = None
+      if adversary is not None:
+        record["adv_eps"] = float(adversary.epsilon(step - 1))
+      if check is not None:
+        host = par.fetch(state)
+        record["val_pgd_accuracy"] = check(host.params, host.rest)
+        if epoch + 1 > cfg.adversarial.eps_warmup_epochs:
+          scores = [h["val_pgd_accuracy"] for h in history] + [record["val_pgd_accuracy"]]
+          collapsed = adv_lib.collapse(scores, cfg.adversarial.collapse_ratio, 1.0 / C)
+          record["adv_collapse"] = collapsed is not None
       record["elapsed_s"] = time.perf_counter() - t_start
       reached = False
       if ((cfg.eval_test_every_epoch or cfg.stop_at_test_accuracy)
@@ -569,6 +611,8 @@ def _train_and_evaluate(cfg, workdir: str, log, stop: _StopFlag, t_start: float,
              f"acc {record['train_accuracy']:.4f}")
       if "val_accuracy" in record:
         msg += f", val acc {record['val_accuracy']:.4f}"
+      if "val_pgd_accuracy" in record:
+        msg += f", val PGD-{check.steps} acc {record['val_pgd_accuracy']:.4f}"
       msg += f" ({record['train_img_per_s']:.0f} img/s)"
       if "test_accuracy" in record:
         msg += f", test acc {record['test_accuracy']:.4f}"
@@ -576,13 +620,21 @@ def _train_and_evaluate(cfg, workdir: str, log, stop: _StopFlag, t_start: float,
         msg += (f" >= {cfg.stop_at_test_accuracy} after {record['elapsed_s']:.1f} s: "
                 "target reached, stopping")
       (bar.write if bar is not None else log)(msg)
+      stop_collapsed = collapsed is not None and cfg.adversarial.stop_on_collapse
       if ((epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == end_epoch
-          or reached):
-        metrics = ({ckpt_lib.BEST_METRIC: record["val_accuracy"]}
-                   if "val_accuracy" in record else None)
-        ckpts.save(step, par.fetch(state), saved_cfg, history, metrics)
+          or reached or stop_collapsed):
+        ckpts.save(step, par.fetch(state), saved_cfg, history, best_metrics(record))
         last_saved = step
-      if reached:
+      if collapsed is not None:
+        best = history[collapsed]
+        (bar.write if bar is not None else log)(
+            f"warning: catastrophic overfitting at epoch {epoch + 1}: "
+            f"{check.describe()} fell to {record['val_pgd_accuracy']:.4f}, below "
+            f"{cfg.adversarial.collapse_ratio:g} x its best {best['val_pgd_accuracy']:.4f} "
+            f"(epoch {best['epoch']}); "
+            + ("stopping; " if stop_collapsed else "")
+            + f"the best checkpoint is kept: restore_model({workdir!r}, step='best')")
+      if reached or stop_collapsed:
         break
   finally:
     if bar is not None:
@@ -591,7 +643,10 @@ def _train_and_evaluate(cfg, workdir: str, log, stop: _StopFlag, t_start: float,
   results = {"dataset": cfg.dataset, "model": cfg.model, "epochs": len(history),
              "finished": len(history) == cfg.num_epochs, "parallel": par.mode,
              "elapsed_s": time.perf_counter() - t_start,
-             "devices": par.num_replicas}
+             "devices": par.num_replicas, "adversarial": cfg.adversarial.method}
+  collapses = [h["epoch"] for h in history if h.get("adv_collapse")]
+  if collapses:
+    results["adv_collapse_epoch"] = collapses[0]
   test_metrics = evaluators["test"](state)
   results.update({f"test_{k}": v for k, v in test_metrics.items()})
   if history:
@@ -609,6 +664,13 @@ def _train_and_evaluate(cfg, workdir: str, log, stop: _StopFlag, t_start: float,
       f"{results['test_loss']:.4f}) after {len(history)} epochs; results in "
       f"{epath.Path(workdir) / 'results.json'}")
   return results
+
+
+def _describe_adversary(a: adv_lib.Adversary) -> str:
+  what = {"fgsm_rs": "FGSM-RS", "pgd": f"PGD-{a.steps} ({a.loss})",
+          "trades": f"TRADES-{a.steps} (beta {a.beta:g})"}[a.method]
+  warm = f", eps warm-up {a.warmup_steps} steps" if a.warmup_steps else ""
+  return f"{what} at eps {a.eps:g}, step {a.alpha:g}, BatchNorm {a.bn_mode}{warm}"
 
 
 def _progress(cfg, total: int):
@@ -633,13 +695,33 @@ class Restored:
   skipped: tuple = flax.struct.field(pytree_node=False, default=())
 
 
+# What "best" means: the robust validation accuracy of the overfitting guard where a
+# run has it (adversarial training), else the validation accuracy.
+SELECTION_METRICS = ("val_pgd_accuracy", "val_accuracy")
+
+
+def selection_score(record: dict) -> float | None:
+  """The epoch record's score for keeping the best checkpoint (None: not scored)."""
+  for k in SELECTION_METRICS:
+    if record.get(k) is not None:
+      return record[k]
+  return None
+
+
+def best_metrics(record: dict) -> dict | None:
+  """The metrics a checkpoint is saved with: its selection score, under the name the
+  checkpoint manager keeps the best by."""
+  score = selection_score(record)
+  return None if score is None else {ckpt_lib.BEST_METRIC: score}
+
+
 def best_step(workdir: str) -> int:
-  """The kept checkpoint with the highest validation accuracy (latest if none)."""
+  """The kept checkpoint with the best :func:`selection_score` (latest if none)."""
   ckpts = ckpt_lib.Checkpoints(workdir, read_only=True)
   steps = set(ckpts.steps())
   _, _, history = ckpts.restore_meta()
-  scored = [(h.get("val_accuracy"), h["step"]) for h in history
-            if h["step"] in steps and h.get("val_accuracy") is not None]
+  scored = [(selection_score(h), h["step"]) for h in history
+            if h["step"] in steps and selection_score(h) is not None]
   return max(scored)[1] if scored else max(steps)
 
 

@@ -12,6 +12,9 @@ point is misclassified exactly when its margin is <= 0).
   target class ``t`` (APGD-T).
 * ``margin``: ``z_y - max_{i != y} z_i`` (Square's loss; also PGD's "margin" loss, ascended
   as its negative, Carlini & Wagner's f6).
+
+Not an attack loss by name: :func:`kl`, ``KL(softmax(z_ref) || softmax(z))`` of logits
+``z`` against reference logits (TRADES' adversary and training loss).
 """
 
 from __future__ import annotations
@@ -46,6 +49,12 @@ def dlr_targeted(z, y, t):
   zs = jnp.sort(z, axis=-1)
   return -(_true_logit(z, y) - _true_logit(z, t)) / (
       zs[:, -1] - 0.5 * (zs[:, -3] + zs[:, -4]) + 1e-12)
+
+
+def kl(z, z_ref):
+  """KL(p_ref || p) per example [B], p = softmax(z), p_ref = softmax(z_ref)."""
+  log_p_ref = jax.nn.log_softmax(z_ref, -1)
+  return jnp.sum(jnp.exp(log_p_ref) * (log_p_ref - jax.nn.log_softmax(z, -1)), -1)
 
 
 def get(name: str):

@@ -10,7 +10,8 @@ Counting (``track=True``, evaluation): the returned point is the first misclassi
 point among the start and every iterate, else the last iterate (the "best adversarial
 so far"), so ``fooled`` is true exactly when some point the attack evaluated fooled the
 model. ``track=False`` (adversarial training) returns the last iterate and no flags,
-and accepts any loss ``f(logits, y) -> [B]`` (TRADES passes clean logits as ``y``).
+and accepts any loss ``f(logits, y) -> [B]`` (TRADES passes clean logits as ``y``) and
+an explicit ``start`` point (TRADES starts from ``x + 0.001 N(0, 1)``).
 """
 
 from __future__ import annotations
@@ -48,13 +49,18 @@ def fgsm(logits_fn, x, y, eps, key=None, *, loss="ce", norm="linf"):
 
 
 def pgd(logits_fn, x, y, eps, key, *, steps: int = 10, step_size=None, loss="ce",
-        norm="linf", random_start: bool = True, track: bool = True):
-  """(x_adv, fooled) of one PGD run; with ``track=False`` just the last iterate."""
+        norm="linf", random_start: bool = True, track: bool = True, start=None):
+  """(x_adv, fooled) of one PGD run; with ``track=False`` just the last iterate.
+  ``start``: the first iterate (projected onto the ball and box) instead of a random
+  start or ``x``."""
   alpha = 2.5 * eps / steps if step_size is None else step_size
   alpha = core.bcast(alpha, x)
   grad_fn = value_and_grad(logits_fn, _loss_fn(loss), y)
   keys = core.example_keys(key, x.shape[0])
-  x0 = core.random_start(keys, x, eps, norm) if random_start else x
+  if start is not None:
+    x0 = core.project(start, x, eps, norm)
+  else:
+    x0 = core.random_start(keys, x, eps, norm) if random_start else x
 
   def step(xa, g):
     return core.project(xa + alpha * core.ascent_direction(g, norm), x, eps, norm)
