@@ -35,7 +35,8 @@ TABLE_COLUMNS = ("dataset", "policy", "seeds", "clean_acc_mean", "clean_acc_std"
                  "mce_delta_std", "mce_significant", "pgd_acc_delta_mean",
                  "cost_ms_per_batch", "train_img_per_s", "clean_acc_t_test",
                  "mce_t_test", "pgd_acc_delta_std", "pgd_acc_significant",
-                 "pgd_acc_t_test")
+                 "pgd_acc_t_test", "aa_acc_mean", "aa_acc_std", "aa_acc_delta_mean",
+                 "aa_acc_delta_std", "aa_acc_significant", "aa_acc_t_test")
 
 
 # ---- Plan -------------------------------------------------------------------------------
@@ -167,8 +168,8 @@ def _eval_value(rec: dict, types: dict, kind: str, field: str, eps=None):
     if t != kind:
       continue
     r = (rec.get("evals", {}).get(name) or {}).get("record") or {}
-    if kind == "attack":             # kmnist_jax.evaluators.attack's record
-      acc = ((r.get("attacks") or {}).get("pgd") or {}).get("accuracy") or []
+    if kind == "attack":             # kmnist_jax.evaluators.attack's; field: the attack
+      acc = ((r.get("attacks") or {}).get(field) or {}).get("accuracy") or []
       eps_list = r.get("epsilons") or []
       if not acc:
         return None, None
@@ -179,6 +180,16 @@ def _eval_value(rec: dict, types: dict, kind: str, field: str, eps=None):
       if r.get(f) is not None:
         return r[f], None
   return None, None
+
+
+def _attack_grid(recs: dict, types: dict) -> list[tuple[str, float]]:
+  """(attack, eps > 0) pairs of the first attack evaluator record among `recs`."""
+  for rec in recs.values():
+    for name, t in types.items():
+      r = (rec.get("evals", {}).get(name) or {}).get("record") or {}
+      if t == "attack" and r.get("attacks"):
+        return [(a, e) for a in r["attacks"] for e in r["epsilons"] if e > 0]
+  return []
 
 
 def _corruption_per_class(rec: dict, types: dict):
@@ -225,7 +236,11 @@ def summarize(records, plan: runner.Plan) -> dict:
           "mce": lambda r: _eval_value(r, types, "corruption", "mce")[0],
           "rel_mce": lambda r: _eval_value(r, types, "corruption", "rel_mce")[0],
           "pgd_acc": lambda r: _eval_value(r, types, "attack", "pgd", pgd_eps)[0],
+          "aa_acc": lambda r: _eval_value(r, types, "attack", "autoattack", pgd_eps)[0],
       }
+      for a, e in _attack_grid(base or recs, types):
+        metrics_of[f"{a}@{e:g}"] = (
+            lambda r, a=a, e=e: _eval_value(r, types, "attack", a, e)[0])
       for m, fn in metrics_of.items():
         vals = {s: fn(r) for s, r in recs.items()}
         vals = {s: v for s, v in vals.items() if v is not None}
@@ -346,7 +361,7 @@ def _eps_label(rows) -> str:
 
 
 _METRIC_WORDS = {"clean_acc": ("clean accuracy", 1), "mce": ("mCE", -1),
-                 "pgd_acc": ("PGD accuracy", 1)}
+                 "pgd_acc": ("PGD accuracy", 1), "aa_acc": ("AutoAttack accuracy", 1)}
 
 
 def significance(rows) -> str:
@@ -385,13 +400,34 @@ def significance(rows) -> str:
   return "\n".join(lines)
 
 
+def adversarial_table(rows) -> str:
+  """Accuracy (%) under each attack at each epsilon, mean ± std over seeds, with the
+  paired difference to `none` (pp, * / ** as in every table); '' without attacks."""
+  keys = sorted({k[:-5] for r in rows for k in r if "@" in k and k.endswith("_mean")
+                 and "_delta_" not in k},
+                key=lambda k: (float(k.split("@")[1]), k.split("@")[0] != "pgd"))
+  if not keys:
+    return ""
+  head = " | ".join(f"{k.split('@')[0].upper()} ε={k.split('@')[1]}" for k in keys)
+  md = [f"| policy | {head} |", "|---|" + "---|" * len(keys)]
+  for r in rows:
+    cells = []
+    for k in keys:
+      c = _pm(r.get(f"{k}_mean"), r.get(f"{k}_std"), digits=1)
+      d = _delta(r, k, digits=1)
+      cells.append(c + (f" (Δ {d})" if d else ""))
+    md.append(f"| `{r['policy']}` | " + " | ".join(cells) + " |")
+  return ("Accuracy (%) under attack (the attack evaluator's test images; PGD beside "
+          "the ensemble shows how much a weak attack overstates):\n\n" + "\n".join(md))
+
+
 def table_rows(summary: dict) -> list[dict]:
   """The headline table (results/augmentation_study/<kind>/table.csv): accuracies as
   fractions, mCE in %."""
   out = []
   for r in summary["rows"]:
     row = {c: r.get(c) for c in TABLE_COLUMNS}
-    for m in ("clean_acc", "mce", "pgd_acc"):
+    for m in ("clean_acc", "mce", "pgd_acc", "aa_acc"):
       row[f"{m}_significant"] = r.get(f"{m}_delta_significant")
       row[f"{m}_t_test"] = r.get(f"{m}_delta_t_test")
     for c in ("mce_mean", "mce_std", "rel_mce_mean", "rel_mce_std", "mce_delta_mean",
@@ -445,6 +481,9 @@ def render(summary: dict, report) -> None:
                 f"{_delta(r, 'pgd_acc', digits=1)} | {gain} | {lose} "
                 f"| {'' if cost is None else f'{cost:.2f}'} |")
     md += ["", significance(rows)]
+    adv = adversarial_table(rows)
+    if adv:
+      md += ["", adv]
     report.section(ds, "\n".join(md))
     gains = [r for r in rows if r.get("per_class_gain") is not None]
     info = data_lib.get_info(ds)
