@@ -244,6 +244,28 @@ def broken_rows(named: Sequence[tuple[str, dict]]) -> tuple[list[str], list[list
   return head, rows
 
 
+def per_class_rows(named: Sequence[tuple[str, dict]]) -> tuple[list[str], list[list]]:
+  """Rows (model, dataset, attack, eps, accuracy of each class): clean, and the
+  strongest attack at the epsilon nearest ``per_class_epsilon``."""
+  classes = max((data_lib.get_info(s["dataset"]).num_classes for _, s in named
+                 if s["attacks"]), default=0)
+  head = ["model", "dataset", "attack", "eps"] + [f"class {c}" for c in range(classes)]
+  rows = []
+  for name, s in named:
+    a = strongest(list(s["attacks"]))
+    if a is None:
+      continue
+    eps = list(s["epsilons"])
+    names = list(data_lib.get_info(s["dataset"]).class_names)
+    k = eps.index(nearest(eps, s.get("per_class_epsilon", 0.1)))
+    pc = s["attacks"][a]["per_class"]["mean"]
+    if 0.0 in eps:
+      rows.append([name, s["dataset"], "clean", 0.0] + list(pc[eps.index(0.0)]))
+    rows.append([name, s["dataset"], a.upper(), eps[k]] + list(pc[k]))
+    head[4:4 + len(names)] = [f"{c} {n}" for c, n in enumerate(names)]
+  return head, rows
+
+
 def figures(named: Sequence[tuple[str, dict]], report, *, cjk_font="auto") -> list[str]:
   """accuracy_vs_epsilon.png (all models) and robust_per_class_<name>.png per model."""
   from kmnist_jax import plots
@@ -299,6 +321,11 @@ def render_many(named: Sequence[tuple[str, dict]], report, *, cjk_font="auto") -
                             for h in bh[4:]},
                    caption="Points each member of an ensemble broke first (mean over "
                            "runs); later members only see the survivors.")
+    ph, pr = per_class_rows(named)
+    report.table("attack_per_class", [dict(zip(ph, r)) for r in pr], columns=ph,
+                 formats={h: functools.partial(pct, digits=1) for h in ph[4:]},
+                 caption="Per-class accuracy (%) on clean input and under the "
+                         "strongest attack at the per-class epsilon.")
     lines = [f"- {name}: {f}" for name, s2 in named for f in s2.get("masking", [])]
     report.section("Gradient-masking checks",
                    "\n".join(lines) + "\n" if lines else
