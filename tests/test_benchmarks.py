@@ -108,7 +108,10 @@ def test_benchmark_bad_flags(data_dir, tmp_path):
       ("profile_step.py", ["--chunks=0"], "--chunks=0"),
       ("time_to_accuracy.py", ["--seeds=a"], "--seeds 'a' must be"),
       ("time_to_accuracy.py", ["--set=nokey"], "override 'nokey' must be key=value"),
-      ("time_to_accuracy.py", ["--timeout=-1"], "--timeout=-1")):
+      ("time_to_accuracy.py", ["--timeout=-1"], "--timeout=-1"),
+      ("attack_throughput.py", [], "--workdir is required"),
+      ("attack_throughput.py", ["--workdir=/x", "--attacks=pgd,fab"],
+       "unknown attack 'fab'; valid choices: pgd, apgd-ce")):
     p = run([f"benchmarks/{script}", *args, f"--out={tmp_path}"]
             if script != "throughput.py" else [f"benchmarks/{script}", *args,
                                                 f"--out_dir={tmp_path}"], data_dir)
