@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from test_mce import kmnist_test, trained
 
-from kmnist_jax import models, train
+from kmnist_jax import models, reports, train
 from kmnist_jax.errors import UserError
 from kmnist_jax.evaluators import attack as attack_eval
 from kmnist_jax.robustness import attacks as adv
@@ -185,7 +185,7 @@ def test_evaluator_record_and_report(cnn, data_dir, tmp_path):
   assert "APGD-T (3 targets x 30 steps)" in a["description"]
   from kmnist_jax.report import Report
   report = Report(str(tmp_path), title="t")
-  out = attack_eval.render(attack_eval.summarize([rec, rec]), report, cjk_font=None)
+  out = reports.attack.render(attack_eval.summarize([rec, rec]), report, cjk_font=None)
   assert any("AUTOATTACK" in r for r in map(str, out["rows"]))
   report.write()
   text = (tmp_path / "report.md").read_text()
@@ -209,3 +209,18 @@ def test_evaluator_record_and_report(cnn, data_dir, tmp_path):
 def test_bad_settings_one_line(cfg, msg):
   with pytest.raises(UserError, match=msg.replace("(", r"\(").replace(")", r"\)")):
     attack_eval.check_config(**cfg)
+
+
+@pytest.mark.parametrize("override,msg", [
+    ("--config.evals.attack.attacks=apgd", "unknown attack 'apgd'; valid choices: "),
+    ("--config.evals.attack.pgd_loss=hinge", "unknown attack loss 'hinge'"),
+    ("--config.evals.attack.epsilons=(0,1.5)", "epsilon 1.5 is out of range"),
+])
+def test_preset_bad_input_is_one_line_before_loading(data_dir, tmp_path, override, msg):
+  from tiny_runs import script
+  p = script("evaluate.py", f"--workdirs={tmp_path / 'missing'}",
+             "--config=experiments/configs/evals/adversarial.py", override,
+             data_dir=data_dir)
+  lines = p.stderr.strip().splitlines()
+  assert p.returncode == 2 and len(lines) == 1, p.stderr[-600:]
+  assert lines[0].startswith("error: ") and msg in lines[0], lines

@@ -26,10 +26,13 @@ def get_config():
       type="attack",
       dataset="",
       attacks=("pgd", "autoattack"),
-      epsilons=(0.0, 0.05, 0.1, 0.15, 0.2, 0.3),   # L-inf, pixels in [0, 1]
-      pgd_steps=10,
-      apgd_steps=100, apgd_targets=9, square_queries=5000,
-      masking_eps=0.5,
+      epsilons=(0.0, 0.05, 0.1, 0.15, 0.2, 0.3),   # radii, pixels in [0, 1]
+      norm="linf",                 # or l2 (then ensemble=("apgd-ce", "apgd-t"))
+      pgd_steps=10, pgd_step_size=0.0, pgd_restarts=1, pgd_loss="ce",  # ce, dlr, margin
+      apgd_steps=100, apgd_restarts=1, apgd_targets=9,
+      square_queries=5000, square_p_init=0.8,
+      ensemble=("apgd-ce", "apgd-t", "square"),    # autoattack's members, in order
+      masking_eps=0.5,             # sanity radius of the masking check (0: off)
       limit=1000,
       seed=0,
       per_class_epsilon=0.1,
