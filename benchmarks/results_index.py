@@ -34,6 +34,9 @@ WHAT = {
                 "(the README's configs table): `benchmarks/accuracy.py`",
     "accuracy_push": "The accuracy push (`kmnist_push`, 3 seeds sharing one GPU), test "
                      "accuracy every epoch: `benchmarks/run_gpu_perf.sh`",
+    "adv_train_throughput": "Adversarial-training throughput per method (none, fgsm_rs, "
+                            "pgd-k, trades-k), JAX vs a PyTorch loop on the twin model: "
+                            "`benchmarks/adv_train_throughput.py`",
     "augmentation_study": "Augmentation x robustness study (clean, MNIST-C / KMNIST-C, "
                           "PGD; 3 seeds): `experiments/augmentation_study.py`",
     "conv_grad": "Conv weight-gradient formulations per layer: `benchmarks/conv_grad.py`",

@@ -2,6 +2,7 @@
 input, each method under jit / pmap / sharded jit, bit-identical resume, a real gain in
 robustness, the adversarial batch in the ball and the box, the overfitting guard."""
 
+import json
 import os
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from kmnist_jax import models, train
 from kmnist_jax.errors import Preempted, UserError
 from kmnist_jax.robustness import adversarial_training as adv_lib
 from kmnist_jax.robustness import attacks
-from kmnist_jax.studies import runner
+from kmnist_jax.studies import plan as plan_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -284,7 +285,7 @@ def test_a_collapse_is_reported_stops_and_keeps_the_best(data_dir, tmp_path, mon
 
 def test_the_block_is_in_the_study_cache_key():
   base = train.resolved_config(config_lib.base())
-  key = lambda c: runner.run_key(runner.Run("r", "train", c), {})  # noqa: E731
+  key = lambda c: plan_lib.run_key(plan_lib.Run("r", "train", c), {})  # noqa: E731
   # At its default the block stays out of the key (committed records keep theirs) ...
   assert key(base) == key({k: v for k, v in base.items() if k != "adversarial"})
   # ... any other value of any of its fields is another run.
@@ -292,3 +293,44 @@ def test_the_block_is_in_the_study_cache_key():
                        ("bn_mode", "train"), ("check_images", 64)]:
     other = dict(base, adversarial={**base["adversarial"], field: value})
     assert key(other) != key(base), field
+
+
+# ---- The throughput benchmark ------------------------------------------------------------
+
+def bench(*args, data_dir=None):
+  env = dict(os.environ, XLA_FLAGS="")
+  if data_dir:
+    env["KMNIST_JAX_DATA_DIR"] = data_dir
+  return subprocess.run([sys.executable, "benchmarks/adv_train_throughput.py", *args],
+                        cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.parametrize("args,match", [
+    (["--methods=pgd,nope"], "error: unknown method 'nope'; valid choices: none, fgsm_rs, "
+                             "pgd, trades"),
+    (["--eps=2"], "error: --eps=2.0 is out of range; valid: 0 <= eps <= 1"),
+    (["--torch_variants=cuda"], "error: unknown PyTorch variant 'cuda'; valid choices: "
+                                "eager, channels_last"),
+    (["--steps=0"], "error: flag --steps=0: 0 is not a positive integer"),
+    (["--tag=a/b"], "error: --tag 'a/b' must be letters"),
+    (["stray"], "error: unexpected arguments 'stray'"),
+])
+def test_benchmark_bad_flags_are_one_line(tmp_path, args, match):
+  p = bench(*args, f"--out_dir={tmp_path / 'out'}")
+  assert p.returncode == 2, p.stderr[-2000:]
+  assert p.stderr.strip().startswith(match) and len(p.stderr.strip().splitlines()) == 1
+  assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow   # two worker processes on the full MNIST train set
+def test_benchmark_quick_run(data_dir, tmp_path):
+  pytest.importorskip("torch")
+  p = bench("--quick", "--methods=pgd", "--steps=2", "--chunk_steps=1",
+            "--torch_variants=eager", f"--out_dir={tmp_path}", data_dir=data_dir)
+  assert p.returncode == 0, p.stderr[-3000:]
+  res = json.load(open(tmp_path / "adv_train_throughput_cpu.json"))
+  r = res["results"]["pgd-2"]
+  assert r["jax"]["img_per_s"] > 0 and r["torch"]["eager"]["img_per_s"] > 0
+  assert r["jax"]["params"] == r["torch"]["eager"]["params"]     # the twin, checked
+  assert res["meta"]["command"].startswith("python benchmarks/adv_train_throughput.py")
+  assert "| pgd-2 |" in (tmp_path / "adv_train_throughput_cpu.md").read_text()
