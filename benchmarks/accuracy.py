@@ -4,7 +4,7 @@ r"""Test accuracy of each experiment config after its default schedule, over see
       --seeds 0,1,2 [--datasets kmnist,mnist] [--max_minutes 30] [--out DIR] \
       [--workdir_root DIR] [--parallel N] [--set train_limit=1024,parallel=single]
 
-Each (config, dataset, seed) is a ``train`` run of kmnist_jax.studies.runner (the
+Each (config, dataset, seed) is a ``train`` run of kmnist_jax.studies.plan (the
 study runner's cache rule: a run under --workdir_root, default a temp dir, whose
 record holds its key, the SHA-256 of its full resolved config, is reused; an
 interrupted one resumes), then the table of mean / std test accuracy (and wall-clock
@@ -15,11 +15,17 @@ config's own. --max_minutes starts no new run after that long (the table
 says which runs are missing) so that a lent accelerator's time is never overrun.
 """
 
+import ast
 import os
-import sys
 import tempfile
 
-from absl import app, flags, logging
+from absl import flags, logging
+
+from kmnist_jax import cli, lock
+from kmnist_jax import config as config_lib
+from kmnist_jax.errors import UserError
+from kmnist_jax.studies import execute
+from kmnist_jax.studies import plan as plan_lib
 
 flags.DEFINE_string("configs", "kmnist_cnn,mnist_cnn,kmnist_keras_cnn,kmnist_logreg,"
                     "kmnist_mlp", "Comma-separated config names (experiments/configs).")
@@ -35,12 +41,10 @@ FLAGS = flags.FLAGS
 
 
 def parse_overrides(text):
-  import ast
   out = {}
   for item in filter(None, text.split(",")):
     k, sep, v = item.partition("=")
     if not sep:
-      from kmnist_jax.errors import UserError
       raise UserError(f"--set: {item!r} is not FIELD=VALUE")
     try:
       out[k] = ast.literal_eval(v)
@@ -51,9 +55,7 @@ def parse_overrides(text):
 
 def plan(workdir):
   """One train run per (config, dataset, seed), validated before anything trains."""
-  from kmnist_jax import config as config_lib
-  from kmnist_jax import train
-  from kmnist_jax.studies import runner
+  from kmnist_jax import train  # deferred: JAX loads once the flags are checked
   seeds = [int(s) for s in FLAGS.seeds.split(",")]
   extra = parse_overrides(FLAGS.set)
   runs = []
@@ -64,13 +66,13 @@ def plan(workdir):
         cfg = config_lib.load_file(name)
         cfg.dataset, cfg.seed, cfg.progress, cfg.tensorboard = ds, seed, False, False
         for k, v in extra.items():
-          node, leaf = runner.resolve_key(cfg, k, "--set")
+          node, leaf = config_lib.resolve_field(cfg, k, "--set")
           node[leaf] = v
         config_lib.validate(cfg)
-        runs.append(runner.Run(name=f"{name}_{ds}_s{seed}", kind="train", seed=seed,
+        runs.append(plan_lib.Run(name=f"{name}_{ds}_s{seed}", kind="train", seed=seed,
                                config=train.resolved_config(cfg),
                                info={"config": name, "dataset": ds}))
-  return runner.Plan("accuracy", workdir, runs)
+  return plan_lib.Plan("accuracy", workdir, runs)
 
 
 def write_table(p, records):
@@ -131,21 +133,14 @@ def write_table(p, records):
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
-  from kmnist_jax import lock
-  from kmnist_jax.errors import UserError
-  from kmnist_jax.studies import runner
-  try:
-    root = FLAGS.workdir_root or tempfile.mkdtemp(prefix="kmnist_acc_")
-    p = plan(root)
-    with lock.WorkdirLock(root):
-      failures = runner.execute(p, parallel=FLAGS.parallel, max_minutes=FLAGS.max_minutes)
-      write_table(p, runner.records(p))
-    if failures:
-      raise UserError(f"{len(failures)} run(s) failed: {', '.join(failures)}")
-  except UserError as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+  root = FLAGS.workdir_root or tempfile.mkdtemp(prefix="kmnist_acc_")
+  p = plan(root)
+  with lock.WorkdirLock(root):
+    failures = execute.execute(p, parallel=FLAGS.parallel, max_minutes=FLAGS.max_minutes)
+    write_table(p, plan_lib.records(p))
+  if failures:
+    raise UserError(f"{len(failures)} run(s) failed: {', '.join(failures)}")
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -17,7 +17,10 @@ import os
 import re
 import sys
 
-from absl import app, flags
+from absl import flags
+
+from kmnist_jax import cli
+from kmnist_jax.errors import UserError
 
 flags.DEFINE_bool("check", False, "Only check that README.md's table is up to date.")
 flags.DEFINE_string("readme", "", "README to update (default: the repo's README.md).")
@@ -111,8 +114,7 @@ def main(argv):
   readme = FLAGS.readme or os.path.join(REPO, "README.md")
   text = open(readme).read()
   if BEGIN not in text or END not in text:
-    print(f"error: {readme} has no {BEGIN} ... {END} block", file=sys.stderr)
-    sys.exit(2)
+    raise UserError(f"{readme} has no {BEGIN} ... {END} block")
   a, b = text.index(BEGIN), text.index(END) + len(END)
   new = text[:a] + render() + text[b:]
   if FLAGS.check:
@@ -129,4 +131,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -23,8 +23,9 @@ import statistics
 import time
 
 import throughput as tp  # benchmarks/throughput.py: this script's folder is on sys.path
-from absl import app, flags
+from absl import flags
 
+from kmnist_jax import cli
 from kmnist_jax.errors import UserError
 
 # name: (output height = width, K = taps x input channels, output channels)
@@ -90,7 +91,8 @@ def time_layer(fns, side: int, k: int, o: int, batch: int, reps: int) -> dict:
 
 
 def main(argv) -> int:
-  return tp.script_main(argv, lambda: run(FLAGS))
+  del argv
+  return run(FLAGS)
 
 
 def run(a) -> int:
@@ -123,4 +125,4 @@ def run(a) -> int:
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=tp.parse_flags)
+  cli.run(main)

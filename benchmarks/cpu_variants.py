@@ -27,7 +27,9 @@ from __future__ import annotations
 import statistics
 
 import throughput as tp  # benchmarks/throughput.py: this script's folder is on sys.path
-from absl import app, flags
+from absl import flags
+
+from kmnist_jax import cli
 
 # name: (description, spec overrides)
 VARIANTS = {
@@ -99,7 +101,8 @@ FLAGS = flags.FLAGS
 
 
 def main(argv) -> int:
-  return tp.script_main(argv, lambda: run(FLAGS))
+  del argv
+  return run(FLAGS)
 
 
 def run(a) -> int:
@@ -188,4 +191,4 @@ def _summary(rows: list[dict], models: list[str], variants: list[str],
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=tp.parse_flags)
+  cli.run(main)

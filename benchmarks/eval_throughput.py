@@ -65,9 +65,9 @@ import time
 import traceback
 
 import throughput as tp  # benchmarks/throughput.py: this script's folder is on sys.path
-from absl import app, flags
+from absl import flags
 
-from kmnist_jax import io
+from kmnist_jax import cli, io
 from kmnist_jax.errors import UserError
 
 FLAGS = flags.FLAGS
@@ -530,15 +530,10 @@ def define_flags() -> None:
 
 
 def main(argv) -> int:
-  if len(argv) > 1:
-    tp.fail(f"unexpected arguments {' '.join(argv[1:])!r}; flags are --name=value "
-            "(--help lists them)")
-  try:
-    if FLAGS.worker is not None:
-      return worker_main(FLAGS.worker)
-    return run(FLAGS)
-  except UserError as e:
-    tp.fail(str(e))
+  del argv
+  if FLAGS.worker is not None:
+    return worker_main(FLAGS.worker)
+  return run(FLAGS)
 
 
 def _describe(name: str, d: dict, folder: str | None) -> str:
@@ -682,4 +677,4 @@ def run(a) -> int:
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main, flags_parser=tp.parse_flags)
+  cli.run(main)

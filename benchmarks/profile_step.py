@@ -29,8 +29,9 @@ import re
 import tempfile
 
 import throughput as tp  # benchmarks/throughput.py: this script's folder is on sys.path
-from absl import app, flags
+from absl import flags
 
+from kmnist_jax import cli
 from kmnist_jax.errors import UserError
 
 flags.DEFINE_enum("model", "keras_cnn", list(tp.MODELS), "Model.")
@@ -100,7 +101,8 @@ def describe(line: str) -> tuple[str, str]:
 
 
 def main(argv) -> int:
-  return tp.script_main(argv, lambda: run(FLAGS))
+  del argv
+  return run(FLAGS)
 
 
 def run(a) -> int:
@@ -156,4 +158,4 @@ def run(a) -> int:
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=tp.parse_flags)
+  cli.run(main)

@@ -19,7 +19,10 @@ import os
 import re
 import sys
 
-from absl import app, flags
+from absl import flags
+
+from kmnist_jax import cli
+from kmnist_jax.errors import UserError
 
 flags.DEFINE_bool("check", False, "Only check that results/README.md is up to date.")
 flags.DEFINE_string("results", "", "The results folder (default: the repo's results/).")
@@ -37,6 +40,13 @@ WHAT = {
     "adv_train_throughput": "Adversarial-training throughput per method (none, fgsm_rs, "
                             "pgd-k, trades-k), JAX vs a PyTorch loop on the twin model: "
                             "`benchmarks/adv_train_throughput.py`",
+    "attack_throughput": "Attack speed, JAX vs torchattacks on the same trained CNN "
+                         "(PGD, APGD-CE image-steps/s), and the ensemble's wall time: "
+                         "`benchmarks/attack_throughput.py`",
+    "augment_adversarial": "The augmentation study's none / noise policies under PGD-10 "
+                           "and the AutoAttack-grade ensemble (3 seeds): "
+                           "`experiments/augmentation_study.py` with "
+                           "`experiments/configs/studies/augment_adversarial.py`",
     "augmentation_study": "Augmentation x robustness study (clean, MNIST-C / KMNIST-C, "
                           "PGD; 3 seeds): `experiments/augmentation_study.py`",
     "conv_grad": "Conv weight-gradient formulations per layer: `benchmarks/conv_grad.py`",
@@ -58,7 +68,7 @@ WHAT = {
     "transfer_study": "Transfer MNIST <-> KMNIST, Fashion-MNIST -> KMNIST (3 seeds): "
                       "`experiments/transfer_study.py`",
     "transfer_study_reduced": "Transfer study at the reduced budget (small CNNs, 100 "
-                              "steps): `experiments/transfer.py`",
+                              "steps): `experiments/transfer_study.py`",
     "tuning": "Learning-rate tuning runs of the time-to-accuracy configs (tuning seeds, "
               "whole schedule): `benchmarks/time_to_accuracy.py`",
 }
@@ -266,9 +276,7 @@ def main(argv):
   results = FLAGS.results or os.path.join(REPO, "results")
   errs = layout_errors(results)
   if errs:
-    print(f"error: {errs[0]}" + (f" (and {len(errs) - 1} more)" if len(errs) > 1 else ""),
-          file=sys.stderr)
-    sys.exit(2)
+    raise UserError(errs[0] + (f" (and {len(errs) - 1} more)" if len(errs) > 1 else ""))
   path = os.path.join(results, "README.md")
   new = render(results)
   old = open(path).read() if os.path.exists(path) else None
@@ -286,4 +294,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -58,7 +58,7 @@ import tempfile
 import time
 import traceback
 
-from absl import app, flags
+from absl import flags
 
 from kmnist_jax import cli, io
 from kmnist_jax.errors import UserError
@@ -709,19 +709,12 @@ def define_flags() -> None:
                       "in this process; the parent starts these.")
 
 
-fail, parse_flags = cli.fail, cli.parse_flags  # one `error:` line, exit 2
-
-
 def script_main(argv, fn) -> int:
-  """A benchmark script's absl main: stray arguments or a UserError from fn() are one
-  `error:` line, exit 2."""
-  if len(argv) > 1:
-    fail(f"unexpected arguments {' '.join(argv[1:])!r}; flags are --name=value "
-         "(--help lists them)")
-  try:
+  """fn() with kmnist_jax.cli's convention, for a benchmark that still ends with absl's
+  app.run (the others end with cli.run(main), which does this)."""
+  cli.no_arguments(argv)
+  with cli.user_errors():
     return fn()
-  except UserError as e:
-    fail(str(e))
 
 
 def check_tag(tag: str) -> str:
@@ -779,17 +772,12 @@ def machine_meta(platform: str, cores: int) -> dict:
 
 
 def main(argv) -> int:
-  if len(argv) > 1:
-    fail(f"unexpected arguments {' '.join(argv[1:])!r}; flags are --name=value "
-         "(--help lists them)")
-  try:
-    if FLAGS.worker is not None:
-      return worker_main(FLAGS.worker)
-    if FLAGS.render:
-      return render(FLAGS.render)
-    return run(FLAGS)
-  except UserError as e:
-    fail(str(e))
+  del argv
+  if FLAGS.worker is not None:
+    return worker_main(FLAGS.worker)
+  if FLAGS.render:
+    return render(FLAGS.render)
+  return run(FLAGS)
 
 
 def render(path: str) -> int:
@@ -955,4 +943,4 @@ def run(a) -> int:
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main, flags_parser=parse_flags)
+  cli.run(main)

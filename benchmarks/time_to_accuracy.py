@@ -54,7 +54,7 @@ import tempfile
 import time
 
 import throughput as tp  # benchmarks/throughput.py: this script's folder is on sys.path
-from absl import app, flags
+from absl import flags
 
 from kmnist_jax import cli, io
 from kmnist_jax.errors import UserError
@@ -243,17 +243,9 @@ def device_info() -> dict:
     return {"platform": "?", "device": "?", "jax": "?"}
 
 
-fail, parse_flags = cli.fail, cli.parse_flags  # one `error:` line, exit 2
-
-
 def main(argv) -> int:
-  if len(argv) > 1:
-    fail(f"unexpected arguments {' '.join(argv[1:])!r}; flags are --name=value "
-         "(--help lists them)")
-  try:
-    return run_all(FLAGS)
-  except UserError as e:
-    fail(str(e))
+  del argv
+  return run_all(FLAGS)
 
 
 def run_meta(tag: str, info: dict) -> dict:
@@ -306,4 +298,4 @@ def run_all(a) -> int:
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=parse_flags)
+  cli.run(main)

@@ -7,7 +7,7 @@ r"""The augmentation study: policy x dataset x seed, one training run each, one 
 
 The config is a training config plus a `study` block (policies, datasets, seeds) and
 an optional `evals` block; kmnist_jax.studies.augmentation holds the study and
-kmnist_jax.studies.runner the cache (each run keyed by its full resolved config, so
+kmnist_jax.studies.plan the cache (each run keyed by its full resolved config, so
 the same command skips finished runs and resumes interrupted ones). Writes into --out
 (default <workdir>/report, replaced whole): table.csv / .md / .json (the headline
 table), report.md, metrics.json, per_class_gain_<dataset>.png, samples_<dataset>.png,
@@ -16,8 +16,9 @@ accuracy_vs_mce.png (with a corruption evaluator).
 
 import _bootstrap  # noqa: F401  (XLA:CPU defaults before JAX starts)
 
-from kmnist_jax.studies import augmentation, runner
+from kmnist_jax import cli
+from kmnist_jax.studies import augmentation
 
 if __name__ == "__main__":
-  runner.study_script(augmentation,
-                      default_config="experiments/configs/augment_study_reduced.py")
+  cli.study_script(augmentation,
+                   default_config="experiments/configs/augment_study_reduced.py")

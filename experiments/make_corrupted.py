@@ -12,13 +12,10 @@ x 10,000 test images: KMNIST-C 244 s (329 MB, 0.9 GB peak RSS), MNIST-C 228 s (2
 --tfds adds 102 s for the 20 MNIST-C-setting configs. Fog is the slowest corruption.
 """
 
-import sys
-
 import _bootstrap  # noqa: F401  (XLA:CPU defaults before JAX starts)
-from absl import app, flags, logging
+from absl import flags, logging
 
-from kmnist_jax import data
-from kmnist_jax.errors import UserError
+from kmnist_jax import cli, data
 from kmnist_jax.robustness import corruptions, sets
 
 F = flags
@@ -38,18 +35,13 @@ F.DEFINE_bool("progress", True, "Show progress bars.")
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  del argv
   logging.set_verbosity(logging.ERROR)
   f = F.FLAGS
-  try:
-    sets.make(dataset=f.dataset, out=f.out, names=f.corruptions, severities=f.severities,
-              seed=f.seed, split=f.split, limit=f.limit, data_dir=f.data_dir,
-              tfds=f.tfds, tfds_dir=f.tfds_dir, grid_path=f.grid, progress=f.progress)
-  except UserError as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+  sets.make(dataset=f.dataset, out=f.out, names=f.corruptions, severities=f.severities,
+            seed=f.seed, split=f.split, limit=f.limit, data_dir=f.data_dir,
+            tfds=f.tfds, tfds_dir=f.tfds_dir, grid_path=f.grid, progress=f.progress)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

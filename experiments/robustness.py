@@ -13,12 +13,10 @@ robustness/ beside the first workdir, replaced whole) and what was measured:
 kmnist_jax/robustness/study.py and experiments/configs/evals/robustness.py.
 """
 
-import sys
-
 import _bootstrap  # noqa: F401  (XLA:CPU defaults before JAX starts)
-from absl import app, flags, logging
+from absl import flags, logging
 
-from kmnist_jax.errors import UserError
+from kmnist_jax import cli
 from kmnist_jax.robustness import attacks, study
 
 F = flags
@@ -45,16 +43,11 @@ F.DEFINE_string("cjk_font", "auto", "Font for hiragana: auto, none, or a family 
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  del argv
   logging.set_verbosity(logging.ERROR)
-  try:
-    study.run(**study.settings_from_flags(F.FLAGS.flag_values_dict()))
-  except UserError as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+  study.run(**study.settings_from_flags(F.FLAGS.flag_values_dict()))
 
 
 if __name__ == "__main__":
   F.mark_flags_as_required(["workdirs"])
-  app.run(main)
+  cli.run(main)

@@ -22,13 +22,11 @@ bit-identically. A damaged checkpoint is reported and the newest intact one is u
 Exit codes: 0 done, 2 a user error (one `error:` line), 75 preempted (resumable).
 """
 
-import sys
-
 import _bootstrap  # noqa: F401  (XLA:CPU defaults before JAX starts)
-from absl import app, flags, logging
+from absl import flags, logging
 from ml_collections import config_flags
 
-from kmnist_jax import train_cli
+from kmnist_jax import cli, train_cli
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
@@ -46,13 +44,11 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  del argv
   logging.set_verbosity(logging.WARNING)
   train_cli.run(FLAGS.config, FLAGS.workdir, coordinator_address=FLAGS.coordinator_address,
                 num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
 
 
 if __name__ == "__main__":
-  train_cli.check_argv(sys.argv)
-  app.run(main)
+  cli.run(main, config_flag="config", write_flag="--workdir")

@@ -9,7 +9,7 @@ which classes, and with how few labels.
 
 The config is a training config (the source models' architecture and schedule) plus a
 `transfer` block (directions, modes, shots, seeds, budget, learning rates, CKA);
-kmnist_jax.studies.transfer holds the study, kmnist_jax.studies.runner the cache: the
+kmnist_jax.studies.transfer holds the study, kmnist_jax.studies.plan the cache: the
 source models, every (direction, mode, k, seed) cell, its scratch baseline and the CKA
 are runs keyed by their full resolved config, a transfer run's key including its
 source's, so a changed source setting redoes the source and the runs built on it.
@@ -22,8 +22,9 @@ before any training with one line on stderr, exit code 2.
 
 import _bootstrap  # noqa: F401  (XLA:CPU defaults before JAX starts)
 
-from kmnist_jax.studies import runner, transfer
+from kmnist_jax import cli
+from kmnist_jax.studies import transfer
 
 if __name__ == "__main__":
-  runner.study_script(transfer, default_config="experiments/configs/transfer_reduced.py",
-                      sources_flag=True)
+  cli.study_script(transfer, default_config="experiments/configs/transfer_reduced.py",
+                   sources_flag=True)

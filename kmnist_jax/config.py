@@ -22,19 +22,27 @@ SCHEDULES = ("constant", "cosine", "onecycle", "step")
 PARALLEL_MODES = ("auto", "single", "pmap", "sharded")
 DTYPES = ("float32", "bfloat16")
 
-# Fields that change how a run executes or reports, not what it computes: a workdir
-# may be resumed with these changed. Every other field must match the checkpoint.
-RUNTIME_FIELDS = frozenset({
-    "parallel", "data_dir", "data_source", "tfds_dir", "progress", "tensorboard",
-    "checkpoint_every", "keep_checkpoints", "allow_config_mismatch",
-    "progress_updates_per_epoch", "eval_batch_size", "num_epochs_stop", "conv_impl",
-    "distributed", "eval_test_every_epoch", "stop_at_test_accuracy",
-    "eval_test_from_epoch",
+# The one list of result-neutral fields: where the data is read from and how progress
+# is shown or saved. They cannot change a number, so they stay out of a study run's
+# cache key (kmnist_jax.studies.plan.key_config) and out of what makes two runs
+# different settings (a study committed under results/ continues on another machine
+# with another data folder).
+RESULT_NEUTRAL = frozenset({
+    "data_dir", "tfds_dir", "data_source", "progress", "progress_updates_per_epoch",
+    "tensorboard", "checkpoint_every", "keep_checkpoints", "allow_config_mismatch",
+})
+
+# Fields a workdir may be resumed with changed: the result-neutral ones, and those that
+# change how a run executes or when it stops, not what one step computes. Every other
+# field must match the checkpoint.
+RUNTIME_FIELDS = RESULT_NEUTRAL | frozenset({
+    "parallel", "eval_batch_size", "num_epochs_stop", "conv_impl", "distributed",
+    "eval_test_every_epoch", "stop_at_test_accuracy", "eval_test_from_epoch",
 })
 
 # Fields added after studies and checkpoints were committed. At its default (from
 # :func:`base`: :func:`later_defaults`) such a field is left out of a study run's cache
-# key (kmnist_jax.studies.runner.key_config) and a checkpoint saved before the field
+# key (kmnist_jax.studies.plan.key_config) and a checkpoint saved before the field
 # existed counts as saved with it (:func:`differences`), so committed records and old
 # workdirs stay valid; any other value is a difference like any field's.
 LATER_FIELDS = frozenset({"eval_test_from_epoch", "adversarial"})
@@ -253,43 +261,43 @@ def _unknown_field(name: str, arg: str, fields, extra: str = "") -> UserError:
                    f"{where}: {', '.join(sorted(fields)) or '(none)'}{extra}")
 
 
-def check_override_flags(argv: list[str], flag: str = "config") -> None:
+def resolve_field(cfg, name: str, where: str, *, argv=(), flag: str = "config"):
+  """(parent ConfigDict, leaf name) of the dotted field `name` of `cfg`, or one
+  UserError line naming the valid fields at that level (`where`: the flag or file that
+  named it). The one check of every override: --config.x flags, sweep files, --set."""
+  node, parts = cfg, name.split(".")
+  for i, part in enumerate(parts):
+    here = ".".join(parts[:i])
+    if not isinstance(node, ml_collections.ConfigDict):
+      raise UserError(f"config.{here} is not a group of fields (it holds {node!r}): "
+                      f"{where} cannot set {part!r} inside it; use --{flag}.{here}=")
+    if part not in node:
+      extra = _model_kwargs_hint(argv, flag, cfg, part) if here == "model_kwargs" else ""
+      raise _unknown_field(".".join(parts[:i + 1]), where, node.keys(), extra)
+    if i < len(parts) - 1:
+      node = node[part]
+  return node, parts[-1]
+
+
+def check_override_flags(argv: list[str], flag: str = "config",
+                         default_file: str | None = None) -> None:
   """Refuses bad `--config ...` flags before absl does: a config file that is missing or
-  does not load, and `--config.<field>[.<sub>...]=` naming an unknown field (nested
-  fields are checked against the loaded config file), each naming the valid choices."""
-  fields = set(base().keys())
-  value = _flag_value(argv, flag)
-  cfg = check_config_file(value, flag) if value is not None else None
+  does not load, and `--config.<field>[.<sub>...]=` naming an unknown field (checked
+  against the loaded config file: `--config`, else `default_file`, else :func:`base`),
+  each naming the valid choices."""
+  value = _flag_value(argv, flag) or default_file
+  cfg = check_config_file(value, flag) if value is not None else base()
   prefix = f"--{flag}."
   for arg in argv[1:]:
-    if not arg.startswith(prefix):
-      continue
-    name = arg[len(prefix):].split("=", 1)[0]
-    flag_name = arg.split("=", 1)[0]
-    parts = name.split(".")
-    if parts[0] not in fields:
-      raise _unknown_field(parts[0], flag_name, fields)
-    if cfg is None or len(parts) == 1:
-      continue
-    node = cfg
-    for i, part in enumerate(parts):
-      here = ".".join(parts[:i])
-      if not isinstance(node, ml_collections.ConfigDict):
-        raise UserError(f"config.{here} is not a group of fields (it holds {node!r}): "
-                        f"{flag_name} cannot set {part!r} inside it; use "
-                        f"--{flag}.{here}=")
-      if part not in node:
-        extra = ""
-        if here == "model_kwargs":
-          extra = _model_kwargs_hint(argv, flag, cfg, part)
-        raise _unknown_field(".".join(parts[:i + 1]), flag_name, node.keys(), extra)
-      node = node[part]
+    if arg.startswith(prefix):
+      resolve_field(cfg, arg[len(prefix):].split("=", 1)[0], arg.split("=", 1)[0],
+                    argv=argv, flag=flag)
 
 
 def _model_kwargs_hint(argv, flag: str, cfg, kwarg: str) -> str:
   """Where a model_kwargs override can go: the model's own arguments."""
-  from kmnist_jax import models
-  model = _flag_value(argv, f"{flag}.model") or cfg.get("model", "")
+  from kmnist_jax import models  # deferred: models imports JAX and Flax
+  model = (_flag_value(list(argv), f"{flag}.model") if argv else None) or cfg.get("model", "")
   if model not in models.MODELS:
     return ""
   accepted = sorted(models.model_kwargs(model))

@@ -15,7 +15,7 @@ element (zip) and separate groups multiply (product). Keys are config fields, do
 nested ones (``model_kwargs.widths``). Every key is checked against the config file and
 every run's config validated before any run starts.
 
-The runs are ``train`` runs of :mod:`kmnist_jax.studies.runner`, with its cache rule:
+The runs are ``train`` runs of :mod:`kmnist_jax.studies.plan`, with its cache rule:
 each lives in ``<workdir>/runs/<name from its swept values>-<key[:12]>/`` (key: the
 SHA-256 of its full resolved config) with the training outputs, ``log.txt`` and
 ``record.json``. Re-running the same command skips finished runs (a record with the
@@ -28,8 +28,8 @@ accuracy, epochs, time. The sweep holds ``<workdir>``'s lock, each run its own.
 
 ``--parallel=N`` runs N worker processes (on CPU each pinned to cores // N cores, with
 ``--xla_force_host_platform_device_count`` to match; on GPU one device each); 0 picks
-the runner's measured default for the backend. A bad sweep file exits 2 with one
-``error:`` line.
+the backend's default (:data:`kmnist_jax.studies.execute.DEFAULT_PARALLEL`). A bad
+sweep file exits 2 with one ``error:`` line.
 """
 
 from __future__ import annotations
@@ -45,11 +45,14 @@ import os
 import re
 import sys
 
-from absl import app, flags
+from absl import flags
 
+from kmnist_jax import cli, lock
 from kmnist_jax import config as config_lib
 from kmnist_jax.errors import UserError
 from kmnist_jax.io import atomic_write
+from kmnist_jax.studies import execute as execute_lib
+from kmnist_jax.studies import plan as plan_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -121,17 +124,11 @@ def expand(sweep: dict) -> list[dict]:
           for combo in itertools.product(*axes)]
 
 
-def _resolve(cfg, key: str, where: str):
-  """(parent ConfigDict, leaf name) of a dotted key, or a UserError naming it."""
-  from kmnist_jax.studies import runner
-  return runner.resolve_key(cfg, key, where)
-
-
 def run_config(config_file: str, overrides: dict, where: str):
   """The run's ConfigDict: the config file with the overrides, validated."""
   cfg = config_lib.load_file(config_file)
   for key, value in overrides.items():
-    node, leaf = _resolve(cfg, key, where)
+    node, leaf = config_lib.resolve_field(cfg, key, where)
     try:
       node[leaf] = tuple(value) if isinstance(value, list) else value
     except (TypeError, ValueError) as e:
@@ -188,8 +185,7 @@ def plan(sweep_file: str, workdir: str, *, python: str = sys.executable
 
 
 def _plan(sweep_file: str, workdir: str, *, python: str = sys.executable):
-  from kmnist_jax import train
-  from kmnist_jax.studies import runner
+  from kmnist_jax import train  # deferred: JAX loads only once the sweep file is good
   sweep = load_sweep(sweep_file)
   config_file = sweep["config"]
   if not config_file.endswith(".py"):      # a name: experiments/configs/<name>.py
@@ -213,8 +209,8 @@ def _plan(sweep_file: str, workdir: str, *, python: str = sys.executable):
     specs.append((name, swept, overrides, cfg))
   if not specs:
     raise UserError(f"{where} describes no runs")
-  rplan = runner.Plan("sweep", workdir, [
-      runner.Run(name=name, kind="train", config=train.resolved_config(cfg),
+  rplan = plan_lib.Plan("sweep", workdir, [
+      plan_lib.Run(name=name, kind="train", config=train.resolved_config(cfg),
                  seed=int(cfg.seed), info={"swept": swept})
       for name, swept, _, cfg in specs])
   runs = []
@@ -247,11 +243,10 @@ def table(runs: list[Run]) -> str:
 def execute(runs: list[Run], rplan, *, parallel: int = 1, log=print) -> list[Run]:
   """Runs every unfinished run with the study runner (the cache rule: a record with
   the run's key is finished; an interrupted run resumes), `parallel` at once."""
-  from kmnist_jax.studies import runner
-  cached = {r.name for r in rplan.runs if runner.is_finished(r)}
-  failures = runner.execute(rplan, parallel=parallel, log=log)
+  cached = {r.name for r in rplan.runs if plan_lib.is_finished(r)}
+  failures = execute_lib.execute(rplan, parallel=parallel, log=log)
   for r, rr in zip(runs, rplan.runs):
-    rec = runner.read_record(rr)
+    rec = plan_lib.read_record(rr)
     if r.name in failures:
       r.status, r.message = "failed", failures[r.name]
     elif rec is not None:
@@ -301,7 +296,6 @@ def write_results(runs: list[Run], workdir: str) -> tuple[str, str]:
 
 def sweep_main(sweep_file: str, workdir: str = "", *, parallel: int = 1,
                dry_run: bool = False, log=print) -> list[Run]:
-  from kmnist_jax import lock
   if parallel < 0:
     raise UserError(f"--parallel={parallel} must be >= 0 (0: the backend's default)")
   workdir = workdir or os.path.join(
@@ -336,20 +330,14 @@ def define_flags():
   flags.DEFINE_string("workdir", "", "Folder of the sweep's runs "
                       "(default workdirs/sweeps/<sweep file name>).")
   flags.DEFINE_integer("parallel", 1, "Runs at once (side by side; 0: the backend's "
-                       "measured default, kmnist_jax.studies.runner.DEFAULT_PARALLEL).")
+                       "default, kmnist_jax.studies.execute.DEFAULT_PARALLEL).")
   flags.DEFINE_bool("dry_run", False, "Print each run's command and exit.")
-  flags.DEFINE_float("refresh", 2.0, "Unused (kept so old commands still parse).")
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  try:
-    runs = sweep_main(FLAGS.sweep, FLAGS.workdir, parallel=FLAGS.parallel,
-                      dry_run=FLAGS.dry_run)
-  except UserError as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+  del argv
+  runs = sweep_main(FLAGS.sweep, FLAGS.workdir, parallel=FLAGS.parallel,
+                    dry_run=FLAGS.dry_run)
   failed = [r.name for r in runs if r.status == "failed"]
   if failed:
     print(f"error: {len(failed)} run(s) failed: {', '.join(failed)} (see their "
@@ -360,4 +348,4 @@ def main(argv):
 if __name__ == "__main__":
   define_flags()
   flags.mark_flags_as_required(["sweep"])
-  app.run(main)
+  cli.run(main, write_flag="--workdir")

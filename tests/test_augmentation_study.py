@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from kmnist_jax import config as config_lib
+from kmnist_jax import metrics
 from kmnist_jax.errors import UserError
-from kmnist_jax.studies import augmentation, runner
+from kmnist_jax.studies import augmentation
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REDUCED = "experiments/configs/augment_study_reduced.py"
@@ -157,14 +158,14 @@ def test_summary_pairs_by_seed_and_names_what_is_significant():
   assert table[1]["mce_mean"] == pytest.approx(100 * (1 - 0.87))     # mCE in %
   assert table[1]["rel_mce_mean"] == pytest.approx(50 * (1 - 0.87))
   assert table[1]["clean_acc_significant"] is True and table[2]["mce_significant"] is False
-  assert runner.paired([1.0], [0.0])["significant"] is False         # one seed: never
+  assert metrics.paired([1.0], [0.0])["significant"] is False         # one seed: never
   # The stricter paired t-test (5%, two-sided): t = mean / (std / sqrt(n)) > t_crit(n-1).
   assert not a["clean_acc_delta_t_test"]                  # t = 3.46 < 4.303 (2 dof)
-  strict = runner.paired([0.15, 0.20, 0.10], [0.0] * 3)   # t = 5.2
+  strict = metrics.paired([0.15, 0.20, 0.10], [0.0] * 3)   # t = 5.2
   assert strict["significant"] and strict["t_test"]
-  assert not runner.paired([1.1, 0.9], [0.0, 0.0])["t_test"]       # t = 10 < 12.706
-  assert runner.paired([1.01, 0.99], [0.0, 0.0])["t_test"]         # t = 100
-  assert not runner.paired([1.0], [0.0])["t_test"]
+  assert not metrics.paired([1.1, 0.9], [0.0, 0.0])["t_test"]       # t = 10 < 12.706
+  assert metrics.paired([1.01, 0.99], [0.0, 0.0])["t_test"]         # t = 100
+  assert not metrics.paired([1.0], [0.0])["t_test"]
   # per class x corruption gains (paired by seed) and the most robust policy
   assert s["most_robust"] == {"kmnist": "affine"}                    # mCE -2 pp vs 0
   g = np.asarray(a["corruption_class_gain"])

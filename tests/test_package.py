@@ -86,7 +86,7 @@ def test_console_scripts_run_the_experiment_scripts():
 
 def test_unknown_script_and_missing_package_are_one_line_errors(tmp_path):
   out = subprocess.run(
-      [sys.executable, "-c", "from kmnist_jax import cli; cli.run('nope')"],
+      [sys.executable, "-c", "from kmnist_jax import cli; cli.exec_script('nope')"],
       capture_output=True, text=True, timeout=60)
   assert out.returncode == 2 and out.stderr.startswith("error: unknown script 'nope'")
   # A Python without the package installed (-S: no site-packages): the script says how

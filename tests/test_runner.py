@@ -15,7 +15,8 @@ import pytest
 from kmnist_jax import config as config_lib
 from kmnist_jax import io, train
 from kmnist_jax.errors import UserError
-from kmnist_jax.studies import runner, slurm
+from kmnist_jax.studies import execute, slurm
+from kmnist_jax.studies import plan as plan_lib
 from kmnist_jax.studies import transfer as transfer_study
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -31,11 +32,11 @@ def logreg(data_dir, **kw):
   return c
 
 
-def train_plan(workdir, data_dir, seeds=(0, 1), **kw) -> runner.Plan:
-  runs = [runner.Run(name=f"logreg-s{s}", kind="train", seed=s,
+def train_plan(workdir, data_dir, seeds=(0, 1), **kw) -> plan_lib.Plan:
+  runs = [plan_lib.Run(name=f"logreg-s{s}", kind="train", seed=s,
                      config=train.resolved_config(logreg(data_dir, seed=s, **kw)))
           for s in seeds]
-  return runner.Plan("t", str(workdir), runs)
+  return plan_lib.Plan("t", str(workdir), runs)
 
 
 def quiet(*_):
@@ -44,9 +45,9 @@ def quiet(*_):
 
 def test_key_is_the_full_resolved_config(tmp_path):
   base = train.resolved_config(logreg("/data/a"))
-  run = lambda **kw: runner.Run("r", "train", {**base, **kw})  # noqa: E731
-  key = runner.Plan("t", str(tmp_path), [run()]).runs[0].key
-  assert key == runner.digest({"kind": "train", "config": runner.key_config(base),
+  run = lambda **kw: plan_lib.Run("r", "train", {**base, **kw})  # noqa: E731
+  key = plan_lib.Plan("t", str(tmp_path), [run()]).runs[0].key
+  assert key == plan_lib.digest({"kind": "train", "config": plan_lib.key_config(base),
                                "deps": {}})
   assert len(key) == 64
   # Every computing field is in the key, model defaults included ...
@@ -55,22 +56,22 @@ def test_key_is_the_full_resolved_config(tmp_path):
                        ("model_kwargs", {})]:
     if value == base[field]:
       continue
-    other = runner.Plan("t", str(tmp_path), [run(**{field: value})]).runs[0]
+    other = plan_lib.Plan("t", str(tmp_path), [run(**{field: value})]).runs[0]
     assert other.key != key, field
     assert other.workdir.endswith(f"/runs/r-{other.key[:12]}")
   # ... where the data is read from and how progress is shown are not.
   for field, value in [("data_dir", "/elsewhere"), ("progress", True),
                        ("checkpoint_every", 5)]:
-    assert runner.Plan("t", str(tmp_path), [run(**{field: value})]).runs[0].key == key
+    assert plan_lib.Plan("t", str(tmp_path), [run(**{field: value})]).runs[0].key == key
   # A run built on another has that run's key in its own.
-  a = runner.Run("src", "train", base)
-  b = runner.Run("dst", "transfer", {"x": 1}, deps=("src",))
-  k1 = runner.Plan("t", str(tmp_path), [a, b]).runs[1].key
-  a2 = runner.Run("src", "train", {**base, "num_epochs": 2})
-  b2 = runner.Run("dst", "transfer", {"x": 1}, deps=("src",))
-  assert runner.Plan("t", str(tmp_path), [a2, b2]).runs[1].key != k1
+  a = plan_lib.Run("src", "train", base)
+  b = plan_lib.Run("dst", "transfer", {"x": 1}, deps=("src",))
+  k1 = plan_lib.Plan("t", str(tmp_path), [a, b]).runs[1].key
+  a2 = plan_lib.Run("src", "train", {**base, "num_epochs": 2})
+  b2 = plan_lib.Run("dst", "transfer", {"x": 1}, deps=("src",))
+  assert plan_lib.Plan("t", str(tmp_path), [a2, b2]).runs[1].key != k1
   with pytest.raises(UserError, match="not an earlier run"):
-    runner.Plan("t", str(tmp_path), [b, a])
+    plan_lib.Plan("t", str(tmp_path), [b, a])
 
 
 def test_fields_added_later_keep_the_committed_records_keys(tmp_path):
@@ -84,11 +85,11 @@ def test_fields_added_later_keep_the_committed_records_keys(tmp_path):
   assert len(train_records) >= 40
   for r in train_records:
     today = {**config_lib.later_defaults(), **r["config"]}
-    assert runner.digest({"kind": "train", "config": runner.key_config(today),
+    assert plan_lib.digest({"kind": "train", "config": plan_lib.key_config(today),
                           "deps": {}}) == r["key"], r["name"]
   base = train.resolved_config(logreg("/data/a"))
   assert base["eval_test_from_epoch"] == config_lib.later_defaults()["eval_test_from_epoch"]
-  key = lambda c: runner.Plan("t", str(tmp_path), [runner.Run("r", "train", c)]).runs[0].key  # noqa: E731
+  key = lambda c: plan_lib.Plan("t", str(tmp_path), [plan_lib.Run("r", "train", c)]).runs[0].key  # noqa: E731
   assert key(base) != key({**base, "eval_test_from_epoch": 3})
 
 
@@ -98,24 +99,24 @@ def test_skips_finished_and_resumes_interrupted(data_dir, tmp_path):
   # Interrupt seed 1 after its first epoch: a checkpoint, no record.
   train.train_and_evaluate(logreg(data_dir, seed=1, num_epochs=2, num_epochs_stop=1),
                            plan.runs[1].workdir, log=quiet)
-  assert runner.read_record(plan.runs[1]) is None
-  assert runner.execute(plan, parallel=1, log=quiet) == {}
-  recs = runner.records(plan)
+  assert plan_lib.read_record(plan.runs[1]) is None
+  assert execute.execute(plan, parallel=1, log=quiet) == {}
+  recs = plan_lib.records(plan)
   assert [r["results"]["epochs"] for r in recs] == [2, 2]
   assert "Resuming from" in open(os.path.join(plan.runs[1].workdir, "log.txt")).read()
   assert "Resuming from" not in open(os.path.join(plan.runs[0].workdir, "log.txt")).read()
   for r, rec in zip(plan.runs, recs):
     assert rec["key"] == r.key and rec["config"] == r.config and rec["seed"] == r.seed
     assert rec["meta"]["versions"]["jax"] and 0.1 < rec["results"]["test_accuracy"] <= 1
-  mtimes = [os.path.getmtime(runner.record_path(r)) for r in plan.runs]
+  mtimes = [os.path.getmtime(plan_lib.record_path(r)) for r in plan.runs]
   lines = []
-  assert runner.execute(plan, parallel=1, log=lines.append) == {}
+  assert execute.execute(plan, parallel=1, log=lines.append) == {}
   assert "2 finished before, 0 to run" in lines[0]
-  assert [os.path.getmtime(runner.record_path(r)) for r in plan.runs] == mtimes
+  assert [os.path.getmtime(plan_lib.record_path(r)) for r in plan.runs] == mtimes
   # A finished record with another key (a stale folder) is not taken as finished.
-  rec = io.read_json(runner.record_path(plan.runs[0]))
-  io.write_json(runner.record_path(plan.runs[0]), {**rec, "key": "0" * 64})
-  assert not runner.is_finished(plan.runs[0]) and runner.is_finished(plan.runs[1])
+  rec = io.read_json(plan_lib.record_path(plan.runs[0]))
+  io.write_json(plan_lib.record_path(plan.runs[0]), {**rec, "key": "0" * 64})
+  assert not plan_lib.is_finished(plan.runs[0]) and plan_lib.is_finished(plan.runs[1])
 
 
 @pytest.mark.slow   # real (tiny) training runs
@@ -125,43 +126,43 @@ def test_records_copied_elsewhere_continue_a_study_in_a_new_workdir(data_dir, tm
   cfg = tiny_transfer(data_dir)
   a = transfer_study.plan(cfg, str(tmp_path / "a"))
   a.set_records_dir(str(tmp_path / "records"))
-  assert runner.execute(a, parallel=1, log=quiet) == {}
+  assert execute.execute(a, parallel=1, log=quiet) == {}
   copies = sorted(os.listdir(tmp_path / "records"))
   assert copies == sorted(os.path.basename(r.workdir) + ".json" for r in a.runs)
   b = transfer_study.plan(cfg, str(tmp_path / "b"))            # another machine
   b.set_records_dir(str(tmp_path / "records"))
   lines = []
-  assert runner.execute(b, parallel=1, log=lines.append) == {}
+  assert execute.execute(b, parallel=1, log=lines.append) == {}
   assert "3 finished before, 0 to run" in lines[0]
-  assert [r["key"] for r in runner.records(b)] == [r.key for r in a.runs]
+  assert [r["key"] for r in plan_lib.records(b)] == [r.key for r in a.runs]
   assert not (tmp_path / "b" / "runs").exists()
   # A changed transfer setting: its runs are new, the source is needed here.
   cfg.transfer.steps = 25
   c = transfer_study.plan(cfg, str(tmp_path / "b"))
   c.set_records_dir(str(tmp_path / "records"))
-  assert [c.runs[i].name for i in runner.to_run(c)] == [r.name for r in c.runs]
-  assert runner.execute(c, parallel=1, log=quiet) == {}
-  assert all(runner.is_finished(r, local=True) for r in c.runs)
-  assert runner.read_record(c.runs[0])["key"] == a.runs[0].key    # same source key
+  assert [c.runs[i].name for i in plan_lib.to_run(c)] == [r.name for r in c.runs]
+  assert execute.execute(c, parallel=1, log=quiet) == {}
+  assert all(plan_lib.is_finished(r, local=True) for r in c.runs)
+  assert plan_lib.read_record(c.runs[0])["key"] == a.runs[0].key    # same source key
 
 
 @pytest.mark.slow   # real (tiny) training runs
 def test_side_by_side_gives_the_sequential_records(data_dir, tmp_path):
   seq = train_plan(tmp_path / "seq", data_dir)
   par = train_plan(tmp_path / "par", data_dir)
-  assert runner.execute(seq, parallel=1, log=quiet) == {}
+  assert execute.execute(seq, parallel=1, log=quiet) == {}
   lines = []
-  assert runner.execute(par, parallel=2, log=lines.append) == {}
+  assert execute.execute(par, parallel=2, log=lines.append) == {}
   assert "2 at a time" in lines[0] and "2/2 finished" in lines[-1]
-  for a, b in zip(runner.records(seq), runner.records(par)):
+  for a, b in zip(plan_lib.records(seq), plan_lib.records(par)):
     assert a["key"] == b["key"] and a["config"] == b["config"]
     ra, rb = a["results"], b["results"]
     # One core instead of two: the same program, sums maybe in another order.
     assert abs(ra["test_accuracy"] - rb["test_accuracy"]) <= 2 / 300
     assert ra["test_loss"] == pytest.approx(rb["test_loss"], rel=1e-3)
   # Each worker got one of the two cores and one XLA host device.
-  env, cores = runner.worker_env(1, 2, par)
-  if runner.backend()[0] == "cpu" and len(os.sched_getaffinity(0)) >= 2:
+  env, cores = execute.worker_env(1, 2, par)
+  if execute.backend()[0] == "cpu" and len(os.sched_getaffinity(0)) >= 2:
     assert len(cores) == len(os.sched_getaffinity(0)) // 2
     assert f"device_count={len(cores)}" in env["XLA_FLAGS"]
 
@@ -191,26 +192,26 @@ def test_changed_source_setting_redoes_exactly_the_runs_built_on_it(data_dir, tm
   plan = transfer_study.plan(cfg, str(tmp_path))
   assert [r.name for r in plan.runs] == [
       "source-mnist", "scratch-kmnist-k5-s0", "mnist_to_kmnist-linear_probe-k5-s0"]
-  assert runner.execute(plan, parallel=1, log=quiet) == {}
-  before = {r.name: (r.key, os.path.getmtime(runner.record_path(r))) for r in plan.runs}
+  assert execute.execute(plan, parallel=1, log=quiet) == {}
+  before = {r.name: (r.key, os.path.getmtime(plan_lib.record_path(r))) for r in plan.runs}
   # The source model's learning rate changes: the source and the transfer run on it
   # are redone (new keys, new folders), the scratch baseline is not.
   cfg.learning_rate = 1e-2
   plan2 = transfer_study.plan(cfg, str(tmp_path))
   lines = []
-  assert runner.execute(plan2, parallel=1, log=lines.append) == {}
+  assert execute.execute(plan2, parallel=1, log=lines.append) == {}
   assert "1 finished before, 2 to run" in lines[0]
   redone = {r.name for r in plan2.runs
-            if (r.key, os.path.getmtime(runner.record_path(r))) != before[r.name]}
+            if (r.key, os.path.getmtime(plan_lib.record_path(r))) != before[r.name]}
   assert redone == {"source-mnist", "mnist_to_kmnist-linear_probe-k5-s0"}
-  src, _, tr = runner.records(plan2)
+  src, _, tr = plan_lib.records(plan2)
   assert tr["deps"] == {"source-mnist": src["key"]} != {"source-mnist":
                                                          before["source-mnist"][0]}
   assert src["config"]["learning_rate"] == 1e-2
   # A transfer setting alone: only the runs that use it (both cells), not the source.
   cfg.transfer.steps = 25
   plan3 = transfer_study.plan(cfg, str(tmp_path))
-  assert [runner.is_finished(r) for r in plan3.runs] == [True, False, False]
+  assert [plan_lib.is_finished(r) for r in plan3.runs] == [True, False, False]
 
 
 def study_cli(script, *args, data_dir="/nonexistent"):
@@ -244,7 +245,7 @@ def test_slurm_dry_run_prints_the_sbatch_commands(data_dir, tmp_path):
   assert second[3] == "--dependency=afterok:$JOB0"
   script = p.stdout.split(f"# ---- {first[-1]}\n", 1)[1]
   assert script.startswith("#!/bin/bash\n#SBATCH --job-name=transfer_study\n")
-  assert (f"-m kmnist_jax.studies.runner --plan={wd}/plan.json "
+  assert (f"-m kmnist_jax.studies.worker --plan={wd}/plan.json "
           '--run_index="$SLURM_ARRAY_TASK_ID"') in script
   assert not wd.exists()                         # a dry run writes nothing
   assert slurm.ranges([0, 1, 2, 5, 7, 8]) == "0-2,5,7-8"
@@ -256,7 +257,7 @@ def test_slurm_dry_run_prints_the_sbatch_commands(data_dir, tmp_path):
     ("augmentation_study.py", ["--config.study.datasets=('kmnist','cifar')"],
      "unknown dataset 'cifar'"),
     ("augmentation_study.py", ["--config.study.polices=('none',)"],
-     "unknown config key 'study.polices'"),
+     "unknown config field 'study.polices'"),
     ("transfer_study.py", ["--config.transfer.modes=('linear_probe','probe')"],
      "unknown transfer mode 'probe'"),
     ("transfer_study.py", ["--config.transfer.directions=('mnist->kmnst',)"],
@@ -277,22 +278,22 @@ def test_bad_study_config_one_line_before_any_training(tmp_path, script, args, n
 @pytest.mark.slow   # real (tiny) training runs
 def test_evaluators_run_through_evaluate_and_are_cached_per_setting(data_dir, tmp_path):
   def make(limit):
-    r = runner.Run(name="logreg", kind="train",
+    r = plan_lib.Run(name="logreg", kind="train",
                    config=train.resolved_config(logreg(data_dir)),
                    evals={"cls": {"type": "classification", "limit": limit}})
-    return runner.Plan("t", str(tmp_path), [r])
+    return plan_lib.Plan("t", str(tmp_path), [r])
   plan = make(200)
-  assert runner.execute(plan, parallel=1, log=quiet) == {}
-  rec = runner.read_record(plan.runs[0])
+  assert execute.execute(plan, parallel=1, log=quiet) == {}
+  rec = plan_lib.read_record(plan.runs[0])
   got = rec["evals"]["cls"]["record"]
   assert rec["evals"]["cls"]["key"] == plan.runs[0].eval_keys["cls"]
   assert 0.1 < got["accuracy"] <= 1.0 and got["n"] == 200
   # Another evaluator setting: evaluated again on the kept checkpoint, not retrained.
   plan2 = make(100)
   assert plan2.runs[0].key == plan.runs[0].key
-  assert not runner.is_finished(plan2.runs[0])
-  assert runner.execute(plan2, parallel=1, log=quiet) == {}
-  rec2 = runner.read_record(plan2.runs[0])
+  assert not plan_lib.is_finished(plan2.runs[0])
+  assert execute.execute(plan2, parallel=1, log=quiet) == {}
+  rec2 = plan_lib.read_record(plan2.runs[0])
   assert rec2["results"] == rec["results"] and rec2["wall_s"] == rec["wall_s"]
   assert rec2["evals"]["cls"]["key"] != rec["evals"]["cls"]["key"]
   log = open(os.path.join(plan.runs[0].workdir, "log.txt")).read()
@@ -348,13 +349,13 @@ def test_slurm_submits_the_arrays_in_order(data_dir, tmp_path):
   assert second[:3] == ["--parsable", "--array=2-4,6-8,10-12,14-16",
                         "--dependency=afterok:1001"]
   assert "-> job 1002" in p.stdout and "--report_only" in p.stdout
-  plan = runner.load_plan(str(wd / "plan.json"))
+  plan = plan_lib.load_plan(str(wd / "plan.json"))
   assert len(plan.runs) == 17 and not (wd / "runs").exists()
   assert "--run_index=\"$SLURM_ARRAY_TASK_ID\"" in (
       wd / "slurm" / "transfer_study.sbatch").read_text()
   # An array task: a run whose source has not finished refuses in one line; one
   # without sources runs (the same execute_one as here and in the workers).
-  task = [sys.executable, "-m", "kmnist_jax.studies.runner", f"--plan={wd}/plan.json"]
+  task = [sys.executable, "-m", "kmnist_jax.studies.worker", f"--plan={wd}/plan.json"]
   p = subprocess.run(task + ["--run_index=2"], cwd=REPO, env=env, capture_output=True,
                      text=True, timeout=300)
   assert p.returncode == 2 and p.stderr.strip().splitlines()[-1] == (
@@ -363,16 +364,16 @@ def test_slurm_submits_the_arrays_in_order(data_dir, tmp_path):
   p = subprocess.run(task + ["--run_index=1"], cwd=REPO, env=env, capture_output=True,
                      text=True, timeout=300)
   assert p.returncode == 0, p.stderr[-2000:]
-  assert runner.is_finished(plan.runs[1]) and not runner.is_finished(plan.runs[0])
+  assert plan_lib.is_finished(plan.runs[1]) and not plan_lib.is_finished(plan.runs[0])
   assert f"{plan.runs[1].name}: done" in p.stdout
 
 
 STUDY_MAIN = """
 import sys
 from kmnist_jax.errors import Preempted
-from kmnist_jax.studies import runner
+from kmnist_jax.studies import execute, plan
 try:
-  runner.execute(runner.load_plan(sys.argv[1]), parallel=2)
+  execute.execute(plan.load_plan(sys.argv[1]), parallel=2)
 except Preempted as e:
   print(f"preempted: {e}", file=sys.stderr)
   sys.exit(75)
@@ -404,9 +405,9 @@ def test_sigterm_to_a_side_by_side_study_stops_and_saves_every_worker(data_dir,
   assert path not in ps                                  # no worker left behind
   for r in plan.runs:
     assert "preempted: stopped by SIGTERM" in open(os.path.join(r.workdir, "log.txt")).read()
-    assert not runner.is_finished(r, local=True)
+    assert not plan_lib.is_finished(r, local=True)
   again = train_plan(tmp_path / "w", data_dir, train_limit=20000, num_epochs=30)
-  assert runner.execute(again, parallel=2, log=quiet) == {}
+  assert execute.execute(again, parallel=2, log=quiet) == {}
   for r in again.runs:
     assert "Resuming from" in open(os.path.join(r.workdir, "log.txt")).read()
-    assert runner.read_record(r)["results"]["finished"]
+    assert plan_lib.read_record(r)["results"]["finished"]

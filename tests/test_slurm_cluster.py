@@ -35,7 +35,7 @@ import time
 import pytest
 
 from kmnist_jax import xla_cpu
-from kmnist_jax.studies import runner
+from kmnist_jax.studies import plan as plan_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SLURM_DIR = os.environ.get("KMNIST_JAX_SLURM_DIR", "/tmp/kmnist_jax_slurm")
@@ -168,9 +168,10 @@ def history(workdir) -> list[dict]:
 
 def local_reference(plan_path: str, workdir: str) -> subprocess.Popen:
   """The same plan run here, one run at a time, in `workdir` (a background process)."""
-  code = ("import sys; from kmnist_jax import io; from kmnist_jax.studies import runner\n"
+  code = ("import sys; from kmnist_jax import io\n"
+          "from kmnist_jax.studies import augmentation, execute, plan, transfer\n"
           "d = io.read_json(sys.argv[1]); d['workdir'] = sys.argv[2]\n"
-          "f = runner.execute(runner.Plan.from_json(d), parallel=1, log=print)\n"
+          "f = execute.execute(plan.Plan.from_json(d), parallel=1, log=print)\n"
           "sys.exit(1 if f else 0)\n")
   env = slurm_env()
   xla_cpu.apply(env)     # the XLA devices a study script (and so its tasks) gets
@@ -203,7 +204,7 @@ def test_study_array_preempted_and_time_limited_tasks_resume(cluster, data_dir,
   assert p.returncode == 0, p.stderr[-3000:]
   (job,) = job_ids(p.stdout)
   assert "--array=0-1" in p.stdout
-  plan = runner.load_plan(os.path.join(wd, "plan.json"))
+  plan = plan_lib.load_plan(os.path.join(wd, "plan.json"))
   subs = json.load(open(os.path.join(wd, "slurm", "jobs.json")))["submissions"]
   assert subs == [{"jobs": [job], "arrays": [[0, 1]]}]
   # Task 1: a time limit of one minute, below the script's warning time
@@ -243,11 +244,11 @@ def test_study_array_preempted_and_time_limited_tasks_resume(cluster, data_dir,
     assert stop and 0 < stop[-1] < 12 * 64, out[-3000:]
     assert f"requeued SLURM job {job}_{i}" in out
     assert f"Resuming from {runs[i].workdir}/checkpoints/{stop[-1]}" in out, out[-3000:]
-    assert out.rstrip().endswith(f"{runs[i].name}: done ({runner.record_path(runs[i])})")
+    assert out.rstrip().endswith(f"{runs[i].name}: done ({plan_lib.record_path(runs[i])})")
   # The records, and every epoch's numbers, are those of the uninterrupted local run.
-  local = runner.Plan.from_json({**plan.to_json(), "workdir": str(tmp_path / "local")})
+  local = plan_lib.Plan.from_json({**plan.to_json(), "workdir": str(tmp_path / "local")})
   for r, lr in zip(plan.runs, local.runs):
-    same_records(runner.read_record(r), runner.read_record(lr), r.name)
+    same_records(plan_lib.read_record(r), plan_lib.read_record(lr), r.name)
     assert history(r.workdir) == history(lr.workdir), r.name
   p = study("augmentation_study.py", f"--config={REDUCED}", f"--workdir={wd}", *AUG,
             "--report_only", env=env)
@@ -279,7 +280,7 @@ def test_transfer_study_waits_for_sources_reports_failures_and_resubmits(
   first, second = job_ids(p.stdout)
   assert "--array=0-1 --hold" in p.stdout
   assert f"--array=2 --dependency=afterok:{first} --kill-on-invalid-dep=yes" in p.stdout
-  plan = runner.load_plan(os.path.join(wd, "plan.json"))
+  plan = plan_lib.load_plan(os.path.join(wd, "plan.json"))
   src, scratch, probe = plan.runs
   assert src.kind == "train" and probe.deps == (src.name,) and not scratch.deps
   os.makedirs(os.path.dirname(src.workdir), exist_ok=True)
@@ -288,8 +289,8 @@ def test_transfer_study_waits_for_sources_reports_failures_and_resubmits(
   assert p.returncode == 0, p.stderr
   wait_jobs([first, second], env)
   src_log = os.path.join(wd, "slurm", f"transfer_study-{first}_0.out")
-  assert runner.is_finished(scratch) and not runner.is_finished(src)
-  assert not runner.is_finished(probe)
+  assert plan_lib.is_finished(scratch) and not plan_lib.is_finished(src)
+  assert not plan_lib.is_finished(probe)
   assert not os.path.exists(os.path.join(wd, "slurm", f"transfer_study-{second}_2.out"))
   # --report_only: the failed task with its log, the run built on it never started.
   p = study("transfer_study.py", f"--workdir={wd}", *TRANSFER, "--report_only", env=env)
@@ -329,10 +330,10 @@ def test_transfer_study_waits_for_sources_reports_failures_and_resubmits(
     if ref.poll() is None:
       ref.kill()
       ref.wait()
-  local = runner.Plan.from_json({**plan.to_json(), "workdir": str(tmp_path / "local")})
+  local = plan_lib.Plan.from_json({**plan.to_json(), "workdir": str(tmp_path / "local")})
   for r, lr in zip(plan.runs, local.runs):
-    assert runner.is_finished(r), r.name
-    a, b = runner.read_record(r), runner.read_record(lr)
+    assert plan_lib.is_finished(r), r.name
+    a, b = plan_lib.read_record(r), plan_lib.read_record(lr)
     assert a["key"] == b["key"] and a["deps"] == b["deps"], r.name
     assert numbers(a["results"]) == numbers(b["results"]), r.name
   p = study("transfer_study.py", f"--workdir={wd}", *TRANSFER, "--report_only", env=env)

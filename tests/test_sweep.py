@@ -70,7 +70,7 @@ def test_example_sweeps_plan(tmp_path):
       "product": [{"lerning_rate": [0.1]}]},
      ["'lerning_rate'", "did you mean learning_rate"]),
     ({"config": "experiments/configs/kmnist_cnn.py", "fixed": {"model_kwargs.widht": [8]},
-      "product": []}, ["'model_kwargs.widht'", "model_kwargs.widths"]),
+      "product": []}, ["'model_kwargs.widht'", "did you mean widths"]),
     ({"config": "experiments/configs/kmnist_cnn.py",
       "product": [{"seed": [0, 1], "learning_rate": [0.1]}]}, ["one length"]),
     ({"config": "experiments/configs/kmnist_cnn.py",

@@ -215,7 +215,7 @@ def test_bad_input_one_line_each(data_dir, tmp_path):
 def _script(*args, workdir):
   env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=REPO)
   return subprocess.run(
-      [sys.executable, os.path.join(REPO, "experiments", "transfer.py"), "--config",
+      [sys.executable, os.path.join(REPO, "experiments", "transfer_study.py"), "--config",
        os.path.join(REPO, "experiments", "configs", "transfer_reduced.py"), "--workdir",
        str(workdir), *args], capture_output=True, text=True, env=env, timeout=300)
 

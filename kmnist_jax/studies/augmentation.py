@@ -7,7 +7,7 @@ baseline; ``datasets``; ``seeds``; ``grid_examples``; ``measure_costs``,
 ``cost_batch_size``; ``pgd_eps``: the PGD column's epsilon) and an optional ``evals``
 block (kmnist_jax.evaluators: a ``corruption`` and an ``attack`` entry add mCE,
 relative mCE and PGD accuracy to the table). Each
-(dataset, policy, seed) is one ``train`` run of :mod:`kmnist_jax.studies.runner`
+(dataset, policy, seed) is one ``train`` run of :mod:`kmnist_jax.studies.plan`
 (cached by its full resolved config; resumed when interrupted).
 
 Significance rule (every table): a paired difference (policy minus ``none``, same
@@ -15,7 +15,11 @@ seed) is called significant when it was measured on >= 2 seeds and
 ``|mean| > std`` (the sample standard deviation of the per-seed differences): the
 change is larger than its spread over seeds. It is a screening rule, not a test
 (with 3 seeds it is a paired t of 1.73, p ~ 0.22); ``*_t_test`` says whether a paired
-t-test also rejects "no difference" at 5% (two-sided; 3 seeds: |mean| > 2.48 std).
+t-test also rejects "no difference" at 5% (two-sided; 3 seeds: |mean| > 2.48 std)
+(:func:`kmnist_jax.metrics.paired`).
+
+The augmentation policies and the training loop (JAX) and the plots (matplotlib) are
+imported inside the functions that need them: importing this module loads neither.
 """
 
 from __future__ import annotations
@@ -24,8 +28,11 @@ import os
 
 import numpy as np
 
+from kmnist_jax import config as config_lib
+from kmnist_jax import data as data_lib
+from kmnist_jax import io, metrics
 from kmnist_jax.errors import UserError
-from kmnist_jax.studies import runner
+from kmnist_jax.studies import plan as plan_lib
 
 STUDY = "study"
 TABLE_COLUMNS = ("dataset", "policy", "seeds", "clean_acc_mean", "clean_acc_std",
@@ -62,12 +69,10 @@ def parse_policies(policies) -> list[dict]:
   return out
 
 
-def plan(cfg, workdir: str = "") -> runner.Plan:
+def plan(cfg, workdir: str = "") -> plan_lib.Plan:
   """Every run's resolved config, validated; raises one UserError line for a bad
   policy, dataset, evaluator or training setting before anything loads."""
   from kmnist_jax import augment, train
-  from kmnist_jax import config as config_lib
-  from kmnist_jax import data as data_lib
 
   if STUDY not in cfg:
     raise UserError("the study config has no 'study' block; start from "
@@ -84,8 +89,8 @@ def plan(cfg, workdir: str = "") -> runner.Plan:
       raise UserError(f"config.study.datasets: unknown dataset {ds!r}; valid choices: "
                       f"{', '.join(sorted(data_lib.DATASETS))}")
   policies = parse_policies(st.policies)
-  evals = runner.evals_dict(cfg)
-  base = runner.training_config(cfg)
+  evals = plan_lib.evals_dict(cfg)
+  base = plan_lib.training_config(cfg)
   runs = _baselines(cfg, base, evals)
   names = {r.info["dataset"]: r.name for r in runs}
   for seed in st.seeds:                # seeds outermost: every cell gets a value early
@@ -100,7 +105,7 @@ def plan(cfg, workdir: str = "") -> runner.Plan:
         except UserError as e:
           raise UserError(f"run {ds}/{p['label']}/seed {seed}: {e}") from None
         after = (names[ds],) if ds in names else ()
-        runs.append(runner.Run(
+        runs.append(plan_lib.Run(
             name=f"{ds}-{p['label']}-s{seed}", kind="train",
             config=train.resolved_config(tcfg), seed=int(seed),
             evals=_with_baseline(evals, ds, after), after=after,
@@ -116,7 +121,7 @@ def plan(cfg, workdir: str = "") -> runner.Plan:
                       "tfds_dir": base.tfds_dir},
              "model": base.model, "num_epochs": base.num_epochs,
              "train_limit": base.train_limit}
-  return runner.Plan("augmentation_study", workdir or "workdirs/augmentation_study",
+  return plan_lib.Plan("augmentation_study", workdir or "workdirs/augmentation_study",
                      runs, options)
 
 
@@ -126,7 +131,6 @@ STUDY_BASELINE = "study"     # corruption evaluator baseline: the study's own ru
 def _baselines(cfg, base, evals) -> list:
   """The mCE baselines (``study.baseline_config``, e.g. '{dataset}_logreg'): one train
   run per dataset, when a corruption evaluator asks for the study's baseline."""
-  from kmnist_jax import config as config_lib
   from kmnist_jax import train
   wants = [n for n, e in evals.items() if e.get("type", n) == "corruption"
            and e.get("baseline", STUDY_BASELINE) == STUDY_BASELINE]
@@ -143,7 +147,7 @@ def _baselines(cfg, base, evals) -> list:
       b[f] = base[f]
     b.dataset, b.progress, b.tensorboard = ds, False, False
     config_lib.validate(b)
-    runs.append(runner.Run(name=f"baseline-{ds}", kind="train",
+    runs.append(plan_lib.Run(name=f"baseline-{ds}", kind="train",
                            config=train.resolved_config(b), seed=int(b.seed),
                            info={"role": "baseline", "dataset": ds}))
   return runs
@@ -155,7 +159,7 @@ def _with_baseline(evals: dict, dataset: str, after: tuple) -> dict:
     e = dict(e)
     if (e.get("type", n) == "corruption" and after
         and e.get("baseline", STUDY_BASELINE) == STUDY_BASELINE):
-      e["baseline"] = {dataset: runner.REF + after[0]}
+      e["baseline"] = {dataset: plan_lib.REF + after[0]}
     out[n] = e
   return out
 
@@ -205,14 +209,12 @@ def _corruption_per_class(rec: dict, types: dict):
 
 
 def _per_class(rec: dict) -> np.ndarray:
-  from kmnist_jax import metrics
   return np.nan_to_num(metrics.per_class(rec["results"]["test_confusion"])["accuracy"])
 
 
-def summarize(records, plan: runner.Plan) -> dict:
+def summarize(records, plan: plan_lib.Plan) -> dict:
   """Rows per (dataset, policy): mean +- std over seeds and paired differences to
   'none' of clean accuracy, mCE, relative mCE, PGD accuracy and per-class accuracy."""
-  from kmnist_jax import data as data_lib
   opt = plan.options
   types = opt.get("eval_types", {})
   pgd_eps = opt.get("pgd_eps")
@@ -244,12 +246,12 @@ def summarize(records, plan: runner.Plan) -> dict:
       for m, fn in metrics_of.items():
         vals = {s: fn(r) for s, r in recs.items()}
         vals = {s: v for s, v in vals.items() if v is not None}
-        row.update({f"{m}_{k}": v for k, v in runner.mean_std(list(vals.values())).items()})
+        row.update({f"{m}_{k}": v for k, v in metrics.seed_mean_std(list(vals.values())).items()})
         if p["label"] != "none":
           bvals = {s: fn(r) for s, r in base.items()}
           pairs = [(vals[s], bvals[s]) for s in sorted(vals)
                    if bvals.get(s) is not None]
-          d = runner.paired(*zip(*pairs)) if pairs else runner.paired([], [])
+          d = metrics.paired(*zip(*pairs)) if pairs else metrics.paired([], [])
           row.update({f"{m}_delta_{k}": v for k, v in d.items()})
       if recs:
         row["pgd_eps"] = _eval_value(next(iter(recs.values())), types, "attack", "pgd",
@@ -289,15 +291,14 @@ def summarize(records, plan: runner.Plan) -> dict:
 
 
 def _load(opt: dict, dataset: str, n: int):
-  from kmnist_jax import data as data_lib
   d = opt["data"]
   return data_lib.load(dataset, data_dir=d["data_dir"] or None, source=d["data_source"],
                        tfds_dir=d["tfds_dir"] or None, limit={"test": n})
 
 
-def _costs(plan: runner.Plan) -> dict:
+def _costs(plan: plan_lib.Plan) -> dict:
   """{canonical policy: augment.measure_cost(...)}, cached in <workdir>/costs.json."""
-  from kmnist_jax import augment, io
+  from kmnist_jax import augment
   opt = plan.options
   path = os.path.join(plan.workdir, "costs.json")
   costs = io.read_json(path) if os.path.exists(path) else {}
@@ -312,7 +313,7 @@ def _costs(plan: runner.Plan) -> dict:
   return costs
 
 
-def _samples(plan: runner.Plan) -> dict:
+def _samples(plan: plan_lib.Plan) -> dict:
   """{dataset: {'class_idx', 'rows': [(label, images [n, 28, 28] float)]}}: one test
   image per class (first `grid_examples` classes) and each policy applied to them."""
   import jax
@@ -350,7 +351,7 @@ def _pm(mean, std, scale=100.0, digits=2, signed=False):
 def _delta(r: dict, m: str, digits: int = 2) -> str:
   """A paired difference cell: mean ± std over seeds (pp), '*' when significant."""
   out = _pm(r.get(f"{m}_delta_mean"), r.get(f"{m}_delta_std"), digits=digits, signed=True)
-  mark = runner.significance_mark(r.get(f"{m}_delta_significant"),
+  mark = metrics.significance_mark(r.get(f"{m}_delta_significant"),
                                   r.get(f"{m}_delta_t_test"))
   return out + (f" {mark}" if out and mark else "")
 
@@ -438,7 +439,6 @@ def table_rows(summary: dict) -> list[dict]:
 
 
 def render(summary: dict, report) -> None:
-  from kmnist_jax import data as data_lib
   from kmnist_jax import plots
   from kmnist_jax.plots import augmentation as aug_plots
   opt = summary["options"]

@@ -1,6 +1,6 @@
 r"""A study's unfinished runs as SLURM job arrays: one run per array task.
 
-Each array task runs ``python -m kmnist_jax.studies.runner --plan=<workdir>/plan.json
+Each array task runs ``python -m kmnist_jax.studies.worker --plan=<workdir>/plan.json
 --run_index=$SLURM_ARRAY_TASK_ID``: the same plan, the same cache keys and run folders
 as a local run, so a study can be started on a laptop, continued on a cluster and
 reported anywhere the study folder is (the report step is the study command again,
@@ -11,10 +11,10 @@ models) go into a second array that starts after the first succeeded
 
 Preemption and time limits: every task asks for SLURM's warning signal
 (``--signal=B:TERM@<WARN_S>``: SIGTERM that long before the time limit) and may be
-requeued (``--requeue``). The script ``exec`` s the runner, so the runner is the batch
+requeued (``--requeue``). The script ``exec`` s the worker, so the worker is the batch
 step's only process and gets each SIGTERM once: from that warning, from a preemption,
 from ``scancel --batch --signal=TERM``. Training then saves at its next chunk, the
-runner asks SLURM to requeue the task (``scontrol requeue``, with ``--requeue``) and
+worker asks SLURM to requeue the task (``scontrol requeue``, with ``--requeue``) and
 exits with the preemption code (75); the requeued task resumes from the checkpoint and
 ends with the record an uninterrupted run writes. Its log (``--open-mode=append``) holds
 every attempt.
@@ -42,6 +42,7 @@ import sys
 
 from kmnist_jax import io
 from kmnist_jax.errors import UserError
+from kmnist_jax.studies import plan as plan_lib
 
 JOBS = "jobs.json"
 # Seconds of warning before a time limit (sbatch --signal=B:TERM@WARN_S). SLURM sends it
@@ -83,8 +84,6 @@ def stages(plan, todo) -> list[list[int]]:
   return out
 
 
-
-
 def script(plan, *, python: str = sys.executable) -> str:
   wd = os.path.abspath(plan.workdir)
   plan_path = os.path.join(wd, "plan.json")
@@ -96,13 +95,13 @@ def script(plan, *, python: str = sys.executable) -> str:
       "#SBATCH --requeue",
       "#SBATCH --open-mode=append",
       f"#SBATCH --signal=B:TERM@{WARN_S}",
-      "# One run of the study per array task (kmnist_jax.studies.slurm). The runner",
+      "# One run of the study per array task (kmnist_jax.studies.slurm). The worker",
       "# replaces this shell (exec): SLURM's SIGTERM (time limit warning, preemption,",
       "# scancel --batch --signal=TERM) reaches it once; it saves at the next chunk,",
       "# requeues the task and exits 75; the requeued task resumes.",
       "set -euo pipefail",
       f"cd {shlex.quote(io.REPO)}",
-      f"exec {shlex.quote(python)} -m kmnist_jax.studies.runner "
+      f"exec {shlex.quote(python)} -m kmnist_jax.studies.worker "
       f"--plan={shlex.quote(plan_path)} --run_index=\"$SLURM_ARRAY_TASK_ID\" --requeue",
       ""])
 
@@ -291,9 +290,8 @@ def failures(plan, log=print) -> dict[str, str]:
   """{run name: why} of the submitted runs whose task ended without a record (each
   with its log); runs whose tasks SLURM still holds are logged as waiting. Empty when
   the study was never submitted."""
-  from kmnist_jax.studies import runner
   latest = latest_tasks(plan)
-  todo = [i for i in sorted(latest) if not runner.is_finished(plan.runs[i])]
+  todo = [i for i in sorted(latest) if not plan_lib.is_finished(plan.runs[i])]
   if not todo:
     return {}
   try:

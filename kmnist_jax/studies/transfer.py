@@ -8,7 +8,8 @@ numbers or 'all'), ``seeds``, the step budget, batch size, per-part learning rat
 CKA settings, and ``sources`` (optional DATASET=DIR training workdirs to use instead of
 training the sources).
 
-The plan (:func:`plan`), all of it runs of :mod:`kmnist_jax.studies.runner`:
+The plan (:func:`plan`), all of it runs of :mod:`kmnist_jax.studies.plan` (this module
+registers the kinds ``transfer`` and ``cka``; the rest are ``train`` / ``external``):
 
 1. ``source-<dataset>``: a ``train`` run per source dataset (or an ``external`` run
    for a given workdir: its key is its saved config and checkpoint step);
@@ -20,7 +21,10 @@ The plan (:func:`plan`), all of it runs of :mod:`kmnist_jax.studies.runner`:
    initialised one (built on the sources).
 
 Gains over scratch are paired by seed; significance rule: >= 2 seeds and
-``|mean gain| > std`` of the per-seed gains.
+``|mean gain| > std`` of the per-seed gains (:func:`kmnist_jax.metrics.paired`).
+
+JAX, Flax, the training loop and the plots are imported inside the functions that need
+them: importing this module (every study worker does, for its run kinds) loads none.
 """
 
 from __future__ import annotations
@@ -29,8 +33,11 @@ import os
 
 import numpy as np
 
+from kmnist_jax import config as config_lib
+from kmnist_jax import data as data_lib
+from kmnist_jax import metrics
 from kmnist_jax.errors import UserError
-from kmnist_jax.studies import runner
+from kmnist_jax.studies import plan as plan_lib
 
 BLOCK = "transfer"
 TABLE_COLUMNS = ("direction", "mode", "k", "seeds", "acc_mean", "acc_std", "gain_mean",
@@ -43,7 +50,6 @@ _OPT_FIELDS = ("momentum", "grad_clip")
 # ---- Plan -------------------------------------------------------------------------------
 
 def parse_direction(text: str) -> tuple[str, str]:
-  from kmnist_jax import data as data_lib
   parts = [p.strip() for p in str(text).split("->")]
   if len(parts) != 2 or not all(parts):
     raise UserError(f"config.transfer.directions: {text!r} is not SOURCE->TARGET, "
@@ -58,7 +64,6 @@ def parse_direction(text: str) -> tuple[str, str]:
 
 
 def parse_sources(text: str) -> dict[str, str]:
-  from kmnist_jax import data as data_lib
   out = {}
   for item in filter(None, (s.strip() for s in str(text or "").split(","))):
     name, sep, path = item.partition("=")
@@ -82,13 +87,12 @@ def with_sources(cfg, text: str):
 
 
 def source_config(cfg, dataset: str):
-  c = runner.training_config(cfg)
+  c = plan_lib.training_config(cfg)
   c.dataset = dataset
   return c
 
 
 def _check_block(cfg, model) -> tuple:
-  from kmnist_jax import data as data_lib
   from kmnist_jax.transfer import finetune as tl
   t = cfg[BLOCK]
   directions = [parse_direction(d) for d in t.directions]
@@ -122,7 +126,6 @@ def _check_block(cfg, model) -> tuple:
 
 def _check_shots(cfg, targets, shots) -> None:
   """k against the smallest class of each target (loads the labels only once)."""
-  from kmnist_jax import data as data_lib
   from kmnist_jax.transfer import finetune as tl
   numeric = [int(k) for k in shots if k != tl.ALL]
   if not numeric:
@@ -138,9 +141,8 @@ def _check_shots(cfg, targets, shots) -> None:
                       f" or '{tl.ALL}'")
 
 
-def _external(ds: str, path: str, want: dict) -> runner.Run:
+def _external(ds: str, path: str, want: dict) -> plan_lib.Run:
   from kmnist_jax import checkpoint as ckpt_lib
-  from kmnist_jax import config as config_lib
   from kmnist_jax import train
   from kmnist_jax.transfer import finetune as tl
   src = tl.load_source(path)             # refuses a missing checkpoint / no backbone
@@ -154,18 +156,17 @@ def _external(ds: str, path: str, want: dict) -> runner.Run:
                     "scratch baseline would differ; set --config.model / "
                     "--config.model_kwargs to match")
   step = ckpt_lib.Checkpoints(path, read_only=True).latest_step()
-  return runner.Run(name=f"source-{ds}", kind="external",
+  return plan_lib.Run(name=f"source-{ds}", kind="external",
                     config={"workdir": path, "step": step,
                             "config": config_lib.to_dict(src.config)},
                     info={"role": "source", "dataset": ds})
 
 
-def plan(cfg, workdir: str = "") -> runner.Plan:
+def plan(cfg, workdir: str = "") -> plan_lib.Plan:
   """Checks every name and number of the config (k against the targets' classes
   too) and returns the plan; nothing trains or is written."""
   from flax import nnx
 
-  from kmnist_jax import config as config_lib
   from kmnist_jax import train
   from kmnist_jax.transfer import finetune as tl
 
@@ -173,7 +174,7 @@ def plan(cfg, workdir: str = "") -> runner.Plan:
     raise UserError("the study config has no 'transfer' block; start from "
                     "experiments/configs/transfer_reduced.py")
   t = cfg[BLOCK]
-  base = runner.training_config(cfg)
+  base = plan_lib.training_config(cfg)
   config_lib.validate(base)
   model = nnx.eval_shape(lambda: train.init_model(base, 10))
   tl.check_has_features(model, f"config.model={cfg.model!r}")
@@ -187,7 +188,7 @@ def plan(cfg, workdir: str = "") -> runner.Plan:
     if ds in given:
       runs.append(_external(ds, given[ds], want))
     else:
-      runs.append(runner.Run(name=f"source-{ds}", kind="train", config=want,
+      runs.append(plan_lib.Run(name=f"source-{ds}", kind="train", config=want,
                              seed=int(base.seed), info={"role": "source", "dataset": ds}))
     names[ds] = runs[-1].name
   resolved = train.resolved_config(base)
@@ -207,7 +208,7 @@ def plan(cfg, workdir: str = "") -> runner.Plan:
                                         for m in modes]
         for src, mode in cells:
           name = (f"scratch-{tg}" if src is None else f"{src}_to_{tg}-{mode}")
-          runs.append(runner.Run(
+          runs.append(plan_lib.Run(
               name=f"{name}-k{k}-s{seed}", kind="transfer", seed=int(seed),
               config={**settings, "mode": mode, "source": src,
                       **({"arch": arch} if src is None else {})},
@@ -215,7 +216,7 @@ def plan(cfg, workdir: str = "") -> runner.Plan:
               info={"role": "run", "target": tg, "source": src, "mode": mode,
                     "shots": k}))
   if t.cka_models:
-    runs.append(runner.Run(
+    runs.append(plan_lib.Run(
         name="cka", kind="cka", deps=tuple(names[m] for m in t.cka_models),
         config={"dataset": t.cka_dataset, "examples": int(t.cka_examples),
                 "debiased": bool(t.cka_debiased), "models": list(t.cka_models),
@@ -227,7 +228,7 @@ def plan(cfg, workdir: str = "") -> runner.Plan:
              "model": base.model, "model_kwargs": resolved["model_kwargs"],
              "steps": int(t.steps), "steps_all": int(t.steps_all or t.steps),
              "batch_size": int(t.batch_size)}
-  return runner.Plan("transfer_study", workdir or "workdirs/transfer_study", runs,
+  return plan_lib.Plan("transfer_study", workdir or "workdirs/transfer_study", runs,
                      options)
 
 
@@ -242,8 +243,7 @@ def _cached(key, make):
   return _CACHE[key]
 
 
-def _data(c: dict, plan: runner.Plan, dataset: str, test_limit: int):
-  from kmnist_jax import data as data_lib
+def _data(c: dict, plan: plan_lib.Plan, dataset: str, test_limit: int):
   data_dir = plan.options.get("data_dir") or c["data_dir"] or None
   limit = {"test": test_limit} if test_limit else None
   return _cached(("data", dataset, data_dir, c["data_source"], test_limit),
@@ -252,7 +252,7 @@ def _data(c: dict, plan: runner.Plan, dataset: str, test_limit: int):
                                        tfds_dir=c["tfds_dir"] or None, limit=limit))
 
 
-def _source(plan: runner.Plan, name: str):
+def _source(plan: plan_lib.Plan, name: str):
   from kmnist_jax.transfer import finetune as tl
   dep = plan.by_name(name)
   wd = dep.config["workdir"] if dep.kind == "external" else dep.workdir
@@ -260,7 +260,6 @@ def _source(plan: runner.Plan, name: str):
 
 
 def _opt_cfg(c: dict, arch: dict | None = None):
-  from kmnist_jax import config as config_lib
   cfg = config_lib.base()
   for k, v in {**c["opt"], **(arch or {})}.items():
     cfg[k] = tuple(v) if isinstance(v, list) else v
@@ -270,9 +269,9 @@ def _opt_cfg(c: dict, arch: dict | None = None):
   return cfg
 
 
-def transfer_run(run: runner.Run, plan: runner.Plan, log) -> dict:
+@plan_lib.run_kind("transfer")
+def transfer_run(run: plan_lib.Run, plan: plan_lib.Plan, log) -> dict:
   """kind 'transfer': one (source or scratch, mode, k, seed) cell on its target."""
-  from kmnist_jax import config as config_lib
   from kmnist_jax.transfer import finetune as tl
   c = run.config
   ds = _data(c, plan, c["target"], c["test_limit"])
@@ -287,7 +286,7 @@ def transfer_run(run: runner.Run, plan: runner.Plan, log) -> dict:
     model = tl.transfer_model(src.model, src.config, C, c["seed"])
     arch_cfg = _opt_cfg(c, {f: config_lib.to_dict(src.config)[f]
                             for f in ("dtype", "eval_batch_size")})
-  tkey = ("trainer", c["target"], c["test_limit"], runner.digest(
+  tkey = ("trainer", c["target"], c["test_limit"], plan_lib.digest(
       {k: c[k] for k in ("batch_size", "head_lr", "backbone_lr", "last_n", "opt")}),
       arch_cfg.dtype, arch_cfg.eval_batch_size)
   trainer = _cached(tkey, lambda: tl.Trainer(
@@ -300,9 +299,9 @@ def transfer_run(run: runner.Run, plan: runner.Plan, log) -> dict:
   return res
 
 
-def cka_run(run: runner.Run, plan: runner.Plan, log) -> dict:
+@plan_lib.run_kind("cka")
+def cka_run(run: plan_lib.Run, plan: plan_lib.Plan, log) -> dict:
   """kind 'cka': linear CKA between the layers of the sources and a random init."""
-  from kmnist_jax import config as config_lib
   from kmnist_jax import train
   from kmnist_jax.transfer import cka as similarity
   from kmnist_jax.transfer import finetune as tl
@@ -326,10 +325,9 @@ def cka_run(run: runner.Run, plan: runner.Plan, log) -> dict:
 
 # ---- Summaries ----------------------------------------------------------------------------
 
-def summarize(records, plan: runner.Plan) -> dict:
+def summarize(records, plan: plan_lib.Plan) -> dict:
   """Rows (direction x mode x k): accuracy mean +- std over seeds, gain over scratch
   paired by seed (with the significance flag), per-class gains; sources; CKA."""
-  from kmnist_jax import data as data_lib
   opt = plan.options
   res, sources, cka = {}, {}, None
   for run, rec in zip(plan.runs, records):
@@ -351,7 +349,7 @@ def summarize(records, plan: runner.Plan) -> dict:
         got = {s: res.get((tg, None if mode == "scratch" else src, mode, k, s))
                for s in opt["seeds"]}
         got = {s: r for s, r in got.items() if r is not None}
-        acc = runner.mean_std([got[s]["test_accuracy"] for s in sorted(got)])
+        acc = metrics.seed_mean_std([got[s]["test_accuracy"] for s in sorted(got)])
         row = {"direction": f"{src}->{tg}", "source": src, "target": tg, "mode": mode,
                "k": k, "seeds": len(got), "seed_list": sorted(got),
                "acc_mean": acc["mean"], "acc_std": acc["std"],
@@ -359,7 +357,7 @@ def summarize(records, plan: runner.Plan) -> dict:
         if mode != "scratch":
           base = {s: res.get((tg, None, "scratch", k, s)) for s in got}
           paired_seeds = [s for s in sorted(got) if base[s] is not None]
-          g = runner.paired([got[s]["test_accuracy"] for s in paired_seeds],
+          g = metrics.paired([got[s]["test_accuracy"] for s in paired_seeds],
                             [base[s]["test_accuracy"] for s in paired_seeds])
           row.update(gain_mean=g["mean"], gain_std=g["std"],
                      gain_significant=g["significant"] if paired_seeds else None,
@@ -390,7 +388,7 @@ def _cell(row) -> str:
   if row["acc_std"] is not None:
     s += f" ± {100 * row['acc_std']:.1f}"
   if row.get("gain_mean") is not None:
-    mark = runner.significance_mark(row.get("gain_significant"), row.get("gain_t_test"))
+    mark = metrics.significance_mark(row.get("gain_significant"), row.get("gain_t_test"))
     s += f" ({100 * row['gain_mean']:+.1f}{mark})"
   return s
 
@@ -472,7 +470,6 @@ def render(summary: dict, report) -> None:
 
 
 def draw(summary: dict, report) -> None:
-  from kmnist_jax import data as data_lib
   from kmnist_jax import plots
   opt = summary["options"]
   panels = []
