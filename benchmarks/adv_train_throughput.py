@@ -49,7 +49,7 @@ import time
 import traceback
 
 import throughput as tp  # benchmarks/throughput.py: this script's folder is on sys.path
-from absl import app, flags
+from absl import flags
 
 from kmnist_jax import cli
 from kmnist_jax.errors import UserError
@@ -373,15 +373,10 @@ def define_flags() -> None:
 
 
 def main(argv) -> int:
+  del argv   # cli.run refuses stray arguments
   if FLAGS.worker is not None:
     return worker_main(FLAGS.worker)
-  if len(argv) > 1:
-    cli.fail(f"unexpected arguments {' '.join(argv[1:])!r}; flags are --name=value "
-             "(--help lists them)")
-  try:
-    return run(FLAGS)
-  except UserError as e:
-    cli.fail(str(e))
+  return run(FLAGS)
 
 
 def run(a) -> int:
@@ -451,4 +446,4 @@ def run(a) -> int:
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main, flags_parser=cli.parse_flags)  # a bad flag: one `error:` line, exit 2
+  cli.run(main)
