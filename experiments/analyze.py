@@ -15,8 +15,9 @@ Equivalent: experiments/evaluate.py --config=experiments/configs/evals/classific
 """
 
 import _bootstrap  # noqa: F401  (XLA:CPU defaults before JAX starts)
-from absl import app, flags, logging
+from absl import flags, logging
 
+from kmnist_jax import cli
 from kmnist_jax.studies import evaluate
 
 F = flags
@@ -38,19 +39,16 @@ F.DEFINE_integer("batch_size", 1000, "Evaluation batch size.")
 
 
 def main(argv):
-  if len(argv) > 1:
-    evaluate.fail(f"unexpected arguments: {' '.join(argv[1:])}")
+  del argv
   logging.set_verbosity(logging.ERROR)  # Orbax warns about every read-only open
   v = F.FLAGS
-  with evaluate.user_errors("--out (and --compare_out)"):
-    evaluate.analyze(
-        v.workdirs, step=v.step, dataset=v.dataset, split=v.split, out=v.out,
-        compare_out=v.compare_out, data_dir=v.data_dir or None,
-        data_source=v.data_source, limit=v.limit, top_k=v.top_k, interval=v.interval,
-        cjk_font=None if v.cjk_font.lower() == "none" else v.cjk_font,
-        batch_size=v.batch_size)
+  evaluate.analyze(
+      v.workdirs, step=v.step, dataset=v.dataset, split=v.split, out=v.out,
+      compare_out=v.compare_out, data_dir=v.data_dir or None,
+      data_source=v.data_source, limit=v.limit, top_k=v.top_k, interval=v.interval,
+      cjk_font=evaluate.font(v.cjk_font), batch_size=v.batch_size)
 
 
 if __name__ == "__main__":
   F.mark_flags_as_required(["workdirs"])
-  app.run(main, flags_parser=evaluate.parse_flags)
+  cli.run(main, write_flag="--out (and --compare_out)")

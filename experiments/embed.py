@@ -16,8 +16,9 @@ Equivalent: experiments/evaluate.py --config=experiments/configs/evals/embed.py
 """
 
 import _bootstrap  # noqa: F401  (XLA:CPU defaults before JAX starts)
-from absl import app, flags, logging
+from absl import flags, logging
 
+from kmnist_jax import cli
 from kmnist_jax.studies import evaluate
 
 F = flags
@@ -38,17 +39,14 @@ F.DEFINE_integer("tsne_iter", 1000, "t-SNE optimisation steps (>= 250).")
 
 
 def main(argv):
-  if len(argv) > 1:
-    evaluate.fail(f"unexpected arguments: {' '.join(argv[1:])}")
+  del argv
   logging.set_verbosity(logging.ERROR)
   v = F.FLAGS
-  with evaluate.user_errors():
-    evaluate.embed(workdirs=v.workdirs, datasets=v.datasets, methods=v.methods,
-                   num_points=v.num_points, seed=v.seed, split=v.split, step=v.step,
-                   out=v.out, data_dir=v.data_dir or None, knn_k=v.knn_k,
-                   cjk_font=None if v.cjk_font.lower() == "none" else v.cjk_font,
-                   tsne_iter=v.tsne_iter)
+  evaluate.embed(workdirs=v.workdirs, datasets=v.datasets, methods=v.methods,
+                 num_points=v.num_points, seed=v.seed, split=v.split, step=v.step,
+                 out=v.out, data_dir=v.data_dir or None, knn_k=v.knn_k,
+                 cjk_font=evaluate.font(v.cjk_font), tsne_iter=v.tsne_iter)
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=evaluate.parse_flags)
+  cli.run(main)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tiny_runs
 
-from kmnist_jax import evaluators, inference, io
+from kmnist_jax import evaluators, inference, io, reports
 from kmnist_jax.errors import UserError
 from kmnist_jax.evaluators import cka, classification, embedding
 from kmnist_jax.report import Report
@@ -43,9 +43,13 @@ def test_registry_is_a_plain_dict_of_complete_modules():
   assert sorted(evaluators.REGISTRY) == ["attack", "cka", "classification", "corruption",
                                          "embedding", "smoothing"]
   for name, module in evaluators.REGISTRY.items():
-    for fn in ("check_config", "run", "summarize", "render"):
+    for fn in ("check_config", "run", "summarize"):
       assert callable(getattr(module, fn)), (name, fn)
     assert isinstance(module.DEFAULTS, dict)
+    # Evaluators compute; the report module of the same name renders.
+    assert not hasattr(module, "render") and not hasattr(module, "render_many"), name
+    assert callable(reports.RENDERERS[name].render), name
+  assert sorted(reports.RENDERERS) == sorted(evaluators.REGISTRY)
   assert callable(cka.run_many)
 
 
@@ -116,7 +120,7 @@ def test_classification_summarize_two_seeds_and_render(cls_record, tmp_path):
   with pytest.raises(UserError, match="differ in split"):
     classification.summarize([r1, dict(r2, split="validation")])
   rep = Report(str(tmp_path), title="t")
-  classification.render_many([("a (2 seeds)", s), ("b", one)], rep, cjk_font=None)
+  reports.classification.render_many([("a (2 seeds)", s), ("b", one)], rep, cjk_font=None)
   rep.write()
   md = (tmp_path / "report.md").read_text()
   assert "| 0 | お (o) |" in md and " ± " in md and "## a (2 seeds): Per class" in md
@@ -142,7 +146,7 @@ def test_embedding_record_summary_render(ckpt, data_dir, tmp_path):
       np.mean([r["rows"][0]["knn_accuracy"], r2["rows"][0]["knn_accuracy"]]))
   assert s["rows"][0]["knn_accuracy_std"] > 0
   rep = Report(str(tmp_path))
-  embedding.render(s, rep, name="cnn", cjk_font=None)
+  reports.embedding.render(s, rep, name="cnn", cjk_font=None)
   rep.write()
   assert sorted(f for f in os.listdir(tmp_path) if f.endswith(".png")) == [
       "cnn_embeddings.png", "cnn_separability.png"]
@@ -164,6 +168,6 @@ def test_cka_run_many(ckpt, data_dir, tmp_path):
   s = cka.summarize([one, one])
   assert s["runs"] == 2 and np.allclose(s["pairs"][0]["std"], 0)
   rep = Report(str(tmp_path))
-  cka.render(s, rep, name="x", cjk_font=None)
+  reports.cka.render(s, rep, name="x", cjk_font=None)
   rep.write()
   assert (tmp_path / "x_cka.png").exists() and (tmp_path / "x_cka.csv").exists()

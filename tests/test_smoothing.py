@@ -16,7 +16,7 @@ import pytest
 import tiny_runs
 from scipy import stats
 
-from kmnist_jax import evaluators, inference, io
+from kmnist_jax import evaluators, inference, io, reports
 from kmnist_jax.errors import UserError
 from kmnist_jax.evaluators import smoothing as smoothing_eval
 from kmnist_jax.report import Report
@@ -271,7 +271,7 @@ def test_summary_and_report(records, tmp_path):
       i = np.searchsorted(cr, r)   # the first curve point >= r holds the value on r
       assert (ca[i] if i < len(cr) else 0.0) == pytest.approx(want), (r, want)
   rep = Report(str(tmp_path / "rep"), title="smoothing")
-  out = smoothing_eval.render(s, rep, name="tiny")
+  out = reports.smoothing.render(s, rep, name="tiny")
   rep.write()
   assert len(out["rows"]) == 2 and "r=0.5" in out["head"] and "ACR" in out["head"]
   for f in ("smoothing.md", "smoothing_per_class.csv", "certified_accuracy_vs_radius.png",

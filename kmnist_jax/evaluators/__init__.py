@@ -15,11 +15,10 @@ plain-dict :data:`REGISTRY`. Every evaluator module has:
 * ``run(restored, *, data_dir=None, **settings) -> record``: one restored checkpoint
   (:class:`Checkpoint` or ``train.Restored``) -> a JSON-able dict;
 * ``summarize(records) -> summary``: several records of one setting (seeds) -> mean /
-  std (sample, ddof=1) of each number, the per-seed values kept;
-* ``render(summary, report, *, name=None, cjk_font="auto")`` and
-  ``render_many([(name, summary), ...], report, *, cjk_font="auto")``: tables and
-  figures into a :class:`kmnist_jax.report.Report` (several settings side by side,
-  e.g. MNIST beside KMNIST).
+  std (sample, ddof=1) of each number, the per-seed values kept.
+
+Evaluators compute; the module of the same name in :mod:`kmnist_jax.reports` renders a
+summary (tables and figures; several settings side by side, e.g. MNIST beside KMNIST).
 
 :mod:`kmnist_jax.evaluators.cka` compares several checkpoints with each other rather
 than measuring one: its ``run_many(checkpoints, ...)`` takes them all (see there).

@@ -23,7 +23,6 @@ Cost on the 2-core CPU, 5000 points: t-SNE ~30-60 s per map, UMAP ~15 s per map 
 
 from __future__ import annotations
 
-import os
 import sys
 import warnings
 import zlib
@@ -221,90 +220,3 @@ def summarize(records: Sequence[dict]) -> dict:
       "workdirs": [r.get("workdir") for r in records],
       "steps": [r.get("step") for r in records], "rows": rows,
       "labels": r0["labels"], "indices": r0["indices"], "coords": r0["coords"]})
-
-
-# ---- Rendering -------------------------------------------------------------------------
-
-def _rep_title(rep: str, s: dict) -> str:
-  if rep == "pixels":
-    return "raw pixels"
-  if s["runs"] == 1 and s["workdirs"][0]:
-    folder = os.path.basename(os.path.normpath(s["workdirs"][0]))
-    return f"{s['model']} features ({folder}, step {s['steps'][0]})"
-  return f"{s['model']} features ({s['runs']} runs)"
-
-
-def render_many(named: Sequence[tuple[str, dict]], report, *, cjk_font="auto",
-                prefix: str = "") -> dict:
-  """One column per (name, summary), one row per (method, representation): the 2-D
-  maps coloured by class (`prefix`embeddings.png), the separability bars
-  (`prefix`separability.png) and table (`prefix`separability.md/.csv/.json)."""
-  from kmnist_jax import plots
-  named = list(named)
-  methods = list(dict.fromkeys(m for _, s in named for m in s["methods"]))
-  reps = list(dict.fromkeys(r["representation"] for _, s in named for r in s["rows"]))
-  labs = {}
-  for _, s in named:
-    info = data_lib.get_info(s["dataset"])
-    labs[s["dataset"]] = plots.class_labels(info.class_names, info.class_glyphs,
-                                            font=cjk_font)
-  panels = []
-  for m in methods:
-    for rep in reps:
-      for nm, s in named:
-        xy = s["coords"].get(f"{m}_{rep}")
-        if xy is None:
-          panels.append(None)
-          continue
-        sc = next(r for r in s["rows"] if r["method"] == m and r["representation"] == rep)
-        panels.append({"title": f"{s['dataset']}: {_rep_title(rep, s)}, "
-                                f"{METHOD_TITLES[m]}\nkNN acc {sc['knn_accuracy']:.3f}, "
-                                f"silhouette {sc['silhouette']:.3f}",
-                       "xy": np.asarray(xy, np.float32),
-                       "labels": np.asarray(s["labels"], np.int64),
-                       "class_labels": labs[s["dataset"]]})
-  rows = []
-  for nm, s in named:
-    for r in s["rows"]:
-      rows.append({**r, "name": f"{nm} · {r['representation']} · {r['space']}"})
-  n = max(s["num_points"] for _, s in named)
-  split = named[0][1]["split"]
-  k = named[0][1]["knn_k"]
-  report.text(f"{n} {split} images per column (random subsample, seed "
-              f"{named[0][1]['seed']}); each panel embeds one representation in 2-D, "
-              "colours are classes.\n")
-  figs = []
-  if panels and any(p is not None for p in panels):
-    figs.append(plots.embedding_grid(
-        panels, report.figure(f"{prefix}embeddings", "embeddings"), cols=len(named),
-        title=f"{' vs '.join(nm for nm, _ in named)}: {split} images ({n} per column), "
-              "coloured by class"))
-  report.section("Separability", f"kNN accuracy: {k}-nearest-neighbour classifier, "
-                 "stratified 5-fold cross-validation. Silhouette: mean silhouette "
-                 "coefficient of the classes (Euclidean; 1 = tight, well separated "
-                 "clusters, 0 = overlapping). Several runs: mean ± std.\n")
-  several = any(s["runs"] > 1 for _, s in named)
-  fmt = (lambda key: lambda v: "-" if v is None else f"{v:.3f}")  # noqa: E731
-  table = [{"setting": nm, "dataset": r["dataset"], "representation": r["representation"],
-            "space": r["space"], "knn_accuracy": r["knn_accuracy"],
-            "silhouette": r["silhouette"],
-            **({"knn_accuracy_std": r["knn_accuracy_std"],
-                "silhouette_std": r["silhouette_std"]} if several else {})}
-           for nm, s in named for r in s["rows"]]
-  cols = {"setting": "setting", "dataset": "dataset", "representation": "representation",
-          "space": "space", "knn_accuracy": "kNN accuracy", "silhouette": "silhouette"}
-  if several:
-    cols.update(knn_accuracy_std="kNN std", silhouette_std="silhouette std")
-  report.table(f"{prefix}separability", table, columns=cols,
-               formats={c: fmt(c) for c in cols if "knn" in c or "silhouette" in c})
-  figs.append(plots.separability_bars(
-      rows, report.figure(f"{prefix}separability", "separability"),
-      title=f"class separability (kNN k={k}, 5-fold; silhouette, Euclidean)"))
-  return {"figures": figs, "rows": rows}
-
-
-def render(summary: dict, report, *, name: str | None = None, cjk_font="auto") -> dict:
-  """:func:`render_many` of one summary."""
-  nm = name or summary.get("model") or summary["dataset"]
-  prefix = "".join(ch if ch.isalnum() else "_" for ch in name) + "_" if name else ""
-  return render_many([(nm, summary)], report, cjk_font=cjk_font, prefix=prefix)

@@ -156,14 +156,14 @@ def run(workdirs: Sequence[str], *, baseline=(), out: str = "", step="best",
 
 
 def _write(out, result, named_c, named_a, grid_examples, cjk_font):
-  from kmnist_jax import io
+  from kmnist_jax import io, reports
   from kmnist_jax.report import Report
   cache = os.path.join(out, "corrupted")
   with io.atomic_dir(out) as tmp:
     report = Report(tmp, title="Robustness report")
-    corruption_eval.render_many(named_c, report, cjk_font=cjk_font, table="table",
-                                grid_examples=grid_examples)
-    attack_eval.render_many(named_a, report, cjk_font=cjk_font)
+    reports.corruption.render_many(named_c, report, cjk_font=cjk_font, table="table",
+                                   grid_examples=grid_examples)
+    reports.attack.render_many(named_a, report, cjk_font=cjk_font)
     report.metrics.update(result)
     report.write()
     if os.path.isdir(cache):  # the corrupted-set cache is carried into the new folder

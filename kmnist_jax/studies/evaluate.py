@@ -12,7 +12,7 @@ differ only in their seed (and where their data is read from), summarises each g
 per evaluator (mean ± std over seeds) and writes one report folder, replaced whole:
 report.md, metrics.json (every record and summary, with io.run_meta()), each table as
 .md / .csv / .json, the figures. Several groups (e.g. MNIST and KMNIST models) are
-rendered side by side by each evaluator's ``render_many``. Evaluators that compare
+rendered side by side by each evaluator's report (:mod:`kmnist_jax.reports`). Evaluators that compare
 checkpoints with each other (``cka``) get all of them at once (``run_many``).
 
 :func:`analyze` and :func:`embed` keep the older scripts' outputs
@@ -21,20 +21,18 @@ checkpoints with each other (``cka``) get all of them at once (``run_many``).
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import json
 import os
 from collections.abc import Callable, Sequence
 
-from kmnist_jax import cli, evaluators, io
-from kmnist_jax import config as config_lib
-from kmnist_jax.errors import EXIT_USER_ERROR, UserError  # noqa: F401
-from kmnist_jax.report import Report, pct
+import numpy as np
 
-# Config fields that do not make two runs different settings: the seed (runs that
-# differ only in it are summarised as mean ± std) and where the data is read from.
-NOT_GROUPING = frozenset({"seed", "data_dir", "data_source", "tfds_dir"})
+from kmnist_jax import config as config_lib
+from kmnist_jax import data as data_lib
+from kmnist_jax import evaluators, io, reports
+from kmnist_jax.errors import UserError
+from kmnist_jax.evaluators import classification, embedding
+from kmnist_jax.report import Report, pct
 
 
 def evaluate(workdir: str, evals, *, step="best", data_dir=None,
@@ -81,9 +79,12 @@ def evaluate_many(workdirs: Sequence[str], evals, *, step="best", data_dir=None,
 # ---- Grouping --------------------------------------------------------------------------
 
 def setting_key(config: dict, extra=()) -> str:
-  """What two runs must share to be seeds of one setting."""
+  """What two runs must share to be seeds of one setting: every field but the seed
+  (runs that differ only in it are summarised as mean ± std) and the fields a workdir
+  may be resumed with changed (config.RUNTIME_FIELDS: where the data is read from, how
+  progress is shown, how the run executes)."""
   c = {k: v for k, v in config.items()
-       if k not in NOT_GROUPING and k not in config_lib.RUNTIME_FIELDS}
+       if k != "seed" and k not in config_lib.RUNTIME_FIELDS}
   return json.dumps([c, list(extra)], sort_keys=True, default=str)
 
 
@@ -147,11 +148,12 @@ def render(report: Report, runs: Sequence[dict], summaries: dict, evals, *,
     report.section(name if not shared else f"{name} ({evaluators.type_name(module)})")
     if shared:  # two entries of one type: their files need distinct names
       named = [(f"{name} {g}", s) for g, s in named]
-    if len(named) > 1 and hasattr(module, "render_many"):
-      module.render_many(named, report, cjk_font=cjk_font)
+    renderer = reports.RENDERERS[evaluators.type_name(module)]
+    if len(named) > 1 and hasattr(renderer, "render_many"):
+      renderer.render_many(named, report, cjk_font=cjk_font)
     else:
       for g, s in named:
-        module.render(s, report, name=g, cjk_font=cjk_font)
+        renderer.render(s, report, name=g, cjk_font=cjk_font)
   report.metrics["runs"] = list(runs)
   report.metrics["summaries"] = {n: dict(v) for n, v in summaries.items()}
 
@@ -179,7 +181,6 @@ def run(workdirs: Sequence[str], evals, *, out: str = "", step="best", data_dir=
 def with_overrides(evals, *, dataset: str = "", split: str = "") -> dict:
   """`evals` as a plain dict with `dataset` / `split` set in every entry whose
   evaluator has that setting (experiments/evaluate.py's --dataset / --split)."""
-  from kmnist_jax import data as data_lib
   if dataset and dataset not in data_lib.DATASETS:
     raise UserError(f"unknown dataset {dataset!r} (--dataset); valid choices: "
                     + ", ".join(sorted(data_lib.DATASETS)))
@@ -205,10 +206,11 @@ def run_config(workdirs: Sequence[str], config, *, step="best", out: str = "",
   evals = with_overrides(config.evals, dataset=dataset, split=split)
   return run(workdirs, evals, out=out, step=step, data_dir=data_dir, preset=preset,
              title=config.get("title") or f"Evaluation: {preset or 'evaluators'}",
-             cjk_font=_font(config.get("cjk_font", "auto")), log=log)
+             cjk_font=font(config.get("cjk_font", "auto")), log=log)
 
 
-def _font(value):
+def font(value):
+  """A cjk_font setting: None for 'none' (no hiragana labels), else the value."""
   return None if value is None or str(value).lower() == "none" else value
 
 
@@ -249,7 +251,6 @@ def analyze_one(workdir: str, *, step="best", out: str = "", data_dir=None,
                 cjk_font="auto", log=print, **settings) -> dict:
   """The classification analysis of one checkpoint into `out` (default
   ``<workdir>/analysis``): report.md, metrics.json (the record), tables, figures."""
-  from kmnist_jax.evaluators import classification
   classification.check_config(**settings)
   ckpt = evaluators.restore(workdir, step)
   rec = classification.run(ckpt, data_dir=data_dir, **settings)
@@ -257,7 +258,8 @@ def analyze_one(workdir: str, *, step="best", out: str = "", data_dir=None,
   with io.atomic_dir(out) as tmp:
     rep = Report(tmp, title=f"Confusion analysis: {rec['model']} on {rec['dataset']} "
                             f"({rec['split']})")
-    shown = classification.render(classification.summarize([rec]), rep, cjk_font=cjk_font)
+    shown = reports.classification.render(classification.summarize([rec]), rep,
+                                          cjk_font=cjk_font)
     rep.metrics.update({k: v for k, v in rec.items() if k != "examples"})
     rep.metrics["labels_drawn_with_font"] = shown.get("font")
     rep.write()
@@ -269,7 +271,6 @@ def analyze(workdirs: Sequence[str], *, out: str = "", compare_out: str = "",
             step="best", data_dir=None, log=print, cjk_font="auto", **settings) -> dict:
   """experiments/analyze.py: each workdir's analysis; with several, a comparison
   (``comparison/`` in their common parent, or `compare_out`)."""
-  from kmnist_jax.evaluators import classification
   workdirs = [w for w in workdirs if w]
   if not workdirs:
     raise UserError("--workdirs is empty; give one or more training workdirs")
@@ -291,14 +292,13 @@ def compare(records: Sequence[dict], out: str, *, cjk_font="auto", log=print) ->
   """Side-by-side per-class table of classification records; records differing only
   in their seed form one group (mean ± std). Writes comparison.{md,csv,json},
   comparison_per_class.png, report.md and metrics.json to `out`."""
-  from kmnist_jax.evaluators import classification
   groups = group(records, lambda r: setting_key(
       r["config"], (r["dataset"], r["split"], r.get("limit"))),
       lambda r: f"{r['model']} on {r['dataset']}")
   named = [(g, classification.summarize(members)) for g, members in groups]
   with io.atomic_dir(out) as tmp:
     rep = Report(tmp, title=f"Comparison of {len(records)} runs")
-    classification.render_many(named, rep, cjk_font=cjk_font, details=False)
+    reports.classification.render_many(named, rep, cjk_font=cjk_font, details=False)
     rep.section("Runs")
     rep.text("\n".join(f"- {g}: `{r['workdir']}` step {r['step']}, seed {r['seed']}, "
                        f"accuracy {pct(r['accuracy'])}"
@@ -317,60 +317,6 @@ def default_compare_out(workdirs: Sequence[str]) -> str:
   return os.path.join(os.path.commonpath(parents), "comparison")
 
 
-# ---- Command line (experiments/evaluate.py, analyze.py, embed.py) ----------------------
-
-WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES,
-                          errno.EPERM, errno.ENOENT})
-
-
-fail, parse_flags = cli.fail, cli.parse_flags  # the one CLI convention
-
-
-@contextlib.contextmanager
-def user_errors(out_flag: str = "--out"):
-  """UserError, and a failed write of the output folder, as one `error:` line."""
-  try:
-    yield
-  except UserError as e:
-    fail(str(e))
-  except OSError as e:
-    if e.errno not in WRITE_ERRNOS or e.filename is None:
-      raise
-    fail(f"cannot write {e.filename}: {e.strerror}; give {out_flag} a folder you can "
-         "write to")
-
-
-def _config_flag(FLAGS):
-  """The loaded --config preset and its name (missing / broken: one line)."""
-  from ml_collections import config_flags
-  if not FLAGS["config"].present:
-    fail("--config is required: experiments/configs/evals/<preset>.py")
-  path = config_flags.get_config_filename(FLAGS["config"])
-  try:
-    cfg = FLAGS.config
-    cfg.to_dict()
-  except Exception as e:  # noqa: BLE001 - loading the user's config file
-    fail(f"--config={path} cannot be loaded: {cli.first_line(e)}")
-  return cfg, os.path.splitext(os.path.basename(path))[0]
-
-
-def main(argv):
-  """experiments/evaluate.py's main (its flags: --workdirs --config --step --out
-  --dataset --split --data_dir)."""
-  from absl import flags, logging
-  FLAGS = flags.FLAGS
-  if len(argv) > 1:
-    fail(f"unexpected arguments: {' '.join(argv[1:])}")
-  logging.set_verbosity(logging.ERROR)  # Orbax warns about every read-only open
-  if not FLAGS.workdirs:
-    fail("--workdirs is required: one or more training workdirs")
-  cfg, preset = _config_flag(FLAGS)
-  with user_errors():
-    run_config(FLAGS.workdirs, cfg, step=FLAGS.step, out=FLAGS.out,
-               dataset=FLAGS.dataset, split=FLAGS.split,
-               data_dir=FLAGS.data_dir or None, preset=preset)
-
-
 # ---- experiments/embed.py --------------------------------------------------------------
 
 def embed(*, workdirs=(), datasets=("mnist", "kmnist"), out: str = "workdirs/embeddings",
@@ -379,10 +325,6 @@ def embed(*, workdirs=(), datasets=("mnist", "kmnist"), out: str = "workdirs/emb
   features of the checkpoint trained on it, one per dataset), 2-D maps and scores into
   `out`: embeddings.png, separability.png / .md / .csv / .json, embeddings.npz
   (coordinates, labels, subsample indices), report.md, metrics.json."""
-  import numpy as np
-
-  from kmnist_jax import data as data_lib
-  from kmnist_jax.evaluators import embedding
   embedding.check_config(**settings)
   datasets = [d.strip() for d in datasets if d.strip()]
   for d in datasets:
@@ -411,7 +353,7 @@ def embed(*, workdirs=(), datasets=("mnist", "kmnist"), out: str = "workdirs/emb
     for d, ckpt in models.items():
       rep.text(f"- `{d}` features: penultimate layer of `{ckpt.config.model}` from "
                f"`{ckpt.workdir}` (step {ckpt.step}).")
-    shown = embedding.render_many(named, rep, cjk_font=cjk_font)
+    shown = reports.embedding.render_many(named, rep, cjk_font=cjk_font)
     np.savez_compressed(
         os.path.join(tmp, "embeddings.npz"),
         **{f"{k}_{d}": np.asarray(xy, np.float32) for d, s in named
