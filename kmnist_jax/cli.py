@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -306,6 +307,10 @@ def worker_script() -> None:
 
   def requeue():
     if F.requeue:
+      # The run is saved and this process is exiting: the SIGTERM that SLURM's requeue
+      # sends the task must not cut the line that says it was requeued.
+      for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, signal.SIG_IGN)
       slurm.requeue(log=lambda m: print(m, file=sys.stderr, flush=True))
 
   def main(argv):
