@@ -192,8 +192,9 @@ def test_baseline_for_another_dataset_refused(data_dir, tmp_path):
     ("--baseline=kmnsit=/x", "error: --baseline kmnsit=/x: unknown dataset 'kmnsit'; "
                              "valid choices: fashion_mnist, k49, kmnist, mnist (write "
                              "DATASET=DIR)"),
-    ("--adversarial=fgsm,cw", "error: unknown attack 'cw'; valid choices: both, fgsm, "
-                              "none, pgd"),
+    ("--adversarial=fgsm,cw", "error: unknown attack 'cw'; valid choices: apgd-ce, "
+                              "apgd-dlr, apgd-t, autoattack, both, fgsm, none, pgd, "
+                              "square"),
 ])
 def test_script_bad_flag_is_one_line(tmp_path, flag, line):
   p = subprocess.run([sys.executable, os.path.join(REPO, "experiments", "robustness.py"),
@@ -217,7 +218,8 @@ def test_script_end_to_end(data_dir, tmp_path):
   m = json.load(open(out / "metrics.json"))
   files = set(os.listdir(out))
   assert {"report.md", "metrics.json", "table.csv", "table.md", "table.json",
-          "attack.csv", "attack.md", "attack.json", "corrupted",
+          "attack.csv", "attack.md", "attack.json", "attack_per_class.csv",
+          "attack_per_class.md", "attack_per_class.json", "corrupted",
           "corruption_grid_kmnist.png", "error_vs_severity_kmnist.png",
           "per_class_corruption_tiny_cnn.png",
           "per_class_corruption_tiny_logreg__baseline_.png",
