@@ -18,12 +18,11 @@ import glob
 import json
 import os
 import statistics
-import sys
 
+import readme_block
 from absl import flags
 
 from kmnist_jax import cli
-from kmnist_jax.errors import UserError
 
 flags.DEFINE_bool("check", False, "Only check that README.md's table is up to date.")
 flags.DEFINE_string("readme", "", "README to update (default: the repo's README.md).")
@@ -121,23 +120,8 @@ def render() -> str:
 
 def main(argv):
   del argv
-  readme = FLAGS.readme or os.path.join(REPO, "README.md")
-  text = open(readme).read()
-  if BEGIN not in text or END not in text:
-    raise UserError(f"{readme} has no {BEGIN} ... {END} block")
-  a, b = text.index(BEGIN), text.index(END) + len(END)
-  new = text[:a] + render() + text[b:]
-  if FLAGS.check:
-    if new != text:
-      print(f"error: the performance table in {readme} is stale: run "
-            "python benchmarks/perf_table.py", file=sys.stderr)
-      sys.exit(1)
-    print("performance table up to date")
-    return
-  if new != text:
-    with open(readme, "w") as f:
-      f.write(new)
-  print(f"wrote the performance table in {readme}")
+  readme_block.update(FLAGS.readme or os.path.join(REPO, "README.md"), BEGIN, END,
+                      render(), what="performance table", script="perf_table.py", check=FLAGS.check)
 
 
 if __name__ == "__main__":
