@@ -43,7 +43,6 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 import traceback
@@ -276,25 +275,7 @@ def run_worker(spec, timeout: float) -> dict:
   # JAX sees one CPU device in mode single, else --devices (tp.worker_env).
   env = tp.worker_env(dict(spec, platform="cpu", mode="single"
                            if spec.get("jax_mode") == "single" else "sharded"))
-  cmd = [sys.executable, os.path.abspath(__file__), "--worker=" + json.dumps(spec)]
-  load0, t0 = tp.loadavg(), time.perf_counter()
-  try:
-    p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout,
-                       cwd=tp.ROOT)
-  except subprocess.TimeoutExpired:
-    out = {"error": f"timed out after {timeout:.0f} s (--worker_timeout)"}
-  else:
-    lines = [ln for ln in p.stdout.splitlines() if ln.startswith(TAG)]
-    if lines:
-      out = json.loads(lines[-1][len(TAG):])
-    else:
-      tail = (p.stderr or p.stdout).strip().splitlines()[-1:] or ["no output"]
-      out = {"error": f"worker exited {p.returncode}: {tail[0][:300]}"}
-    if "error" in out and p.stderr:
-      out["stderr_tail"] = p.stderr.strip().splitlines()[-15:]
-  out["wall_s"] = time.perf_counter() - t0
-  out["loadavg_before"], out["loadavg_after"] = load0, tp.loadavg()
-  return out
+  return tp.run_worker(spec, timeout, script=os.path.abspath(__file__), env=env, tag=TAG)
 
 
 # ---- Parent ---------------------------------------------------------------------------

@@ -485,9 +485,14 @@ def worker_env(spec) -> dict:
   return env
 
 
-def run_worker(spec, timeout: float, timeout_flag: str = "--worker_timeout") -> dict:
-  cmd = [sys.executable, os.path.abspath(__file__), "--worker=" + json.dumps(spec)]
-  env = worker_env(spec)
+def run_worker(spec, timeout: float, timeout_flag: str = "--worker_timeout", *,
+               script: str | None = None, env: dict | None = None,
+               tag: str = RESULT_TAG) -> dict:
+  """Runs `spec` in a fresh `script --worker=...` process (default this file, its
+  environment from :func:`worker_env`); the result is its last stdout line starting
+  with `tag`, or {'error': ...}."""
+  cmd = [sys.executable, script or os.path.abspath(__file__), "--worker=" + json.dumps(spec)]
+  env = worker_env(spec) if env is None else dict(env)
   load0 = loadavg()
   t0 = time.perf_counter()
   try:
@@ -499,9 +504,9 @@ def run_worker(spec, timeout: float, timeout_flag: str = "--worker_timeout") -> 
   except subprocess.TimeoutExpired:
     out = {"error": f"timed out after {timeout:.0f} s ({timeout_flag})"}
   else:
-    lines = [ln for ln in p.stdout.splitlines() if ln.startswith(RESULT_TAG)]
+    lines = [ln for ln in p.stdout.splitlines() if ln.startswith(tag)]
     if lines:
-      out = json.loads(lines[-1][len(RESULT_TAG):])
+      out = json.loads(lines[-1][len(tag):])
     else:
       tail = (p.stderr or p.stdout).strip().splitlines()[-1:] or ["no output"]
       out = {"error": f"worker exited {p.returncode}: {tail[0][:300]}"}
