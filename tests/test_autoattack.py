@@ -183,7 +183,7 @@ def test_evaluator_record_and_report(cnn, data_dir, tmp_path):
   assert len(a["per_class"]) == 3 and len(a["per_class"][0]) == 10
   assert rec["masking_large_eps"]["accuracy"] == 0.0 and rec["masking"] == []
   assert "APGD-T (3 targets x 30 steps)" in a["description"]
-  from kmnist_jax.report import Report
+  from kmnist_jax.reports import Report
   report = Report(str(tmp_path), title="t")
   out = reports.attack.render(attack_eval.summarize([rec, rec]), report, cjk_font=None)
   assert any("AUTOATTACK" in r for r in map(str, out["rows"]))

@@ -12,7 +12,7 @@ import tiny_runs
 from kmnist_jax import evaluators, inference, io, reports
 from kmnist_jax.errors import UserError
 from kmnist_jax.evaluators import cka, classification, embedding
-from kmnist_jax.report import Report
+from kmnist_jax.reports import Report
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,5 @@
-"""kmnist_jax.report: tables in three formats, figures, metrics.json with run metadata,
-and the folder replaced whole (via io.atomic_dir)."""
+"""kmnist_jax.reports.base (Report): tables in three formats, figures, metrics.json
+with run metadata, and the folder replaced whole (via io.atomic_dir)."""
 
 import csv
 import json
@@ -8,7 +8,8 @@ import os
 import numpy as np
 import pytest
 
-from kmnist_jax import io, report
+from kmnist_jax import io
+from kmnist_jax.reports import base as report
 
 
 def rows():

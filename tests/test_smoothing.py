@@ -19,7 +19,7 @@ from scipy import stats
 from kmnist_jax import evaluators, inference, io, reports
 from kmnist_jax.errors import UserError
 from kmnist_jax.evaluators import smoothing as smoothing_eval
-from kmnist_jax.report import Report
+from kmnist_jax.reports import Report
 from kmnist_jax.robustness import smoothing as sm
 
 # ---- The statistics ------------------------------------------------------------------

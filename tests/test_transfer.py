@@ -287,7 +287,7 @@ def test_summary_gain_is_paired_by_seed(data_dir):
 
 
 def test_study_report_from_a_summary(data_dir, tmp_path):
-  report = pytest.importorskip("kmnist_jax.report")
+  report = pytest.importorskip("kmnist_jax.reports")
   from kmnist_jax import io, plots
   study, plan = _study_plan(data_dir, directions=("mnist->kmnist", "kmnist->mnist"),
                             modes=("linear_probe", "finetune"), shots=("1", "all"),

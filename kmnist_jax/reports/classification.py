@@ -15,7 +15,7 @@ import numpy as np
 
 from kmnist_jax import data as data_lib
 from kmnist_jax.evaluators import classification
-from kmnist_jax.report import pct
+from kmnist_jax.reports.base import pct
 from kmnist_jax.reports.common import floats, pm, safe
 
 

@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from kmnist_jax.report import pct
+from kmnist_jax.reports.base import pct
 
 
 def floats(values) -> np.ndarray:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from kmnist_jax import data as data_lib
-from kmnist_jax.report import pct
+from kmnist_jax.reports.base import pct
 from kmnist_jax.reports.common import default_name
 
 

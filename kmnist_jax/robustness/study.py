@@ -157,7 +157,7 @@ def run(workdirs: Sequence[str], *, baseline=(), out: str = "", step="best",
 
 def _write(out, result, named_c, named_a, grid_examples, cjk_font):
   from kmnist_jax import io, reports
-  from kmnist_jax.report import Report
+  from kmnist_jax.reports import Report
   cache = os.path.join(out, "corrupted")
   with io.atomic_dir(out) as tmp:
     report = Report(tmp, title="Robustness report")

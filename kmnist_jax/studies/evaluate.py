@@ -32,7 +32,7 @@ from kmnist_jax import data as data_lib
 from kmnist_jax import evaluators, io, reports
 from kmnist_jax.errors import UserError
 from kmnist_jax.evaluators import classification, embedding
-from kmnist_jax.report import Report, pct
+from kmnist_jax.reports import Report, pct
 
 
 def evaluate(workdir: str, evals, *, step="best", data_dir=None,

@@ -15,8 +15,8 @@ from __future__ import annotations
 import os
 
 from kmnist_jax import io, lock
-from kmnist_jax import report as report_lib
 from kmnist_jax.errors import UserError
+from kmnist_jax.reports import base as report_lib
 from kmnist_jax.studies import execute as execute_lib
 from kmnist_jax.studies import plan as plan_lib
 from kmnist_jax.studies import slurm as slurm_lib

@@ -1,10 +1,11 @@
 """One report folder: Markdown text, tables (Markdown + CSV + JSON), figures, metrics.
 
+    from kmnist_jax import reports
     with io.atomic_dir(out) as tmp:          # the folder is replaced whole
-      rep = report.Report(tmp, title="Confusion analysis")
+      rep = reports.Report(tmp, title="Confusion analysis")
       rep.section("Per class", "Accuracy is recall ...")
       rep.table("per_class", rows, columns={"class": "class", "acc": "accuracy"},
-                formats={"acc": report.pct})
+                formats={"acc": reports.pct})
       plots.confusion_heatmap(..., rep.figure("confusion", "confusion matrix"))
       rep.metrics["classification"] = summary
       rep.write()                            # report.md + metrics.json (with run_meta)
