@@ -76,8 +76,8 @@ def test_full_load_files(data_dir, name):
   # Fingerprint table agrees with both fingerprint functions on the real data.
   for split in ("train", "test"):
     s = ds.splits[split]
-    assert data._FINGERPRINTS[(name, split)] == (
-        data.fingerprint(s.images, s.labels), data._multiset_fingerprint(s.images, s.labels))
+    assert data.verify.FINGERPRINTS[(name, split)] == (
+        data.fingerprint(s.images, s.labels), data.verify.multiset_fingerprint(s.images, s.labels))
 
 
 def test_auto_prefers_files(data_dir):
@@ -96,8 +96,8 @@ def test_kmnist_npz_and_idx_identical(data_dir, kmnist_full, tmp_path):
 def test_md5_cached_in_process(data_dir, kmnist_full):
   path = os.path.join(data_dir, "kmnist", "kmnist-train-imgs.npz")
   st = os.stat(path)
-  assert data._MD5_CACHE[(os.path.realpath(path), st.st_size, st.st_mtime_ns)] == \
-      data._MD5["kmnist/kmnist-train-imgs.npz"][0]
+  assert data.verify.MD5_CACHE[(os.path.realpath(path), st.st_size, st.st_mtime_ns)] == \
+      data.verify.MD5["kmnist/kmnist-train-imgs.npz"][0]
 
 
 # ---------------------------------------------------------------------------
@@ -107,8 +107,8 @@ def test_md5_cached_in_process(data_dir, kmnist_full):
 def test_carve_indices_disjoint_sorted_deterministic():
   n = 1000
   idx = np.arange(n)
-  tr, va = data._carve_validation(idx, idx, 100, 3)
-  tr2, va2 = data._carve_validation(idx, idx, 100, 3)
+  tr, va = data.splits.carve_validation(idx, idx, 100, 3)
+  tr2, va2 = data.splits.carve_validation(idx, idx, 100, 3)
   np.testing.assert_array_equal(va.labels, va2.labels)
   np.testing.assert_array_equal(tr.labels, tr2.labels)
   assert len(va.labels) == 100 and len(tr.labels) == 900
@@ -116,7 +116,7 @@ def test_carve_indices_disjoint_sorted_deterministic():
   np.testing.assert_array_equal(np.sort(np.concatenate([tr.labels, va.labels])), idx)
   assert np.all(np.diff(tr.labels) > 0)  # remaining train keeps original order
   assert not np.all(np.diff(va.labels) > 0)  # validation in permutation order
-  _, va3 = data._carve_validation(idx, idx, 100, 4)
+  _, va3 = data.splits.carve_validation(idx, idx, 100, 4)
   assert not np.array_equal(va.labels, va3.labels)
 
 
@@ -124,7 +124,7 @@ def test_carve_pinned_indices():
   # Pins jax.random.permutation(jax.random.key(0), 60000): if this fails after a
   # JAX upgrade, validation splits (and so every validation metric) changed.
   idx = np.arange(60000)
-  _, va = data._carve_validation(idx, idx, 5, 0)
+  _, va = data.splits.carve_validation(idx, idx, 5, 0)
   np.testing.assert_array_equal(va.labels, [48820, 47051, 9095, 5778, 25367])
 
 
@@ -142,7 +142,7 @@ def test_validation_via_load(data_dir, kmnist_full):
   np.testing.assert_array_equal(a.splits["test"].images, kmnist_full.splits["test"].images)
   # Exactly the examples the index-level carve selects.
   idx = np.arange(60000)
-  tr_idx, va_idx = data._carve_validation(idx, idx, 5000, 0)
+  tr_idx, va_idx = data.splits.carve_validation(idx, idx, 5000, 0)
   np.testing.assert_array_equal(a.splits["validation"].images, full.images[va_idx.labels])
   np.testing.assert_array_equal(a.splits["validation"].labels, full.labels[va_idx.labels])
   np.testing.assert_array_equal(a.splits["train"].labels, full.labels[tr_idx.labels])
@@ -200,7 +200,7 @@ def test_builtin_glyph_tables_match_published_classmap_md5(name):
   text = "index,codepoint,char\n" + "".join(
       f"{i},U+{ord(c):04X},{c}\n" for i, c in enumerate(glyphs))
   raw = text.encode("utf-8")
-  md5, size = data._MD5[f"{name}/{name}_classmap.csv"]
+  md5, size = data.verify.MD5[f"{name}/{name}_classmap.csv"]
   assert (hashlib.md5(raw).hexdigest(), len(raw)) == (md5, size)
 
 
@@ -210,7 +210,7 @@ def test_classmap_checked(data_dir, tmp_path):
   (tmp_path / "kmnist" / "kmnist_classmap.csv").write_text(
       "index,codepoint,char\n0,U+3042,あ\n", encoding="utf-8")
   _raises(lambda: data.load("kmnist", data_dir=str(tmp_path)), "kmnist_classmap.csv", "md5",
-          data._MD5["kmnist/kmnist_classmap.csv"][0])
+          data.verify.MD5["kmnist/kmnist_classmap.csv"][0])
 
 
 def test_default_data_dir(monkeypatch):
@@ -283,7 +283,7 @@ def test_corrupted_file(data_dir, tmp_path):
   raw = bytearray(_real(data_dir, name))
   raw[len(raw) // 2] ^= 0x01
   path = _mnist_with(data_dir, tmp_path, name, bytes(raw))
-  want = data._MD5[f"mnist/{name}"][0]
+  want = data.verify.MD5[f"mnist/{name}"][0]
   _raises(lambda: data.load("mnist", data_dir=str(tmp_path)), path,
           hashlib.md5(raw).hexdigest(), want, "corrupt", "re-download")
 
@@ -293,13 +293,13 @@ def test_truncated_file(data_dir, tmp_path):
   raw = _real(data_dir, name)[:-1000]
   path = _mnist_with(data_dir, tmp_path, name, raw)
   _raises(lambda: data.load("mnist", data_dir=str(tmp_path)), path,
-          hashlib.md5(raw).hexdigest(), data._MD5[f"mnist/{name}"][0])
+          hashlib.md5(raw).hexdigest(), data.verify.MD5[f"mnist/{name}"][0])
 
 
 def test_truncated_idx_without_md5(data_dir, tmp_path, monkeypatch):
   # Structural checks catch what the md5 table would, had it no entry.
   name = "t10k-images-idx3-ubyte.gz"
-  monkeypatch.delitem(data._MD5, f"mnist/{name}")
+  monkeypatch.delitem(data.verify.MD5, f"mnist/{name}")
   raw = gzip.decompress(_real(data_dir, name))
   path = _mnist_with(data_dir, tmp_path, name, gzip.compress(raw[:-100], compresslevel=1))
   _raises(lambda: data.load("mnist", data_dir=str(tmp_path)), path, "truncated",
@@ -316,7 +316,7 @@ def test_truncated_idx_without_md5(data_dir, tmp_path, monkeypatch):
 
 
 def test_fingerprint_mismatch(data_dir, monkeypatch):
-  monkeypatch.setitem(data._FINGERPRINTS, ("mnist", "test"), ("0" * 64, "0" * 64))
+  monkeypatch.setitem(data.verify.FINGERPRINTS, ("mnist", "test"), ("0" * 64, "0" * 64))
   _raises(lambda: data.load("mnist", data_dir=data_dir), "fingerprint", "0" * 64)
 
 
@@ -372,7 +372,7 @@ def _fake_tfds(monkeypatch, splits=None, error=None, prepared=True):
 
 
 def _tfds_order(split, images, labels):
-  order = data._tfds_file_order(split, len(labels))
+  order = data.tfds_source.file_order(split, len(labels))
   return images[order], labels[order]
 
 
@@ -402,7 +402,7 @@ def test_fake_tfds_wrong_content(kmnist_full, tmp_path, monkeypatch):
   _fake_tfds(monkeypatch, splits)
   _raises(lambda: data.load("mnist", data_dir=str(tmp_path), source="tfds"),
           "TFDS mnist train", "does not hold the published data",
-          data._FINGERPRINTS[("mnist", "train")][1])
+          data.verify.FINGERPRINTS[("mnist", "train")][1])
 
 
 def test_fake_tfds_failure_wrapped(tmp_path, monkeypatch):

@@ -135,7 +135,7 @@ def test_mirrors_tried_in_turn(data_dir, tmp_path, monkeypatch, downloads_on):
                         {"kmnist": (f"{bad}/kmnist/", f"{good}/kmnist/")})
     folder = tmp_path / "d" / "kmnist"
     folder.mkdir(parents=True)
-    md5, size = data._MD5["kmnist/kmnist-test-labels.npz"]
+    md5, size = data.verify.MD5["kmnist/kmnist-test-labels.npz"]
     path = download.fetch_file("kmnist", "kmnist-test-labels.npz", str(folder), md5,
                                size, progress=False)
   assert os.listdir(folder) == ["kmnist-test-labels.npz"] and _md5(path) == md5
@@ -176,7 +176,7 @@ def test_interrupted_download_leaves_nothing(data_dir, tmp_path, monkeypatch,
   monkeypatch.setattr(download, "_progress_bar", lambda *a: _Bar())
   folder = tmp_path / "kmnist"
   folder.mkdir()
-  md5, size = data._MD5["kmnist/kmnist-test-imgs.npz"]
+  md5, size = data.verify.MD5["kmnist/kmnist-test-imgs.npz"]
   with serve(data_dir) as url:
     monkeypatch.setenv(download.URL_ENV, url)
     with pytest.raises(KeyboardInterrupt):
@@ -188,7 +188,7 @@ def test_interrupted_download_leaves_nothing(data_dir, tmp_path, monkeypatch,
 def test_progress_bar_shown(data_dir, tmp_path, monkeypatch, downloads_on, capfd):
   folder = tmp_path / "mnist"
   folder.mkdir()
-  md5, size = data._MD5["mnist/t10k-labels-idx1-ubyte.gz"]
+  md5, size = data.verify.MD5["mnist/t10k-labels-idx1-ubyte.gz"]
   with serve(data_dir) as url:
     monkeypatch.setenv(download.URL_ENV, url)
     download.fetch_file("mnist", "t10k-labels-idx1-ubyte.gz", str(folder), md5, size,
@@ -221,7 +221,7 @@ def test_urls_default_to_the_publishers():
       "https://codh.rois.ac.jp/kmnist/dataset/kmnist/kmnist-test-imgs.npz")
   assert download.urls("mnist", "x", base_url="http://h:1/")[0] == "http://h:1/mnist/x"
   # Every file a `files` load may fetch has a published md5 and size.
-  for name, layouts in data._LAYOUTS.items():
+  for name, layouts in data.files.LAYOUTS.items():
     for f in (f for pair in layouts[0][1].values() for f in pair):
-      assert f"{name}/{f}" in data._MD5
+      assert f"{name}/{f}" in data.verify.MD5
     assert name in download.MIRRORS
