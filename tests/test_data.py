@@ -11,6 +11,7 @@ import hashlib
 import importlib.util
 import os
 import shutil
+import subprocess
 import sys
 import types
 import unicodedata
@@ -218,6 +219,16 @@ def test_default_data_dir(monkeypatch):
   assert data.default_data_dir() == "/some/where"
   monkeypatch.delenv(data.DATA_DIR_ENV)
   assert data.default_data_dir() == os.path.expanduser("~/kmnist_jax_data")
+
+
+def test_import_does_not_start_jax():
+  # Benchmark parents import kmnist_jax.data for data_dir and dataset facts and must
+  # not import JAX; only the validation carve imports it, when called.
+  code = ("import sys\nimport kmnist_jax.data\n"
+          "assert 'jax' not in sys.modules, sorted(sys.modules)\n")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=120)
+  assert out.returncode == 0, out.stderr
 
 
 def test_class_counts():

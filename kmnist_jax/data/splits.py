@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import jax
 import numpy as np
 
 from kmnist_jax.data import registry
@@ -47,6 +46,10 @@ def class_counts(labels: np.ndarray, num_classes: int) -> np.ndarray:
 def carve_validation(images: np.ndarray, labels: np.ndarray, val_size: int,
                      val_seed: int) -> tuple[Split, Split]:
   """(train, validation): validation = perm[:val_size] in perm order, train sorted."""
+  # Deferred: importing kmnist_jax.data stays numpy-only (the benchmarks' parent
+  # processes read data_dir and dataset facts without importing JAX); only the carve
+  # needs it.
+  import jax  # pylint: disable=g-import-not-at-top
   n = len(labels)
   with jax.default_device(jax.local_devices(backend="cpu")[0]):
     perm = np.asarray(jax.random.permutation(
