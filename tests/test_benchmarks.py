@@ -284,6 +284,32 @@ def test_gpu_studies_script_plans_both_studies(data_dir, tmp_path):
     assert not out.exists()                           # a dry run writes nothing
 
 
+def test_gpu_robust_script_plans_its_studies(data_dir, tmp_path):
+  """benchmarks/run_gpu_robust.sh, full budget and TINY=1, its two study steps: every
+  flag it passes is valid and both studies plan their runs (a wrapper adds --dry_run:
+  nothing trains); an unknown step is one `error:` line, exit 2."""
+  wrapper = tmp_path / "python"
+  wrapper.write_text(f'#!/bin/sh\nexec {sys.executable} "$@" --dry_run\n')
+  wrapper.chmod(0o755)
+  for tiny, n_rob, n_adv in (("0", 32, 12), ("1", 3, 2)):
+    out = tmp_path / f"out{tiny}"
+    env = dict(os.environ, PYTHON=str(wrapper), TINY=tiny, OUT=str(out),
+               STEPS="robust adversarial", WORK=str(tmp_path / f"work{tiny}"),
+               KMNIST_JAX_DATA_DIR=data_dir)
+    p = subprocess.run(["bash", "benchmarks/run_gpu_robust.sh"], cwd=REPO, env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    text = p.stdout + p.stderr
+    assert "error:" not in text and "Traceback" not in text, text[-3000:]
+    assert f"# {n_rob} runs in " in text and f"# {n_adv} runs in " in text, text[-3000:]
+    assert not out.exists()                           # a dry run writes nothing
+  p = subprocess.run(["bash", "benchmarks/run_gpu_robust.sh"], cwd=REPO,
+                     env=dict(os.environ, STEPS="robust flagshp"),
+                     capture_output=True, text=True, timeout=60)
+  assert p.returncode == 2 and p.stderr.strip().splitlines() == [
+      "error: unknown step 'flagshp'; valid steps: flagship, robust, adversarial"]
+
+
 # A benchmark command's flags parsed by its own script (absl), nothing run; the variant
 # and config names it gives checked against what exists.
 _PARSE_ONLY = """

@@ -32,6 +32,7 @@ from kmnist_jax import config as config_lib
 from kmnist_jax import data as data_lib
 from kmnist_jax import io, metrics
 from kmnist_jax.errors import UserError
+from kmnist_jax.reports import study_tables as tables
 from kmnist_jax.studies import plan as plan_lib
 
 STUDY = "study"
@@ -91,7 +92,7 @@ def plan(cfg, workdir: str = "") -> plan_lib.Plan:
   policies = parse_policies(st.policies)
   evals = plan_lib.evals_dict(cfg)
   base = plan_lib.training_config(cfg)
-  runs = _baselines(cfg, base, evals)
+  runs = plan_lib.baseline_runs(cfg[STUDY], base, evals)
   names = {r.info["dataset"]: r.name for r in runs}
   for seed in st.seeds:                # seeds outermost: every cell gets a value early
     for ds in st.datasets:
@@ -108,7 +109,7 @@ def plan(cfg, workdir: str = "") -> plan_lib.Plan:
         runs.append(plan_lib.Run(
             name=f"{ds}-{p['label']}-s{seed}", kind="train",
             config=train.resolved_config(tcfg), seed=int(seed),
-            evals=_with_baseline(evals, ds, after), after=after,
+            evals=plan_lib.with_baseline(evals, ds, after), after=after,
             info={"dataset": ds, "label": p["label"], "policy": p["policy"]}))
   options = {"policies": policies, "datasets": list(st.datasets),
              "seeds": [int(s) for s in st.seeds],
@@ -125,45 +126,6 @@ def plan(cfg, workdir: str = "") -> plan_lib.Plan:
                      runs, options)
 
 
-STUDY_BASELINE = "study"     # corruption evaluator baseline: the study's own runs
-
-
-def _baselines(cfg, base, evals) -> list:
-  """The mCE baselines (``study.baseline_config``, e.g. '{dataset}_logreg'): one train
-  run per dataset, when a corruption evaluator asks for the study's baseline."""
-  from kmnist_jax import train
-  wants = [n for n, e in evals.items() if e.get("type", n) == "corruption"
-           and e.get("baseline", STUDY_BASELINE) == STUDY_BASELINE]
-  template = cfg[STUDY].get("baseline_config", "")
-  if not wants:
-    return []
-  if not template:
-    raise UserError(f"config.evals.{wants[0]}: baseline '{STUDY_BASELINE}' needs "
-                    "config.study.baseline_config (e.g. '{dataset}_logreg')")
-  runs = []
-  for ds in cfg[STUDY].datasets:
-    b = config_lib.load_file(template.format(dataset=ds))
-    for f in ("data_dir", "data_source", "tfds_dir"):
-      b[f] = base[f]
-    b.dataset, b.progress, b.tensorboard = ds, False, False
-    config_lib.validate(b)
-    runs.append(plan_lib.Run(name=f"baseline-{ds}", kind="train",
-                           config=train.resolved_config(b), seed=int(b.seed),
-                           info={"role": "baseline", "dataset": ds}))
-  return runs
-
-
-def _with_baseline(evals: dict, dataset: str, after: tuple) -> dict:
-  out = {}
-  for n, e in evals.items():
-    e = dict(e)
-    if (e.get("type", n) == "corruption" and after
-        and e.get("baseline", STUDY_BASELINE) == STUDY_BASELINE):
-      e["baseline"] = {dataset: plan_lib.REF + after[0]}
-    out[n] = e
-  return out
-
-
 # ---- Summaries ----------------------------------------------------------------------------
 
 def _eval_value(rec: dict, types: dict, kind: str, field: str, eps=None):
@@ -171,7 +133,7 @@ def _eval_value(rec: dict, types: dict, kind: str, field: str, eps=None):
   for name, t in types.items():
     if t != kind:
       continue
-    r = (rec.get("evals", {}).get(name) or {}).get("record") or {}
+    r = plan_lib.eval_record(rec, name)
     if kind == "attack":             # kmnist_jax.evaluators.attack's; field: the attack
       acc = ((r.get("attacks") or {}).get(field) or {}).get("accuracy") or []
       eps_list = r.get("epsilons") or []
@@ -190,7 +152,7 @@ def _attack_grid(recs: dict, types: dict) -> list[tuple[str, float]]:
   """(attack, eps > 0) pairs of the first attack evaluator record among `recs`."""
   for rec in recs.values():
     for name, t in types.items():
-      r = (rec.get("evals", {}).get(name) or {}).get("record") or {}
+      r = plan_lib.eval_record(rec, name)
       if t == "attack" and r.get("attacks"):
         return [(a, e) for a in r["attacks"] for e in r["epsilons"] if e > 0]
   return []
@@ -201,7 +163,7 @@ def _corruption_per_class(rec: dict, types: dict):
   corruption evaluator record, severities averaged; (None, None) if absent."""
   for name, t in types.items():
     if t == "corruption":
-      r = (rec.get("evals", {}).get(name) or {}).get("record") or {}
+      r = plan_lib.eval_record(rec, name)
       pc = r.get("per_class") or {}
       if pc.get("accuracy") is not None:
         return list(pc["columns"]), np.asarray(pc["accuracy"], np.float64)
@@ -341,21 +303,6 @@ def _samples(plan: plan_lib.Plan) -> dict:
 
 # ---- Report -----------------------------------------------------------------------------
 
-def _pm(mean, std, scale=100.0, digits=2, signed=False):
-  if mean is None:
-    return ""
-  s = f"{scale * mean:+.{digits}f}" if signed else f"{scale * mean:.{digits}f}"
-  return s + (f" ± {scale * std:.{digits}f}" if std is not None else "")
-
-
-def _delta(r: dict, m: str, digits: int = 2) -> str:
-  """A paired difference cell: mean ± std over seeds (pp), '*' when significant."""
-  out = _pm(r.get(f"{m}_delta_mean"), r.get(f"{m}_delta_std"), digits=digits, signed=True)
-  mark = metrics.significance_mark(r.get(f"{m}_delta_significant"),
-                                  r.get(f"{m}_delta_t_test"))
-  return out + (f" {mark}" if out and mark else "")
-
-
 def _eps_label(rows) -> str:
   eps = {r.get("pgd_eps") for r in rows} - {None}
   return ", ".join(f"{e:g}" for e in sorted(eps)) or "-"
@@ -368,37 +315,7 @@ _METRIC_WORDS = {"clean_acc": ("clean accuracy", 1), "mce": ("mCE", -1),
 def significance(rows) -> str:
   """Which paired differences to `none` pass the rule (|mean| > std over >= 2 seeds):
   one sentence per metric naming the policies that help, hurt, or neither."""
-  lines = []
-  for m, (word, better) in _METRIC_WORDS.items():
-    cells = [r for r in rows if r.get(f"{m}_delta_mean") is not None]
-    if not cells:
-      continue
-    sig = [r for r in cells if r.get(f"{m}_delta_significant")]
-    helps = [r["policy"] for r in sig if better * r[f"{m}_delta_mean"] > 0]
-    hurts = [r["policy"] for r in sig if better * r[f"{m}_delta_mean"] < 0]
-    untested = [r["policy"] for r in cells if (r.get(f"{m}_delta_n") or 0) < 2]
-    neither = [r["policy"] for r in cells if r not in sig and r["policy"] not in untested]
-
-    def names(ps):
-      return ", ".join(f"`{p}`" for p in ps)
-    parts = []
-    if helps:
-      parts.append(f"significantly better than `none` with {names(helps)}")
-    if hurts:
-      parts.append(f"significantly worse than `none` with {names(hurts)}")
-    if not helps and not hurts and neither:
-      parts.append("no policy differs significantly from `none`")
-    if neither:
-      parts.append(f"not significant: {names(neither)}")
-    if untested:
-      parts.append(f"fewer than 2 paired seeds so far (not tested): {names(untested)}")
-    if sig:
-      strict = [r["policy"] for r in sig if r.get(f"{m}_delta_t_test")]
-      parts.append(f"of the significant ones, a paired t-test at 5% confirms "
-                   f"{names(strict) or 'none'}")
-    line = f"- {word}: " + "; ".join(parts)
-    lines.append(line + ".")
-  return "\n".join(lines)
+  return tables.significance(rows, _METRIC_WORDS, label="policy")
 
 
 def adversarial_table(rows) -> str:
@@ -414,8 +331,8 @@ def adversarial_table(rows) -> str:
   for r in rows:
     cells = []
     for k in keys:
-      c = _pm(r.get(f"{k}_mean"), r.get(f"{k}_std"), digits=1)
-      d = _delta(r, k, digits=1)
+      c = tables.pm(r.get(f"{k}_mean"), r.get(f"{k}_std"), digits=1)
+      d = tables.delta(r, k, digits=1)
       cells.append(c + (f" (Δ {d})" if d else ""))
     md.append(f"| `{r['policy']}` | " + " | ".join(cells) + " |")
   return ("Accuracy (%) under attack (the attack evaluator's test images; PGD beside "
@@ -472,13 +389,13 @@ def render(summary: dict, report) -> None:
                 else "none")
       cost = r.get("cost_ms_per_batch")
       md.append(f"| `{r['policy']}` | {r['seeds']} | "
-                f"{_pm(r.get('clean_acc_mean'), r.get('clean_acc_std')) or 'not run'}"
-                f" | {_delta(r, 'clean_acc')} | "
-                f"{_pm(r.get('mce_mean'), r.get('mce_std'), digits=1)} | "
-                f"{_delta(r, 'mce', digits=1)} | "
-                f"{_pm(r.get('rel_mce_mean'), r.get('rel_mce_std'), digits=1)} | "
-                f"{_pm(r.get('pgd_acc_mean'), r.get('pgd_acc_std'), digits=1)} | "
-                f"{_delta(r, 'pgd_acc', digits=1)} | {gain} | {lose} "
+                f"{tables.pm(r.get('clean_acc_mean'), r.get('clean_acc_std')) or 'not run'}"
+                f" | {tables.delta(r, 'clean_acc')} | "
+                f"{tables.pm(r.get('mce_mean'), r.get('mce_std'), digits=1)} | "
+                f"{tables.delta(r, 'mce', digits=1)} | "
+                f"{tables.pm(r.get('rel_mce_mean'), r.get('rel_mce_std'), digits=1)} | "
+                f"{tables.pm(r.get('pgd_acc_mean'), r.get('pgd_acc_std'), digits=1)} | "
+                f"{tables.delta(r, 'pgd_acc', digits=1)} | {gain} | {lose} "
                 f"| {'' if cost is None else f'{cost:.2f}'} |")
     md += ["", significance(rows)]
     adv = adversarial_table(rows)

@@ -224,6 +224,50 @@ def evals_dict(cfg) -> dict:
   return evals
 
 
+STUDY_BASELINE = "study"     # corruption evaluator baseline: the study's own runs
+
+
+def baseline_runs(study, base, evals) -> list[Run]:
+  """The mCE baselines (``study.baseline_config``, e.g. '{dataset}_logreg'): one train
+  run ``baseline-<dataset>`` per dataset of ``study.datasets``, when a corruption
+  evaluator asks for the study's baseline (``baseline='study'``); `base` gives the data
+  source fields."""
+  # Deferred: the training loop imports JAX; this only needs its config resolver.
+  from kmnist_jax import train
+  wants = [n for n, e in evals.items() if e.get("type", n) == "corruption"
+           and e.get("baseline", STUDY_BASELINE) == STUDY_BASELINE]
+  template = study.get("baseline_config", "")
+  if not wants:
+    return []
+  if not template:
+    raise UserError(f"config.evals.{wants[0]}: baseline '{STUDY_BASELINE}' needs "
+                    "config.study.baseline_config (e.g. '{dataset}_logreg')")
+  runs = []
+  for ds in study.datasets:
+    b = config_lib.load_file(template.format(dataset=ds))
+    for f in ("data_dir", "data_source", "tfds_dir"):
+      b[f] = base[f]
+    b.dataset, b.progress, b.tensorboard = ds, False, False
+    config_lib.validate(b)
+    runs.append(Run(name=f"baseline-{ds}", kind="train",
+                    config=train.resolved_config(b), seed=int(b.seed),
+                    info={"role": "baseline", "dataset": ds}))
+  return runs
+
+
+def with_baseline(evals: dict, dataset: str, after: tuple) -> dict:
+  """`evals` with each study-baseline corruption evaluator pointed at the run
+  ``after[0]`` (that dataset's baseline run)."""
+  out = {}
+  for n, e in evals.items():
+    e = dict(e)
+    if (e.get("type", n) == "corruption" and after
+        and e.get("baseline", STUDY_BASELINE) == STUDY_BASELINE):
+      e["baseline"] = {dataset: REF + after[0]}
+    out[n] = e
+  return out
+
+
 # ---- Records ----------------------------------------------------------------------------
 
 def record_path(run: Run) -> str:
@@ -263,6 +307,11 @@ def to_run(plan: Plan) -> list[int]:
       if dep.kind == "train" and not is_finished(dep, local=True):
         todo.add(plan.index(d))
   return sorted(todo)
+
+
+def eval_record(rec: dict | None, name: str) -> dict:
+  """The record of evaluator `name` in a run's record ({} if absent)."""
+  return ((rec or {}).get("evals", {}).get(name) or {}).get("record") or {}
 
 
 def records(plan: Plan) -> list[dict | None]:
