@@ -14,7 +14,10 @@ mCE / relative mCE against a baseline, per-class accuracy x corruption.
 
 `baseline` maps a dataset to a logistic-regression workdir (evaluated on the same sets,
 once per process and step), to a JSON file holding an earlier record of this
-evaluator, or to precomputed errors ``{"clean_error": e, "errors": {name: [S]}}``. The
+evaluator, or to precomputed errors ``{"clean_error": e, "errors": {name: [S]}}``.
+:func:`check_checkpoints` checks the baselines and prebuilt sets against the
+checkpoints before anything is evaluated (``strict``: an entry for a dataset none of
+them is evaluated on is an error, as for baselines given by hand). The
 corrupted sets are built once with :func:`kmnist_jax.robustness.sets.build` (verified
 by SHA-256, reused across runs) and read through
 :class:`kmnist_jax.robustness.sets.Suite`.
@@ -42,7 +45,7 @@ from kmnist_jax.robustness.corruptions import IDENTITY
 DEFAULTS = {"dataset": "", "corruptions": "all", "severities": (1, 2, 3, 4, 5),
             "limit": 0, "seed": 0, "baseline": None, "baseline_step": "best",
             "cache_dir": "", "corrupted_dir": None, "batch_size": 1000,
-            "progress": False}
+            "progress": False, "strict": False}
 
 
 # ---- Settings --------------------------------------------------------------------------
@@ -118,6 +121,39 @@ def check_config(**cfg) -> dict:
     c["baseline"] = parse_dataset_dirs(base, "baseline")
   c["corrupted_dir"] = parse_dataset_dirs(c["corrupted_dir"], "corrupted_dir")
   return c
+
+
+def check_checkpoints(checkpoints, **cfg) -> None:
+  """Before anything is evaluated, the settings against the datasets `checkpoints` are
+  evaluated on: each baseline workdir of such a dataset trained on it, each prebuilt
+  folder holding its dataset's sets; with ``strict``, no baseline or prebuilt folder
+  for a dataset none of them is evaluated on. One-line UserError otherwise."""
+  c = check_config(**cfg)
+  evaluated = list(dict.fromkeys(c["dataset"] or ck.config.dataset for ck in checkpoints))
+  for ds, entry in c["baseline"].items():
+    if ds not in evaluated and not c["strict"]:
+      continue
+    if isinstance(entry, str) and not entry.endswith(".json"):
+      try:
+        trained = common.restore(entry, c["baseline_step"]).config.dataset
+      except UserError as e:
+        raise UserError(f"baseline {ds}={entry}: {e}") from None
+      if trained != ds:
+        raise UserError(f"baseline {entry} was trained on {trained}, not {ds}; give a "
+                        f"{ds} logreg checkpoint as baseline {ds}=DIR")
+    if ds not in evaluated:
+      raise UserError(f"baseline {entry} is for {ds} but the models are evaluated on "
+                      f"{', '.join(evaluated)}; give a baseline trained on "
+                      f"{' / '.join(evaluated)}")
+  for ds, path in c["corrupted_dir"].items():
+    if ds not in evaluated and not c["strict"]:
+      continue
+    holds = sets.read_manifest(path)["dataset"]
+    if holds != ds:
+      raise UserError(f"corrupted_dir {ds}={path}: {path} holds {holds} sets, not {ds}")
+    if ds not in evaluated:
+      raise UserError(f"corrupted_dir {path} holds {ds} sets but the models are "
+                      f"evaluated on {', '.join(evaluated)}")
 
 
 # ---- Running ---------------------------------------------------------------------------

@@ -98,6 +98,14 @@ def figures(named: Sequence[tuple[str, dict]], report, *, cjk_font="auto") -> li
   return files
 
 
+def headline(record: dict) -> str:
+  """One line on one record (logged as it is made): accuracy at each epsilon per
+  attack."""
+  return "; ".join(f"{a.upper()} " + ", ".join(
+      f"eps {e:g} {100 * v:.1f}%" for e, v in zip(record["epsilons"], d["accuracy"]))
+      for a, d in record["attacks"].items()) or "no attack"
+
+
 def render_many(named: Sequence[tuple[str, dict]], report, *, cjk_font="auto") -> dict:
   """Tables ``attack`` (accuracy % at each epsilon) and ``attack_broken_by`` (which
   member of an ensemble broke how many points), the masking checks, and

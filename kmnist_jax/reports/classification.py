@@ -82,6 +82,24 @@ class _View:
         f", step {s['first']['step']}" if self.n == 1 else f", {self.n} runs")
 
 
+def title(summary: dict) -> str:
+  """The title of a report that holds this one setting alone."""
+  return (f"Confusion analysis: {summary['model']} on {summary['dataset']} "
+          f"({summary['split']})")
+
+
+def headline(record: dict) -> str:
+  """One line on one record (logged as it is made): accuracy, balanced accuracy, ECE
+  and the most confused pairs."""
+  names, glyphs = record["class_names"], record["class_glyphs"]
+  top = record["most_confused_symmetric"][:3]
+  return (f"{record['dataset']} {record['split']} accuracy {pct(record['accuracy'])}, "
+          f"balanced {pct(record['balanced_accuracy'])}, ECE "
+          f"{pct(record['calibration']['ece'])}; most confused: "
+          + (", ".join(f"{_name(names, glyphs, d['a'])} <-> {_name(names, glyphs, d['b'])}"
+                       f" ({d['count']})" for d in top) or "none"))
+
+
 def render(summary: dict, report, *, name: str | None = None, cjk_font="auto") -> dict:
   """The analysis of one setting (one run, or seeds as mean ± std) into `report`:
   headline table, confused pairs (tables + mistakes figure), per class (table +

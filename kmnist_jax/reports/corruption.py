@@ -123,6 +123,16 @@ DEFINITIONS = (
     "relative CE_c (kmnist_jax/robustness/mce.py).")
 
 
+def headline(record: dict) -> str:
+  """One line on one record (logged as it is made)."""
+  return (f"{record['model']} on {record['dataset']}-C: clean error "
+          f"{100 * record['clean_error']:.2f}%, mean corruption error "
+          f"{100 * record['mean_corruption_error']:.2f}%"
+          + (f", mCE {100 * record['mce']:.1f}%, relative mCE "
+             f"{100 * record['relative_mce']:.1f}%" if record.get("mce") is not None
+             else ""))
+
+
 def render_many(named: Sequence[tuple[str, dict]], report, *, cjk_font="auto",
                 table: str = "corruption", grid_examples: int = 3) -> dict:
   """Tables and figures of several (name, summary) pairs into `report`: the table

@@ -1,7 +1,7 @@
 """The embedding evaluator's report: the 2-D maps coloured by class, the separability
-bars and table (:func:`render_many`). Numbers and coordinates come from the summaries
-(:func:`kmnist_jax.evaluators.embedding.summarize`). The plots (matplotlib) are
-imported by the functions that draw.
+bars and table, the coordinates as embeddings.npz (:func:`render_many`). Numbers and
+coordinates come from the summaries (:func:`kmnist_jax.evaluators.embedding.summarize`).
+The plots (matplotlib) are imported by the functions that draw.
 """
 
 from __future__ import annotations
@@ -25,11 +25,22 @@ def _rep_title(rep: str, s: dict) -> str:
   return f"{s['model']} features ({s['runs']} runs)"
 
 
+def headline(record: dict) -> str:
+  """One line on one record (logged as it is made): kNN accuracy and silhouette in
+  each space."""
+  return f"{record['dataset']}: " + "; ".join(
+      f"{r['representation']} {r['space']} kNN accuracy {r['knn_accuracy']:.3f}, "
+      f"silhouette {r['silhouette']:.3f}" for r in record["rows"])
+
+
 def render_many(named: Sequence[tuple[str, dict]], report, *, cjk_font="auto",
                 prefix: str = "") -> dict:
   """One column per (name, summary), one row per (method, representation): the 2-D
   maps coloured by class (`prefix`embeddings.png), the separability bars
-  (`prefix`separability.png) and table (`prefix`separability.md/.csv/.json)."""
+  (`prefix`separability.png) and table (`prefix`separability.md/.csv/.json), and the
+  maps' coordinates with the labels and subsample indices of each column
+  (`prefix`embeddings.npz: ``<method>_<representation>_<name>``, ``labels_<name>``,
+  ``indices_<name>``; names made file-name-safe)."""
   from kmnist_jax import plots
   named = list(named)
   methods = list(dict.fromkeys(m for _, s in named for m in s["methods"]))
@@ -91,6 +102,13 @@ def render_many(named: Sequence[tuple[str, dict]], report, *, cjk_font="auto",
   figs.append(plots.separability_bars(
       rows, report.figure(f"{prefix}separability", "separability"),
       title=f"class separability (kNN k={k}, 5-fold; silhouette, Euclidean)"))
+  keys = [safe(nm) for nm, _ in named]
+  np.savez_compressed(
+      report.path(f"{prefix}embeddings.npz"),
+      **{f"{m}_{key}": np.asarray(xy, np.float32) for key, (_, s) in zip(keys, named)
+         for m, xy in s["coords"].items()},
+      **{f"labels_{key}": np.asarray(s["labels"]) for key, (_, s) in zip(keys, named)},
+      **{f"indices_{key}": np.asarray(s["indices"]) for key, (_, s) in zip(keys, named)})
   return {"figures": figs, "rows": rows}
 
 
