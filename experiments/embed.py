@@ -5,20 +5,22 @@ KMNIST is harder, in one picture, with numbers on how separable the classes are.
       [--datasets=mnist,kmnist] [--methods=umap,tsne] [--num_points=5000] [--seed=0]
       [--split=test] [--step=best|latest|N] [--out=workdirs/embeddings]
 
-The embedding evaluator (kmnist_jax/evaluators/embedding.py): for each dataset,
+An alias of experiments/evaluate.py --config=experiments/configs/evals/embed.py with
+one column per dataset (kmnist_jax/evaluators/embedding.py): for each dataset,
 --num_points images (a random subsample, deterministic from --seed) embedded with UMAP
 and t-SNE from raw pixels and from the penultimate features of the --workdirs
-checkpoint trained on it (one per dataset). Writes --out (replaced whole):
-embeddings.png, separability.png (5-fold kNN accuracy and silhouette in each space),
-separability.md / .csv / .json, embeddings.npz (coordinates, labels, indices),
-report.md, metrics.json. Several minutes on 2 cores at the defaults, mostly t-SNE.
-Equivalent: experiments/evaluate.py --config=experiments/configs/evals/embed.py
+checkpoint trained on it (one per dataset; none: raw pixels only). Writes --out
+(replaced whole): embeddings.png, separability.png (5-fold kNN accuracy and silhouette
+in each space), separability.md / .csv / .json, embeddings.npz (coordinates, labels,
+indices), report.md, metrics.json. Several minutes on 2 cores at the defaults, mostly
+t-SNE.
 """
 
 import _bootstrap  # noqa: F401  (XLA:CPU defaults before JAX starts)
 from absl import flags, logging
 
 from kmnist_jax import cli
+from kmnist_jax.experiments.configs.evals import embed as preset
 from kmnist_jax.studies import evaluate
 
 F = flags
@@ -42,10 +44,14 @@ def main(argv):
   del argv
   logging.set_verbosity(logging.ERROR)
   v = F.FLAGS
-  evaluate.embed(workdirs=v.workdirs, datasets=v.datasets, methods=v.methods,
-                 num_points=v.num_points, seed=v.seed, split=v.split, step=v.step,
-                 out=v.out, data_dir=v.data_dir or None, knn_k=v.knn_k,
-                 cjk_font=evaluate.font(v.cjk_font), tsne_iter=v.tsne_iter)
+  cfg = preset.get_config().to_dict()
+  cfg["evals"]["embedding"].update(
+      methods=tuple(v.methods), num_points=v.num_points, seed=v.seed, split=v.split,
+      knn_k=v.knn_k, tsne_iter=v.tsne_iter, pixels=True)
+  cfg["cjk_font"] = v.cjk_font
+  evaluate.run_config(v.workdirs, cfg, step=v.step, out=v.out,
+                      data_dir=v.data_dir or None, by="dataset", datasets=v.datasets,
+                      side_by_side=True)
 
 
 if __name__ == "__main__":

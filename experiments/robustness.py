@@ -6,18 +6,28 @@ r"""Robustness of trained checkpoints: MNIST-C / KMNIST-C corruptions and L-inf 
       [--corrupted_dir=DATASET=DIR,...] [--adversarial=fgsm,pgd|none] [--epsilons=...]
       [--pgd_steps=10] [--adv_limit=1000] [--dataset=NAME] [--step=best|latest|N]
 
-A baseline given as a bare DIR (or the older DATASET:DIR) is read as the dataset it was
-trained on. The same evaluators run from experiments/evaluate.py with
---config=experiments/configs/evals/robustness.py. What is written (``--out``, default
-robustness/ beside the first workdir, replaced whole) and what was measured:
-kmnist_jax/robustness/study.py and experiments/configs/evals/robustness.py.
+An alias of experiments/evaluate.py --config=experiments/configs/evals/robustness.py
+(the corruption and attack evaluators) with this script's flags and folder: --out,
+default robustness/ beside the first workdir, replaced whole: report.md, metrics.json,
+table.md / .csv / .json (models x corruptions), attack.md / .csv / .json,
+attack_per_class.*, corruption_grid_<dataset>.png, error_vs_severity_<dataset>.png,
+per_class_corruption_<model>.png, accuracy_vs_epsilon.png, robust_per_class_<model>.png,
+and corrupted/ (the sets built on first use, carried from one report to the next). One
+column per workdir, named by its folder. A baseline given as a bare DIR (or the older
+DATASET:DIR) is read as the dataset it was trained on; a baseline or prebuilt set for a
+dataset no model is evaluated on is refused.
 """
+
+import os
 
 import _bootstrap  # noqa: F401  (XLA:CPU defaults before JAX starts)
 from absl import flags, logging
 
-from kmnist_jax import cli
-from kmnist_jax.robustness import attacks, study
+from kmnist_jax import cli, evaluators
+from kmnist_jax.evaluators import attack, corruption
+from kmnist_jax.experiments.configs.evals import robustness as preset
+from kmnist_jax.robustness import attacks, sets
+from kmnist_jax.studies import evaluate
 
 F = flags
 F.DEFINE_list("workdirs", None, "Training workdirs.")
@@ -45,7 +55,31 @@ F.DEFINE_string("cjk_font", "auto", "Font for hiragana: auto, none, or a family 
 def main(argv):
   del argv
   logging.set_verbosity(logging.ERROR)
-  study.run(**study.settings_from_flags(F.FLAGS.flag_values_dict()))
+  v = F.FLAGS
+  workdirs = [w for w in v.workdirs if w]
+  out = os.path.abspath(v.out or os.path.join(os.path.dirname(os.path.abspath(
+      workdirs[0].rstrip("/"))) if workdirs else ".", "robustness"))
+  cfg = preset.get_config().to_dict()
+  cfg["evals"]["corruption"].update(
+      corruptions=v.corruptions, severities=sets.parse_severities(v.severities),
+      limit=v.limit, seed=v.seed, batch_size=v.batch_size, baseline_step=v.step,
+      baseline=corruption.parse_dataset_dirs(  # a bare DIR: the dataset it learned
+          v.baseline, "--baseline",
+          infer=lambda p: evaluators.restore(p, v.step).config.dataset),
+      corrupted_dir={d: os.path.abspath(p) for d, p in corruption.parse_dataset_dirs(
+          v.corrupted_dir, "--corrupted_dir",
+          infer=lambda p: sets.read_manifest(p)["dataset"]).items()},
+      cache_dir=os.path.join(out, "corrupted"), progress=True, strict=True)
+  cfg["evals"]["attack"].update(
+      attacks=attack.parse_attacks(v.adversarial), epsilons=v.epsilons,
+      pgd_steps=v.pgd_steps, pgd_step_size=v.pgd_step_size, limit=v.adv_limit,
+      seed=v.seed, batch_size=min(v.batch_size, 500),
+      per_class_epsilon=v.per_class_epsilon, progress=True)
+  cfg.update(title="Robustness report", cjk_font=v.cjk_font)
+  evaluate.run_config(
+      workdirs, cfg, step=v.step, out=out, dataset=v.dataset,
+      data_dir=v.data_dir or None, by="workdir", side_by_side=True, keep=("corrupted",),
+      options={"corruption": {"table": "table", "grid_examples": v.grid_examples}})
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
-"""The analysis and embedding outputs (kmnist_jax.studies.evaluate.analyze / embed, run
-by experiments/analyze.py and embed.py) end to end on a small real checkpoint: every
-file written, numbers consistent with training's own evaluation, comparison mode,
-atomic output, one clear line for each bad input; the scripts as subprocesses."""
+"""The analysis and embedding outputs (experiments/analyze.py and embed.py: the
+classification and embed presets through kmnist_jax.studies.evaluate.run with each
+run's own report, side-by-side columns by setting or by dataset, datasets without a
+model) end to end on a small real checkpoint: every file written, numbers consistent
+with training's own evaluation, comparison mode, atomic output, one clear line for
+each bad input; the scripts as subprocesses."""
 
 import json
 import os
@@ -29,10 +31,62 @@ TABLES = ["summary", "confused_pairs", "confused_directed", "per_class",
 FILES = sorted(list(PNGS) + ["metrics.json", "report.md"]
                + [f"{t}.{ext}" for t in TABLES for ext in ("md", "csv", "json")])
 LIMIT = 1000  # == tiny()'s test_limit: the analysis must reproduce results.json
+# What analyze.py gives evaluate.run: the comparison shows the side-by-side table only.
+COMPARISON = {"classification": {"details": False}}
 
 
 def quiet(*_):
   pass
+
+
+def analysis(run: dict) -> dict:
+  """A run's classification record with its own report folder (as 'out')."""
+  return {**run["records"]["classification"], "out": run.get("out")}
+
+
+def analyze(workdirs, *, out="", compare_out="", dataset="", split="", step="best",
+            data_dir=None, cjk_font="auto", **settings):
+  """experiments/analyze.py's call: each workdir's report in <workdir>/analysis (or
+  `out`), with several a comparison in `compare_out`; returns the records and the
+  comparison's groups (each with its records and summary)."""
+  evals = evaluate.with_overrides({"classification": {"type": "classification",
+                                                      **settings}},
+                                  dataset=dataset, split=split)
+  res = evaluate.run(workdirs, evals, step=step, data_dir=data_dir, cjk_font=cjk_font,
+                     each=out or evaluate.WORKDIR + "/analysis",
+                     out=compare_out if len(workdirs) > 1 else None,
+                     side_by_side=True, options=COMPARISON, log=quiet)
+  runs = [analysis(r) for r in res["runs"]]
+  summaries = dict(res["summaries"]["classification"])
+  groups = [{"name": g["name"], "summary": summaries[g["name"]],
+             "runs": [runs[i] for i in g["runs"]]}
+            for g in res["groups"]]
+  return {"runs": runs, "comparison": {"groups": groups, "out": res["out"]}}
+
+
+def compare(records, out, *, cjk_font="auto"):
+  """The comparison of classification records already made (evaluate.write)."""
+  runs = [{"workdir": r["workdir"], "step": r["step"], "name": r["workdir"],
+           "config": r["config"], "records": {"classification": r}} for r in records]
+  res = evaluate.write(runs, {"classification": {"type": "classification"}}, out=out,
+                       cjk_font=cjk_font, side_by_side=True, options=COMPARISON,
+                       log=quiet)
+  summaries = dict(res["summaries"]["classification"])
+  return {"groups": [{"name": g["name"], "summary": summaries[g["name"]],
+                      "runs": [records[i] for i in g["runs"]]}
+                     for g in res["groups"]], "out": res["out"]}
+
+
+def embed(*, workdirs=(), datasets=("mnist", "kmnist"), out="", step="best",
+          data_dir=None, cjk_font="auto", **settings):
+  """experiments/embed.py's call: a column per dataset; returns the separability rows
+  (dataset, representation, space, method, knn_accuracy, silhouette) column by column."""
+  res = evaluate.run(workdirs, {"embedding": {"type": "embedding", "dataset": "",
+                                              **settings}},
+                     out=out, step=step, data_dir=data_dir, cjk_font=cjk_font,
+                     by="dataset", datasets=datasets, side_by_side=True, log=quiet)
+  return {"rows": [r for _, s in res["summaries"]["embedding"] for r in s["rows"]],
+          "out": res["out"]}
 
 
 @pytest.fixture(scope="module")
@@ -49,9 +103,8 @@ def both(workdir, data_dir, tmp_path_factory):
   copy = tmp_path_factory.mktemp("copy") / "kmnist_tiny_copy"
   shutil.copytree(workdir, copy)
   cmp = tmp_path_factory.mktemp("cmp") / "comparison"
-  return evaluate.analyze([workdir, str(copy)], step="latest", limit=LIMIT,
-                          data_dir=data_dir, cjk_font=None, compare_out=str(cmp),
-                          log=quiet)
+  return analyze([workdir, str(copy)], step="latest", limit=LIMIT, data_dir=data_dir,
+                 cjk_font=None, compare_out=str(cmp))
 
 
 @pytest.fixture(scope="module")
@@ -139,8 +192,7 @@ def test_a_crash_leaves_the_old_analysis_and_a_rerun_replaces_it_whole(
     raise RuntimeError("disk full")
   monkeypatch.setattr(plots, "mistakes_grid", boom)  # after tables are written
   with pytest.raises(RuntimeError, match="disk full"):
-    evaluate.analyze_one(workdir, limit=200, out=str(out), data_dir=data_dir,
-                         cjk_font=None, log=quiet)
+    analyze([workdir], limit=200, out=str(out), data_dir=data_dir, cjk_font=None)
   assert sorted(os.listdir(out)) == ["confusion.png", "report.md"]  # untouched
   assert (out / "report.md").read_text() == "an earlier report"
   assert sorted(os.listdir(tmp_path)) == ["analysis"]  # no temporary folder left
@@ -148,9 +200,8 @@ def test_a_crash_leaves_the_old_analysis_and_a_rerun_replaces_it_whole(
   # A checkpoints/<step> folder works as a workdir; --step=best is the highest
   # validation accuracy.
   best = train.best_step(workdir)
-  rec = evaluate.analyze_one(os.path.join(workdir, "checkpoints", str(best)),
-                             step="latest", limit=200, out=str(out), data_dir=data_dir,
-                             cjk_font=None, log=quiet)
+  (rec,) = analyze([os.path.join(workdir, "checkpoints", str(best))], step="latest",
+                   limit=200, out=str(out), data_dir=data_dir, cjk_font=None)["runs"]
   assert rec["step"] == best and rec["n"] == 200
   assert sorted(os.listdir(out)) == FILES
   assert "earlier" not in (out / "report.md").read_text()
@@ -183,11 +234,10 @@ def test_comparison_groups_seeds_and_sets_datasets_side_by_side(analysed, workdi
       analysed["per_class"]["accuracy"]) + 0.1, 0, 1))
   other.update(seed=2, workdir=analysed["workdir"] + "_s2",
                config=dict(analysed["config"], seed=2))
-  on_mnist = evaluate.analyze_one(workdir, dataset="mnist", limit=300, data_dir=data_dir,
-                                  out=str(tmp_path / "mnist_eval"), cjk_font=None,
-                                  log=quiet)
-  res = evaluate.compare([analysed, seed1, other, on_mnist], str(tmp_path / "cmp"),
-                         cjk_font=None, log=quiet)
+  (on_mnist,) = analyze([workdir], dataset="mnist", limit=300, data_dir=data_dir,
+                        out=str(tmp_path / "mnist_eval"), cjk_font=None)["runs"]
+  res = compare([analysed, seed1, other, on_mnist], str(tmp_path / "cmp"),
+                cjk_font=None)
   groups = res["groups"]
   assert [len(g["runs"]) for g in groups] == [3, 1]
   acc = np.array([np.asarray(r["per_class"]["accuracy"])
@@ -209,11 +259,11 @@ def test_comparison_groups_seeds_and_sets_datasets_side_by_side(analysed, workdi
 
 def test_workdir_without_checkpoint(tmp_path):
   with pytest.raises(UserError, match=r"does not exist.*expected a training workdir"):
-    evaluate.analyze([str(tmp_path / "nowhere")], log=quiet)
+    analyze([str(tmp_path / "nowhere")])
   empty = tmp_path / "empty"
   empty.mkdir()
   with pytest.raises(UserError, match=f"no checkpoints in '{empty}'"):
-    evaluate.analyze([str(empty)], log=quiet)
+    analyze([str(empty)])
   assert os.listdir(empty) == []  # nothing written
 
 
@@ -225,7 +275,7 @@ def test_checkpoint_of_unknown_model(workdir, tmp_path):
   ck.save(step, state, dict(cfg, model="vision_transformer"), history)
   ck.close()
   with pytest.raises(UserError) as e:
-    evaluate.analyze([str(wd)], log=quiet)
+    analyze([str(wd)])
   msg = str(e.value)
   assert str(wd) in msg and "'vision_transformer'" in msg and "cnn" in msg
   assert "\n" not in msg and not (wd / "analysis").exists()
@@ -233,7 +283,7 @@ def test_checkpoint_of_unknown_model(workdir, tmp_path):
 
 def test_dataset_with_wrong_class_count(workdir):
   with pytest.raises(UserError) as e:
-    evaluate.analyze([workdir], dataset="k49", out="/nonexistent/never", log=quiet)
+    analyze([workdir], dataset="k49", out="/nonexistent/never")
   msg = str(e.value)
   assert workdir in msg and "49 classes" in msg and "10-class head" in msg
   assert "kmnist" in msg and "mnist" in msg  # the datasets that would fit
@@ -241,13 +291,13 @@ def test_dataset_with_wrong_class_count(workdir):
 
 def test_other_bad_flags(workdir, tmp_path):
   with pytest.raises(UserError, match="--step='bst' is not valid; use best, latest or a"):
-    evaluate.analyze([workdir], step="bst", log=quiet)
+    analyze([workdir], step="bst")
   with pytest.raises(UserError, match="no checkpoint at step 7 .*available steps"):
-    evaluate.analyze([workdir], step="7", log=quiet)
-  with pytest.raises(UserError, match="--out names one folder but 2 workdirs"):
-    evaluate.analyze([workdir, workdir], out=str(tmp_path), log=quiet)
+    analyze([workdir], step="7")
+  with pytest.raises(UserError, match="is one report folder for 2 workdirs"):
+    analyze([workdir, workdir], out=str(tmp_path))
   with pytest.raises(UserError, match="unknown dataset 'kmnsit'"):
-    evaluate.analyze([workdir], dataset="kmnsit", log=quiet)
+    analyze([workdir], dataset="kmnsit")
 
 
 # ---- The scripts as a user runs them ---------------------------------------------------
@@ -265,13 +315,17 @@ def test_analyze_script(workdir, data_dir, tmp_path):
 
 
 def test_scripts_bad_input_is_one_line(data_dir, tmp_path):
-  for name, args in (("analyze.py", [f"--workdirs={tmp_path}"]),
-                     ("analyze.py", ["--workdirs=x", "--split=bogus"]),
-                     ("embed.py", ["--methods=pca", f"--out={tmp_path}/e"])):
+  for name, args, want in (
+      ("analyze.py", [f"--workdirs={tmp_path}"], ""),
+      ("analyze.py", ["--workdirs=x", "--split=bogus"], ""),
+      ("analyze.py", ["--workdirs=x,y", f"--out={tmp_path}/a"],
+       "--out names one folder but 2 workdirs"),
+      ("embed.py", ["--methods=pca", f"--out={tmp_path}/e"], "")):
     p = tiny_runs.script(name, *args, data_dir=data_dir)
     assert p.returncode == 2, p.stderr[-2000:]
     errors = tiny_runs.error_lines(p.stderr)
     assert len(errors) == 1 and "Traceback" not in p.stderr, p.stderr[-2000:]
+    assert want in errors[0], errors
   assert "'pca'" in errors[0] and "tsne" in errors[0]
 
 
@@ -279,9 +333,9 @@ def test_scripts_bad_input_is_one_line(data_dir, tmp_path):
 
 def test_embed_pixels_and_features(workdir, data_dir, tmp_path):
   out = tmp_path / "emb"
-  res = evaluate.embed(workdirs=[workdir], datasets=["mnist"], methods=["tsne"],
-                       num_points=150, data_dir=data_dir, out=str(out), cjk_font=None,
-                       tsne_iter=250, log=quiet)
+  res = embed(workdirs=[workdir], datasets=["mnist"], methods=["tsne"],
+              num_points=150, data_dir=data_dir, out=str(out), cjk_font=None,
+              tsne_iter=250)
   assert sorted(os.listdir(out)) == ["embeddings.npz", "embeddings.png", "metrics.json",
                                      "report.md", "separability.csv", "separability.json",
                                      "separability.md", "separability.png"]
@@ -307,11 +361,11 @@ def test_embed_pixels_and_features(workdir, data_dir, tmp_path):
 
 def test_embed_bad_input(workdir, data_dir, tmp_path, monkeypatch):
   with pytest.raises(UserError, match="unknown embedding method 'pca'"):
-    evaluate.embed(methods=["pca"], out=str(tmp_path), log=quiet)
+    embed(methods=["pca"], out=str(tmp_path))
   with pytest.raises(UserError, match="two checkpoints trained on kmnist"):
-    evaluate.embed(workdirs=[workdir, workdir], methods=["tsne"], data_dir=data_dir,
-                   out=str(tmp_path / "x"), log=quiet)
+    embed(workdirs=[workdir, workdir], methods=["tsne"], data_dir=data_dir,
+          out=str(tmp_path / "x"))
   monkeypatch.setitem(sys.modules, "umap", None)  # as if umap-learn were missing
   with pytest.raises(UserError, match="needs umap-learn.*--methods=tsne"):
-    evaluate.embed(methods=["umap"], out=str(tmp_path / "y"), log=quiet)
+    embed(methods=["umap"], out=str(tmp_path / "y"))
   assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()

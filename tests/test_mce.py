@@ -1,7 +1,9 @@
 """Corruption robustness: the identity corruption reproduces the clean accuracy of a real
 trained model, the CE / mCE arithmetic against a hand-computed example, per-class
-accuracy against the confusion matrix, the robustness report (kmnist_jax.robustness.study,
-what experiments/robustness.py runs) end to end, and one clear line for each bad input."""
+accuracy against the confusion matrix, the robustness report (experiments/robustness.py:
+the robustness preset through kmnist_jax.studies.evaluate.run, a column per workdir, the
+corrupted-set cache kept in the report folder) end to end, and one clear line for each
+bad input."""
 
 from __future__ import annotations
 
@@ -19,12 +21,13 @@ import pytest
 from test_train import run as train_run
 from test_train import tiny
 
-from kmnist_jax import data, inference, metrics, train
+from kmnist_jax import data, evaluators, inference, metrics, train
 from kmnist_jax.errors import UserError
 from kmnist_jax.evaluators import attack as attack_eval
 from kmnist_jax.evaluators import corruption as corruption_eval
-from kmnist_jax.robustness import corruptions, sets, study
+from kmnist_jax.robustness import corruptions, sets
 from kmnist_jax.robustness import mce as rob
+from kmnist_jax.studies import evaluate
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -54,6 +57,34 @@ def trained(data_dir: str, kind: str = "cnn") -> str:
     train_run(cfg, wd)
     _TRAINED[kind] = wd
   return _TRAINED[kind]
+
+
+def robustness(workdirs, *, out, baseline=(), corrupted_dir=(), corruption_names="all",
+               severities="1,2,3,4,5", limit=0, seed=0, attacks="fgsm,pgd",
+               epsilons="0,0.1", pgd_steps=3, adv_limit=1000, step="best",
+               progress=False, data_dir=None, log=lambda *_: None):
+  """experiments/robustness.py's call: the corruption and attack evaluators on each
+  workdir (a column each, named by its folder), baselines given by hand (strict), the
+  corrupted sets built into and kept in `out`."""
+  evals = {
+      "corruption": dict(
+          type="corruption", corruptions=corruption_names,
+          severities=sets.parse_severities(severities), limit=limit, seed=seed,
+          baseline=corruption_eval.parse_dataset_dirs(
+              baseline, "--baseline",
+              infer=lambda p: evaluators.restore(p, step).config.dataset),
+          corrupted_dir={d: os.path.abspath(p) for d, p in corruption_eval.parse_dataset_dirs(
+              corrupted_dir, "--corrupted_dir",
+              infer=lambda p: sets.read_manifest(p)["dataset"]).items()},
+          baseline_step=step, cache_dir=os.path.join(out, "corrupted"),
+          progress=progress, strict=True),
+      "attack": dict(type="attack", attacks=attack_eval.parse_attacks(attacks),
+                     epsilons=epsilons, pgd_steps=pgd_steps, limit=adv_limit, seed=seed,
+                     progress=progress)}
+  return evaluate.run(workdirs, evals, out=out, step=step, data_dir=data_dir,
+                      title="Robustness report", cjk_font=None, by="workdir",
+                      side_by_side=True, keep=("corrupted",),
+                      options={"corruption": {"table": "table"}}, log=log)
 
 
 @pytest.fixture(scope="module")
@@ -176,13 +207,13 @@ def test_bad_inputs_one_line():
 
 def test_baseline_for_another_dataset_refused(data_dir, tmp_path):
   cnn, mnist_base = trained(data_dir), trained(data_dir, "mnist_logreg")
-  kw = dict(out=str(tmp_path / "o"), data_dir=data_dir, log=lambda *_: None)
+  kw = dict(out=str(tmp_path / "o"), data_dir=data_dir)
   with pytest.raises(UserError, match=r"baseline .*tiny_mnist_logreg was trained on "
                                       r"mnist, not kmnist"):
-    study.run([cnn], baseline=[f"kmnist={mnist_base}"], **kw)
+    robustness([cnn], baseline=[f"kmnist={mnist_base}"], **kw)
   with pytest.raises(UserError, match=r"^baseline .*tiny_mnist_logreg is for mnist but "
                                       r"the models are evaluated on kmnist"):
-    study.run([cnn], baseline=[mnist_base], **kw)
+    robustness([cnn], baseline=[mnist_base], **kw)
   assert not os.path.exists(tmp_path / "o")
 
 
@@ -210,12 +241,14 @@ def test_script_end_to_end(data_dir, tmp_path):
   """The library call experiments/robustness.py makes, on a tiny subset."""
   cnn, base = trained(data_dir), trained(data_dir, "logreg")
   out = tmp_path / "rob"
-  res = study.run([cnn], baseline=[f"kmnist:{base}"], out=str(out), data_dir=data_dir,
-                  corruption_names="fog,inverse", severities="1,5", limit=300,
-                  adv_limit=100, epsilons="0,0.1", pgd_steps=3, cjk_font=None,
-                  step="latest", progress=False, log=lambda *_: None)
+  res = robustness([cnn], baseline=[f"kmnist:{base}"], out=str(out), data_dir=data_dir,
+                   corruption_names="fog,inverse", severities="1,5", limit=300,
+                   adv_limit=100, epsilons="0,0.1", pgd_steps=3, step="latest")
   assert res["out"] == str(out)
   m = json.load(open(out / "metrics.json"))
+  # One run per workdir, its records by evaluator; the examples of each dataset.
+  m["models"] = [r["records"] for r in m["runs"]]
+  m["datasets"] = {r["corruption"]["dataset"]: r["corruption"] for r in m["models"]}
   files = set(os.listdir(out))
   assert {"report.md", "metrics.json", "table.csv", "table.md", "table.json",
           "attack.csv", "attack.md", "attack.json", "attack_per_class.csv",
@@ -265,13 +298,12 @@ def test_script_end_to_end(data_dir, tmp_path):
   # A prebuilt set (--corrupted_dir) gives the same numbers; one missing set is refused.
   pre = str(out / "corrupted" / "kmnist-test-seed0-limit300")
   kw = dict(baseline=[base], out=str(tmp_path / "rob2"), data_dir=data_dir, limit=300,
-            severities="1,5", attacks="none", step="latest", progress=False,
-            corrupted_dir=[pre], log=lambda *_: None)
-  again = study.run([cnn], corruption_names="inverse,fog", **kw)
-  again = again["models"][0]["corruption"]
+            severities="1,5", attacks="none", step="latest", corrupted_dir=[pre])
+  again = robustness([cnn], corruption_names="inverse,fog", **kw)
+  again = again["runs"][0]["records"]["corruption"]
   assert list(again["errors"]) == ["inverse", "fog"]
   for k in ("inverse", "fog"):
     np.testing.assert_allclose(again["errors"][k], cnn_rec["errors"][k])
   with pytest.raises(UserError,
                      match=r"lacks 2 of the requested sets \(rotate 1, rotate 5\)"):
-    study.run([cnn], corruption_names="fog,rotate", **kw)
+    robustness([cnn], corruption_names="fog,rotate", **kw)

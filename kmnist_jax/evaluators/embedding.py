@@ -15,7 +15,7 @@ Per representation (pixels: 784 values in [0, 1]; features: ``model.features`` f
 :func:`kmnist_jax.inference.predict`) the record holds the 5-fold kNN accuracy and the
 silhouette of the classes (:mod:`kmnist_jax.metrics`) in the original space and in each
 2-D embedding, and the 2-D coordinates. UMAP is umap-learn's, t-SNE scikit-learn's
-(after PCA to 50 dimensions). :func:`pixels_record` is the same without a model.
+(after PCA to 50 dimensions). :func:`run_data` is the same without a model (raw pixels).
 
 Cost on the 2-core CPU, 5000 points: t-SNE ~30-60 s per map, UMAP ~15 s per map plus
 ~1 min of numba compilation on first use (experiments/configs/evals/embed.py).
@@ -166,8 +166,8 @@ def spaces_record(dataset: str, spaces: dict, idx, labels, c, *, maps: bool = Tr
           "indices": idx, "labels": labels, "rows": rows, "coords": coords}
 
 
-def pixels_record(dataset: str, *, data_dir=None, log=None, **cfg) -> dict:
-  """The record of raw pixels alone (no model) of `dataset`."""
+def run_data(dataset: str, *, data_dir=None, log=None, **cfg) -> dict:
+  """The record of `dataset` without a model: its raw pixels alone."""
   c = check_config(**{**cfg, "dataset": dataset})
   idx, images, labels = _sample(dataset, c, data_dir=data_dir)
   x = images.reshape(len(images), -1).astype(np.float32) / 255.0
