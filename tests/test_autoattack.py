@@ -224,3 +224,21 @@ def test_preset_bad_input_is_one_line_before_loading(data_dir, tmp_path, overrid
   lines = p.stderr.strip().splitlines()
   assert p.returncode == 2 and len(lines) == 1, p.stderr[-600:]
   assert lines[0].startswith("error: ") and msg in lines[0], lines
+
+
+def test_survivors_are_split_into_few_near_equal_padded_chunks():
+  from kmnist_jax.robustness.attacks import run as run_lib
+  for n in range(1, 2100, 7):
+    parts = run_lib.chunks(n, 500)
+    assert parts[0][0] == 0 and parts[-1][1] == n             # every survivor, once
+    assert all(a[1] == b[0] for a, b in zip(parts, parts[1:]))
+    sizes = [e - s for s, e in parts]
+    assert len(parts) == -(-n // 500) and max(sizes) - min(sizes) <= 1
+    for c in sizes:
+      b = run_lib.bucket(c, 500)
+      assert c <= b <= 500 and (b - c < 128)
+  assert {run_lib.bucket(c, 500) for c in range(1, 501)} == {
+      32, 64, 128, 256, 384, 500}
+  assert [run_lib.bucket(c, 48) for c in (1, 33, 48)] == [32, 48, 48]
+  assert run_lib.chunks(0, 500) == [] and run_lib.chunks(630, 500) == [(0, 315),
+                                                                       (315, 630)]

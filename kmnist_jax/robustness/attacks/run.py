@@ -12,9 +12,9 @@ APGD-CE, then APGD-T, then Square. :func:`robustness` runs them as AutoAttack do
   before it; a point counts as robust only if it survives them all (the per-example
   worst case), and the report says which member broke how many points.
 
-Compilation: the survivors are gathered into batches of ``batch_size`` (a smaller power
-of two for the last few), and one ``jit`` per (model, member, batch shape) runs a
-batch with ``eps`` a traced argument, so an epsilon sweep, the restarts and the
+Compilation: the survivors are gathered into near-equal chunks of at most
+``batch_size``, each padded to one of a few shapes (:func:`bucket`), and one ``jit`` per
+(model, member, batch shape) runs a batch with ``eps`` a traced argument, so an epsilon sweep, the restarts and the
 targets reuse it. Randomness: each example's key is folded from the seed, the
 epsilon's index, the member's name, the restart and the example's index in the set, so an
 example's result does not depend on which others share its batch.
@@ -114,14 +114,24 @@ def _compiled(graphdef, member: Member | None, norm: str, dtype: str):
 
 
 def bucket(n: int, batch_size: int) -> int:
-  """The batch shape for `n` survivors: `batch_size`, or for fewer than a quarter of
-  it the next power of 4 from 32 (a few shapes, so a few compilations per attack)."""
-  if n * 4 >= batch_size:
-    return batch_size
-  b = 32
-  while b < n:
-    b *= 4
-  return min(b, batch_size)
+  """The batch shape for a chunk of `n` <= `batch_size` survivors: 32 or 64 for a few,
+  else the next multiple of 128, at most `batch_size`: a handful of shapes (so a
+  handful of compilations per attack) that waste at most 127 images per chunk."""
+  for b in (32, 64):
+    if n <= b:
+      return min(b, batch_size)
+  return min(-(-n // 128) * 128, batch_size)
+
+
+def chunks(n: int, batch_size: int) -> list[tuple[int, int]]:
+  """[(start, stop)]: `n` survivors in ceil(n / batch_size) near-equal chunks (630 of
+  500 -> 315 + 315, padded to 384 each, not 500 + 130 padded to 500 + 256)."""
+  if n <= 0:
+    return []
+  k = -(-n // batch_size)
+  size, extra = divmod(n, k)
+  bounds = np.cumsum([0] + [size + (i < extra) for i in range(k)])
+  return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
 @dataclasses.dataclass
@@ -144,14 +154,14 @@ class Prepared:
     fn = _compiled(self.graphdef, member, norm, self.dtype)
     fooled = np.zeros(len(idx), bool)
     pred = np.zeros(len(idx), np.int32)
-    for s in range(0, len(idx), batch_size):
-      chunk = idx[s:s + batch_size]
+    for s, e in chunks(len(idx), batch_size):
+      chunk = idx[s:e]
       b = bucket(len(chunk), batch_size)
       (ci,) = inference.pad_to_multiple(b, chunk.astype(np.int32))
       f, p = fn(self.params, self.rest, images[ci], labels[ci], ci, jnp.float32(eps),
                 key, jnp.int32(rank or 0))
-      fooled[s:s + len(chunk)] = np.asarray(f)[:len(chunk)]
-      pred[s:s + len(chunk)] = np.asarray(p)[:len(chunk)]
+      fooled[s:e] = np.asarray(f)[:len(chunk)]
+      pred[s:e] = np.asarray(p)[:len(chunk)]
     return fooled, pred
 
 
