@@ -49,6 +49,12 @@ WHAT = {
                            "`experiments/configs/studies/augment_adversarial.py`",
     "augmentation_study": "Augmentation x robustness study (clean, MNIST-C / KMNIST-C, "
                           "PGD; 3 seeds): `experiments/augmentation_study.py`",
+    "robust_training": "The robust-training study (none, noise, fgsm_rs, pgd, trades x MNIST, "
+                       "KMNIST x 3 seeds; ensemble, mCE, smoothing): "
+                       "`experiments/robust_training_study.py`",
+    "mnist_robust": "The flagship robust MNIST model under the ensemble on all 10,000 test "
+                    "images: `experiments/configs/mnist_robust.py`, then "
+                    "`experiments/evaluate.py` with the adversarial preset",
     "conv_grad": "Conv weight-gradient formulations per layer: `benchmarks/conv_grad.py`",
     "corruptions": "Every corruption at every severity (pictures): "
                    "`experiments/make_corrupted.py --grid`",
