@@ -173,6 +173,22 @@ def test_square_exposes_masked_gradients(cnn):
       "masking_large_eps": {"attack": "apgd-ce", "eps": 0.5, "accuracy": 0.0}}) == []
 
 
+def test_a_weaker_attack_beating_the_stronger_is_flagged():
+  base = {"n": 32, "epsilons": [0.0, 0.1, 0.2],
+          "masking_large_eps": {"attack": "autoattack", "eps": 0.5, "accuracy": 0.0}}
+  flags = attack_eval.masking_flags({**base, "attacks": {
+      "pgd": {"accuracy": [0.62, 0.19, 0.0]},
+      "autoattack": {"accuracy": [0.62, 0.28, 0.09]}}})
+  assert flags == ["pgd beats autoattack: 19.0% against 28.0% at eps=0.1 (the stronger "
+                   "attack has too few steps or restarts, or the gradients mislead it)"]
+  flags = attack_eval.masking_flags({**base, "attacks": {
+      "fgsm": {"accuracy": [0.9, 0.3, 0.05]}, "pgd": {"accuracy": [0.9, 0.4, 0.0]}}})
+  assert len(flags) == 1 and flags[0].startswith("fgsm beats pgd: 30.0% against 40.0%")
+  assert attack_eval.masking_flags({**base, "attacks": {   # within 1 pp: no flag
+      "pgd": {"accuracy": [0.62, 0.275, 0.0]},
+      "autoattack": {"accuracy": [0.62, 0.28, 0.0]}}}) == []
+
+
 def test_evaluator_record_and_report(cnn, data_dir, tmp_path):
   restored, _, _, _ = cnn
   rec = attack_eval.run(restored, data_dir=data_dir, attacks="pgd,autoattack",

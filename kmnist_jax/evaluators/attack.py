@@ -123,6 +123,14 @@ def masking_flags(rec: dict) -> list[str]:
   s = strongest(list(atk))
   if s:
     acc = atk[s]["accuracy"]
+    for a in atk:      # a weaker attack finding more: too few steps, or masked gradients
+      if a in (s, "square"):         # Square beating the gradient attacks: checked above
+        continue
+      j = int(np.argmin(np.subtract(atk[a]["accuracy"], acc)))
+      if atk[a]["accuracy"][j] < acc[j] - 0.01:
+        flags.append(f"{a} beats {s}: {100 * atk[a]['accuracy'][j]:.1f}% against "
+                     f"{100 * acc[j]:.1f}% at eps={eps[j]:g} (the stronger attack has too "
+                     "few steps or restarts, or the gradients mislead it)")
     pos = [j for j, e in enumerate(eps) if e > 0]
     if len(pos) >= 2 and eps[pos[-1]] >= 2 * eps[pos[0]]:
       lo, hi = acc[pos[0]], acc[pos[-1]]
