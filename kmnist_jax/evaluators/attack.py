@@ -19,8 +19,8 @@ class and per attack, with gradient-masking checks, on the first `limit` test im
 Each attack runs on its own; ``autoattack`` runs its members in sequence on the points
 still robust and reports which member broke how many points. Gradient-masking checks
 (the record's ``masking``): Square breaking points the gradient attacks left (in the
-ensemble, or alone against them), robust accuracy that stays flat while epsilon
-doubles, and robust accuracy above 5% at ``masking_eps`` (at 0.5 every image can be
+ensemble, or alone against them), a weaker attack beating the strongest one of the
+record, robust accuracy that stays flat while epsilon doubles, and robust accuracy above 5% at ``masking_eps`` (at 0.5 every image can be
 moved to the uniform grey image, so a strong attack leaves at most about one class).
 """
 
