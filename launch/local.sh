@@ -65,8 +65,8 @@ case "$cmd" in
     ;;
   test)
     # Two pytest workers, each test file on one (its session fixtures built once): the
-    # suite is compile- and start-up-bound, so 2 workers on 2 cores took 16.5 min
-    # against 23.5 min in one process (AMD EPYC Zen 3). PYTEST_WORKERS=0: one process.
+    # suite is compile- and start-up-bound (one core each), so two workers use both
+    # cores. PYTEST_WORKERS=0: one process.
     workers="${PYTEST_WORKERS:-2}"
     xdist=()
     if [[ "$workers" != 0 ]]; then xdist=(-n "$workers" --dist loadfile); fi
