@@ -12,6 +12,10 @@
 #   adversarial  the augmentation study's none / noise policies under the ensemble
 #                (experiments/configs/studies/augment_adversarial.py)
 #                -> $OUT/augment_adversarial/$KIND/{report,runs}/
+#   anchors      (not in the default STEPS: ~1 h on an H100) the published MNIST budgets
+#                on the flagship's model: PGD-40 (step 0.01) for 83 epochs, as Madry et
+#                al., and TRADES (40 steps of 0.01, beta 6) for 100 epochs, each then
+#                the ensemble on all 10,000 test images -> $OUT/mnist_robust_{pgd40,trades}/$KIND/
 # Each study runs PARALLEL runs side by side (default 4) and starts no run after
 # MAX_MINUTES (default 4). Environment: PYTHON (default python3), WORK (workdirs,
 # default /tmp/kmnist_gpu_robust), OUT (default results; results/tmp/gpu_robust_tiny
@@ -20,8 +24,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 STEPS="${STEPS:-flagship robust adversarial}"
 for step in $STEPS; do           # every step checked before any runs
-  case "$step" in flagship|robust|adversarial) ;; *)
-    echo "error: unknown step '$step'; valid steps: flagship, robust, adversarial" >&2
+  case "$step" in flagship|robust|adversarial|anchors) ;; *)
+    echo "error: unknown step '$step'; valid steps: flagship, robust, adversarial, anchors" >&2
     exit 2 ;;
   esac
 done
@@ -69,6 +73,20 @@ for step in $STEPS; do
           --config experiments/configs/evals/adversarial.py "${ev[@]}" \
           "--config.evals.attack.epsilons=(0.0,0.1,0.2,0.3)" \
           --out "$OUT/mnist_robust/$KIND"
+      ;;
+    anchors)
+      for a in pgd40 trades; do
+        over=(--config.adversarial.steps=40 --config.adversarial.step_size=0.01)
+        if [[ "$a" == pgd40 ]]; then over+=(--config.num_epochs=83)
+        else over+=(--config.adversarial.method=trades --config.adversarial.beta=6.0
+                    --config.num_epochs=100); fi
+        "$PY" experiments/train.py --config experiments/configs/mnist_robust.py \
+            "${over[@]}" "${flag[@]}" --workdir "$WORK/mnist_robust_$a"
+        "$PY" experiments/evaluate.py --workdirs "$WORK/mnist_robust_$a" \
+            --config experiments/configs/evals/adversarial.py "${ev[@]}" \
+            "--config.evals.attack.epsilons=(0.0,0.1,0.2,0.3)" \
+            --out "$OUT/mnist_robust_$a/$KIND"
+      done
       ;;
     robust)
       "$PY" experiments/robust_training_study.py \

@@ -307,7 +307,7 @@ def test_gpu_robust_script_plans_its_studies(data_dir, tmp_path):
                      env=dict(os.environ, STEPS="robust flagshp"),
                      capture_output=True, text=True, timeout=60)
   assert p.returncode == 2 and p.stderr.strip().splitlines() == [
-      "error: unknown step 'flagshp'; valid steps: flagship, robust, adversarial"]
+      "error: unknown step 'flagshp'; valid steps: flagship, robust, adversarial, anchors"]
 
 
 # A benchmark command's flags parsed by its own script (absl), nothing run; the variant
