@@ -15,7 +15,7 @@ logistic-regression run per dataset (the mCE reference). Each model: the ensembl
 at MNIST eps 0.1 / 0.2 / 0.3, KMNIST 0.05 / 0.1 / 0.2, the masking checks, MNIST-C /
 KMNIST-C mCE on 1,000, smoothing (sigma 0.25, n = 1,000) on 100. Budget: sized for
 ~3 h on the 2-core CPU; the anchors train far longer (fast FGSM 10 epochs, PGD-40 ~83,
-TRADES 100 epochs on all 60,000 images). Result: not yet measured (docs/robustness.md).
+TRADES 100 epochs on all 60,000 images). Result: not yet measured (docs/training.md).
 """
 
 import ml_collections
