@@ -22,6 +22,7 @@ import time
 
 import pytest
 from test_checkpoint import damage
+from tiny_runs import jit_cache_env
 
 from kmnist_jax import checkpoint as ckpt_lib
 from kmnist_jax import lock
@@ -56,8 +57,10 @@ NEEDS_MOUNT = pytest.mark.skipif("not can_mount()",
 
 
 def env(data_dir):
+  """The scripts' environment: nearly every run here has the same config, so they
+  share a compilation cache (tiny_runs.jit_cache_env) and only the first compiles."""
   return dict(os.environ, KMNIST_JAX_DATA_DIR=data_dir, XLA_FLAGS="",
-              PYTHONUNBUFFERED="1")
+              PYTHONUNBUFFERED="1", **jit_cache_env("faults"))
 
 
 def command(workdir, *extra):

@@ -1,9 +1,12 @@
 """Tiny trained checkpoints shared by the evaluation tests: each is trained once per
 test session (per xdist worker) into the session's temporary folder and reused."""
 
+import atexit
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 
 from test_train import run as train_run
 from test_train import tiny
@@ -23,6 +26,28 @@ def workdir(tmp_path_factory, data_dir, name: str = "kmnist") -> str:
   if not (wd / "results.json").exists():
     train_run(tiny(data_dir, **SETTINGS[name]), wd)
   return str(wd)
+
+
+_JIT_CACHES: dict[str, str] = {}
+
+
+def jit_cache_env(name: str) -> dict:
+  """Environment variables that give the scripts a test file starts one after another
+  JAX's persistent compilation cache, in a folder of their own (`name`, one per test
+  process): a script run with the config of an earlier one (a resumed run, the same
+  command again) loads the programs that run compiled instead of compiling them again,
+  and the same programs give the same numbers. {} when KMNIST_JAX_TEST_JIT_CACHE=0
+  (as in conftest.py). Only for scripts that compile one at a time: without a size
+  limit JAX writes its entries unlocked (of several processes of one run, only
+  process 0 writes)."""
+  if os.environ.get("KMNIST_JAX_TEST_JIT_CACHE", "1") == "0":
+    return {}
+  if name not in _JIT_CACHES:
+    _JIT_CACHES[name] = tempfile.mkdtemp(prefix=f"kmnist_jax_{name}_jit_cache_")
+    atexit.register(shutil.rmtree, _JIT_CACHES[name], True)
+  return {"JAX_COMPILATION_CACHE_DIR": _JIT_CACHES[name],
+          "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+          "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
 
 
 def script(name, *args, data_dir, timeout=600):
