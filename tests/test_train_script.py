@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+from tiny_runs import jit_cache_env
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--config.train_limit=1024", "--config.test_limit=500", "--config.val_size=256",
         "--config.num_epochs=2", "--config.model_kwargs.widths=(8,16)",
@@ -13,7 +15,9 @@ TINY = ["--config.train_limit=1024", "--config.test_limit=500", "--config.val_si
 
 
 def train(workdir, *extra, data_dir, config="experiments/configs/kmnist_cnn.py"):
-  env = dict(os.environ, KMNIST_JAX_DATA_DIR=data_dir, XLA_FLAGS="")
+  # The runs here have one config: they share a compilation cache, the first compiles.
+  env = dict(os.environ, KMNIST_JAX_DATA_DIR=data_dir, XLA_FLAGS="",
+             **jit_cache_env("train_script"))
   cmd = [sys.executable, "experiments/train.py", f"--config={config}",
          f"--workdir={workdir}", *TINY, *extra]
   return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True,
