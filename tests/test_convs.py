@@ -12,6 +12,12 @@ from kmnist_jax.errors import UserError
 DN = ("NHWC", "HWIO", "NHWC")
 
 
+def normal(rng, shape):
+  """Test inputs: float32 standard normals from a seeded numpy Generator (an eager
+  jax.random draw compiles a threefry program per shape, seconds each on 2 cores)."""
+  return jnp.asarray(rng.standard_normal(shape, np.float32))
+
+
 @pytest.mark.parametrize("shape,kernel,stride,padding", [
     ((2, 28, 28, 1), (3, 3, 1, 4), (1, 1), "SAME"),
     ((2, 28, 28, 3), (3, 3, 3, 5), (1, 1), "VALID"),
@@ -24,18 +30,18 @@ DN = ("NHWC", "HWIO", "NHWC")
 ])
 @pytest.mark.parametrize("impl", ["im2col", "fwdconv", "auto"])
 def test_matches_lax_conv(shape, kernel, stride, padding, impl):
-  kx, kw = jax.random.split(jax.random.key(0))
-  x = jax.random.normal(kx, shape)
-  w = jax.random.normal(kw, kernel)
+  rng = np.random.default_rng(0)
+  x, w = normal(rng, shape), normal(rng, kernel)
   def ref(x, w):
     return lax.conv_general_dilated(x, w, stride, padding, dimension_numbers=DN)
   conv = ops.conv_fn(impl)
   def got(x, w):
     return conv(x, w, stride, padding, dimension_numbers=DN)
-  np.testing.assert_allclose(got(x, w), ref(x, w), rtol=1e-4, atol=1e-4)
-  def loss(f):
-    return lambda x, w: jnp.sum(jnp.sin(f(x, w)))
-  for a, b in zip(jax.grad(loss(got), (0, 1))(x, w), jax.grad(loss(ref), (0, 1))(x, w)):
+  # Each side under one jit, as in training (op by op, every operation compiles).
+  np.testing.assert_allclose(jax.jit(got)(x, w), jax.jit(ref)(x, w), rtol=1e-4, atol=1e-4)
+  def grads(f):
+    return jax.jit(jax.grad(lambda x, w: jnp.sum(jnp.sin(f(x, w))), (0, 1)))(x, w)
+  for a, b in zip(grads(got), grads(ref)):
     np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-3)
 
 
@@ -75,7 +81,8 @@ def test_gathered_columns_equal_the_concatenated_slices(shape, kernel, padding):
   """Stride-1 im2col is one gather; its values and gradient are bit-identical to the
   concatenation of shifted slices (and its autodiff transpose)."""
   kh, kw = kernel
-  x = jax.random.normal(jax.random.key(1), shape)
+  rng = np.random.default_rng(1)
+  x = normal(rng, shape)
   xp = jnp.pad(x, ((0, 0), *padding, (0, 0)))
   ho, wo = xp.shape[1] - kh + 1, xp.shape[2] - kw + 1
   def concat(x):
@@ -86,7 +93,7 @@ def test_gathered_columns_equal_the_concatenated_slices(shape, kernel, padding):
   got, got_vjp = jax.vjp(jax.jit(gathered), x)
   assert got.shape == (shape[0], ho, wo, kh * kw * shape[3])
   np.testing.assert_array_equal(got, want)
-  g = jax.random.normal(jax.random.key(2), got.shape)
+  g = normal(rng, got.shape)
   np.testing.assert_array_equal(got_vjp(g)[0], want_vjp(g)[0])
   # The gather really is the forward pass (not the slices).
   hlo = jax.jit(gathered).lower(x).as_text()
