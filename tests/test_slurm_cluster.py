@@ -376,7 +376,7 @@ def test_two_process_run_under_srun_stops_together_and_resumes_bit_identically(
     wait_for(lambda: checkpoint_steps(wd), "the job's first checkpoint", 300)
     p = cmd("scancel", "--signal=TERM", job, env=env)     # every process of the job
     assert p.returncode == 0, p.stderr
-    wait_for(lambda: "requeueing it" in text(log), "the job to requeue itself", 120)
+    wait_for(lambda: "requeueing it" in text(log), "the job to requeue itself", 300)
     wait_jobs([job], env)
     assert ref.wait(timeout=300) == 0, ref.stdout.read()[-3000:]
   finally:
