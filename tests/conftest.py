@@ -20,7 +20,8 @@ os.environ.pop("KMNIST_JAX_DATA_URL", None)
 # without it every run compiles again. Results are the same with or without it (the
 # determinism and resume tests compare numbers, which a cached executable reproduces);
 # KMNIST_JAX_TEST_JIT_CACHE=0 turns it off.
-# Set in jax.config, not the environment: subprocesses (the scripts' tests) keep their own.
+# Set in jax.config, not the environment: subprocesses (the scripts' tests) keep their own
+# (tiny_runs.jit_cache_env gives a file's scripts one where they rerun the same config).
 if os.environ.get("KMNIST_JAX_TEST_JIT_CACHE", "1") != "0":
   import jax  # noqa: E402
   jax.config.update("jax_compilation_cache_dir",
