@@ -18,15 +18,12 @@ DATASET:DIR) is read as the dataset it was trained on; a baseline or prebuilt se
 dataset no model is evaluated on is refused.
 """
 
-import os
-
 import _bootstrap  # noqa: F401  (XLA:CPU defaults before JAX starts)
 from absl import flags, logging
 
-from kmnist_jax import cli, evaluators
-from kmnist_jax.evaluators import attack, corruption
+from kmnist_jax import cli
 from kmnist_jax.experiments.configs.evals import robustness as preset
-from kmnist_jax.robustness import attacks, sets
+from kmnist_jax.robustness import attacks
 from kmnist_jax.studies import evaluate
 
 F = flags
@@ -39,7 +36,9 @@ F.DEFINE_string("severities", "1,2,3,4,5", "Comma-separated severities in 1..5."
 F.DEFINE_list("corrupted_dir", [], "Prebuilt sets: DATASET=DIR (make_corrupted.py).")
 F.DEFINE_integer("limit", 0, "First N test examples only (0: all).")
 F.DEFINE_integer("seed", 0, "Seed of the corruptions and of PGD's random start.")
-F.DEFINE_string("adversarial", "fgsm,pgd", "Attacks: fgsm, pgd, both, or none.")
+F.DEFINE_string("adversarial", "fgsm,pgd", "Attacks: a comma list of "
+                ", ".join(attacks.ATTACKS) + ", both (fgsm,pgd) or none; claims "
+                "need autoattack.")
 F.DEFINE_string("epsilons", ",".join(map(str, attacks.DEFAULT_EPSILONS)), "L-inf radii.")
 F.DEFINE_integer("pgd_steps", 10, "PGD iterations.")
 F.DEFINE_float("pgd_step_size", 0.0, "PGD step size (0: 2.5 * eps / steps).")
@@ -55,31 +54,13 @@ F.DEFINE_string("cjk_font", "auto", "Font for hiragana: auto, none, or a family 
 def main(argv):
   del argv
   logging.set_verbosity(logging.ERROR)
-  v = F.FLAGS
-  workdirs = [w for w in v.workdirs if w]
-  out = os.path.abspath(v.out or os.path.join(os.path.dirname(os.path.abspath(
-      workdirs[0].rstrip("/"))) if workdirs else ".", "robustness"))
-  cfg = preset.get_config().to_dict()
-  cfg["evals"]["corruption"].update(
-      corruptions=v.corruptions, severities=sets.parse_severities(v.severities),
-      limit=v.limit, seed=v.seed, batch_size=v.batch_size, baseline_step=v.step,
-      baseline=corruption.parse_dataset_dirs(  # a bare DIR: the dataset it learned
-          v.baseline, "--baseline",
-          infer=lambda p: evaluators.restore(p, v.step).config.dataset),
-      corrupted_dir={d: os.path.abspath(p) for d, p in corruption.parse_dataset_dirs(
-          v.corrupted_dir, "--corrupted_dir",
-          infer=lambda p: sets.read_manifest(p)["dataset"]).items()},
-      cache_dir=os.path.join(out, "corrupted"), progress=True, strict=True)
-  cfg["evals"]["attack"].update(
-      attacks=attack.parse_attacks(v.adversarial), epsilons=v.epsilons,
-      pgd_steps=v.pgd_steps, pgd_step_size=v.pgd_step_size, limit=v.adv_limit,
-      seed=v.seed, batch_size=min(v.batch_size, 500),
-      per_class_epsilon=v.per_class_epsilon, progress=True)
-  cfg.update(title="Robustness report", cjk_font=v.cjk_font)
+  workdirs = [w for w in F.FLAGS.workdirs if w]
+  cfg, out = preset.from_flags(F.FLAGS, workdirs)
   evaluate.run_config(
-      workdirs, cfg, step=v.step, out=out, dataset=v.dataset,
-      data_dir=v.data_dir or None, by="workdir", side_by_side=True, keep=("corrupted",),
-      options={"corruption": {"table": "table", "grid_examples": v.grid_examples}})
+      workdirs, cfg, step=F.FLAGS.step, out=out, dataset=F.FLAGS.dataset,
+      data_dir=F.FLAGS.data_dir or None, by="workdir", side_by_side=True,
+      keep=("corrupted",),
+      options={"corruption": {"table": "table", "grid_examples": F.FLAGS.grid_examples}})
 
 
 if __name__ == "__main__":

@@ -15,16 +15,18 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import types
 
 import numpy as np
 import pytest
 from test_train import run as train_run
 from test_train import tiny
 
-from kmnist_jax import data, evaluators, inference, metrics, train
+from kmnist_jax import data, inference, metrics, train
 from kmnist_jax.errors import UserError
 from kmnist_jax.evaluators import attack as attack_eval
 from kmnist_jax.evaluators import corruption as corruption_eval
+from kmnist_jax.experiments.configs.evals import robustness as robustness_preset
 from kmnist_jax.robustness import corruptions, sets
 from kmnist_jax.robustness import mce as rob
 from kmnist_jax.studies import evaluate
@@ -63,28 +65,22 @@ def robustness(workdirs, *, out, baseline=(), corrupted_dir=(), corruption_names
                severities="1,2,3,4,5", limit=0, seed=0, attacks="fgsm,pgd",
                epsilons="0,0.1", pgd_steps=3, adv_limit=1000, step="best",
                progress=False, data_dir=None, log=lambda *_: None):
-  """experiments/robustness.py's call: the corruption and attack evaluators on each
-  workdir (a column each, named by its folder), baselines given by hand (strict), the
-  corrupted sets built into and kept in `out`."""
-  evals = {
-      "corruption": dict(
-          type="corruption", corruptions=corruption_names,
-          severities=sets.parse_severities(severities), limit=limit, seed=seed,
-          baseline=corruption_eval.parse_dataset_dirs(
-              baseline, "--baseline",
-              infer=lambda p: evaluators.restore(p, step).config.dataset),
-          corrupted_dir={d: os.path.abspath(p) for d, p in corruption_eval.parse_dataset_dirs(
-              corrupted_dir, "--corrupted_dir",
-              infer=lambda p: sets.read_manifest(p)["dataset"]).items()},
-          baseline_step=step, cache_dir=os.path.join(out, "corrupted"),
-          progress=progress, strict=True),
-      "attack": dict(type="attack", attacks=attack_eval.parse_attacks(attacks),
-                     epsilons=epsilons, pgd_steps=pgd_steps, limit=adv_limit, seed=seed,
-                     progress=progress)}
-  return evaluate.run(workdirs, evals, out=out, step=step, data_dir=data_dir,
-                      title="Robustness report", cjk_font=None, by="workdir",
-                      side_by_side=True, keep=("corrupted",),
-                      options={"corruption": {"table": "table"}}, log=log)
+  """experiments/robustness.py's call, through its flag translation
+  (experiments/configs/evals/robustness.py's from_flags): the corruption and attack
+  evaluators on each workdir (a column each, named by its folder), baselines given by
+  hand (strict), the corrupted sets built into and kept in `out`."""
+  flags = types.SimpleNamespace(
+      out=out, corruptions=corruption_names, severities=severities, limit=limit,
+      seed=seed, batch_size=1000, step=step, baseline=list(baseline),
+      corrupted_dir=list(corrupted_dir), adversarial=attacks, epsilons=epsilons,
+      pgd_steps=pgd_steps, pgd_step_size=0.0, adv_limit=adv_limit,
+      per_class_epsilon=0.1, cjk_font="none")
+  cfg, out = robustness_preset.from_flags(flags, workdirs)
+  for e in cfg["evals"].values():
+    e["progress"] = progress
+  return evaluate.run_config(workdirs, cfg, step=step, out=out, data_dir=data_dir,
+                             by="workdir", side_by_side=True, keep=("corrupted",),
+                             options={"corruption": {"table": "table"}}, log=log)
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,8 @@ Result (all 10,000 images, the default kmnist_cnn): mCE 88.6%, relative mCE 360.
 against kmnist_logreg (results/robustness/cpu/robustness_cpu.md, docs/robustness.md).
 """
 
+import os
+
 import ml_collections
 
 
@@ -57,3 +59,30 @@ def get_config():
       batch_size=500,
   )
   return c
+
+
+def from_flags(v, workdirs):
+  """experiments/robustness.py's flags -> (this preset as a dict, the output folder)."""
+  from kmnist_jax import evaluators
+  from kmnist_jax.evaluators import attack, corruption
+  from kmnist_jax.robustness import sets
+  out = os.path.abspath(v.out or os.path.join(os.path.dirname(os.path.abspath(
+      workdirs[0].rstrip("/"))) if workdirs else ".", "robustness"))
+  cfg = get_config().to_dict()
+  cfg["evals"]["corruption"].update(
+      corruptions=v.corruptions, severities=sets.parse_severities(v.severities),
+      limit=v.limit, seed=v.seed, batch_size=v.batch_size, baseline_step=v.step,
+      baseline=corruption.parse_dataset_dirs(  # a bare DIR: the dataset it learned
+          v.baseline, "--baseline",
+          infer=lambda p: evaluators.restore(p, v.step).config.dataset),
+      corrupted_dir={d: os.path.abspath(p) for d, p in corruption.parse_dataset_dirs(
+          v.corrupted_dir, "--corrupted_dir",
+          infer=lambda p: sets.read_manifest(p)["dataset"]).items()},
+      cache_dir=os.path.join(out, "corrupted"), progress=True, strict=True)
+  cfg["evals"]["attack"].update(
+      attacks=attack.parse_attacks(v.adversarial), epsilons=v.epsilons,
+      pgd_steps=v.pgd_steps, pgd_step_size=v.pgd_step_size, limit=v.adv_limit,
+      seed=v.seed, batch_size=min(v.batch_size, 500),
+      per_class_epsilon=v.per_class_epsilon, progress=True)
+  cfg.update(title="Robustness report", cjk_font=v.cjk_font)
+  return cfg, out
