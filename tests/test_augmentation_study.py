@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import pytest
+from script_checks import assert_rerun_trains_nothing, one_error_line
 
 from kmnist_jax import config as config_lib
 from kmnist_jax import metrics
@@ -62,21 +63,15 @@ def test_tiny_study_end_to_end_then_skips_finished_runs(data_dir, tmp_path):
   assert rec["meta"]["git"]["commit"]
 
   # The same command again trains nothing and writes the same table.
-  mtimes = [os.path.getmtime(r) for r in recs]
-  p = study(wd, data_dir=data_dir)
-  assert p.returncode == 0, p.stderr[-3000:]
-  assert "2 finished before, 0 to run" in p.stdout, p.stdout[-2000:]
-  assert [os.path.getmtime(r) for r in recs] == mtimes
-  assert list(csv.DictReader(open(out / "table.csv"))) == rows
+  assert_rerun_trains_nothing(lambda: study(wd, data_dir=data_dir), recs, 2,
+                              out / "table.csv", rows)
 
 
 def test_bad_policy_fails_in_one_line_before_anything_loads(tmp_path):
   p = study(tmp_path / "w", "--config.study.policies=('none','afine(rot=15)')",
             data_dir=str(tmp_path / "nowhere"))
-  assert p.returncode == 2, p.stderr[-2000:]
-  errors = [line for line in p.stderr.splitlines() if line.startswith("error:")]
-  assert len(errors) == 1, p.stderr[-2000:]
-  assert "'afine'" in errors[0] and "affine, elastic" in errors[0]
+  error = one_error_line(p)
+  assert "'afine'" in error and "affine, elastic" in error
   assert not (tmp_path / "w").exists()
 
 

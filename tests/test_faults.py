@@ -21,6 +21,7 @@ import tempfile
 import time
 
 import pytest
+from script_checks import one_error_line
 from test_checkpoint import damage
 from tiny_runs import jit_cache_env
 
@@ -87,14 +88,6 @@ def no_traceback(p):
   assert "Traceback" not in p.stderr, p.stderr[-3000:]
 
 
-def one_line_error(p):
-  assert p.returncode == 2, (p.returncode, p.stderr[-3000:])
-  no_traceback(p)
-  errors = [line for line in p.stderr.splitlines() if line.startswith("error:")]
-  assert len(errors) == 1, p.stderr[-3000:]
-  return errors[0]
-
-
 def results(workdir):
   with open(os.path.join(workdir, "results.json")) as f:
     return json.load(f)
@@ -132,7 +125,7 @@ def reference(data_dir, tmp_path_factory):
 
 
 def test_second_run_on_a_busy_workdir_is_refused(reference):
-  msg = one_line_error(reference["second"])
+  msg = one_error_line(reference["second"])
   assert f"pid {reference['pid']}" in msg and "in use by another run" in msg
   assert "started 20" in msg and "experiments/train.py" in msg
   assert reference["second_s"] < 5, reference["second_s"]
@@ -192,7 +185,7 @@ def test_bit_flip_in_latest_params_then_train(reference, data_dir, tmp_path):
 def test_truncated_array_files_no_intact_checkpoint(reference, data_dir, tmp_path):
   wd, steps = copy_with_damage(reference, tmp_path, "truncate", "all")
   before = (wd / "results.json").read_text()
-  msg = one_line_error(train(wd, data_dir=data_dir))
+  msg = one_error_line(train(wd, data_dir=data_dir))
   assert "no intact checkpoint" in msg and all(f"step {s}:" in msg for s in steps)
   assert (wd / "results.json").read_text() == before   # never overwritten
 
@@ -226,7 +219,7 @@ def test_damaged_checkpoint_reads_collected_print_no_traceback(reference, data_d
   p = subprocess.run([sys.executable, "-c", _ANALYZE_GC, f"--workdirs={wd}",
                       f"--out={tmp_path / 'out'}"], cwd=REPO, env=env(data_dir),
                      capture_output=True, text=True, timeout=600)
-  msg = one_line_error(p)
+  msg = one_error_line(p)
   assert "no intact checkpoint" in msg and all(f"step {s}:" in msg for s in steps)
   assert "never retrieved" not in p.stderr
 
@@ -262,10 +255,10 @@ def test_read_only_workdirs(reference, data_dir, tmp_path):
   finished = tmp_path / "finished"
   shutil.copytree(reference["workdir"], finished)
   with read_only(empty):
-    msg = one_line_error(train(empty, data_dir=data_dir))
+    msg = one_error_line(train(empty, data_dir=data_dir))
     assert str(empty) in msg and "not writable" in msg
   with read_only(finished):
-    msg = one_line_error(train(finished, data_dir=data_dir))
+    msg = one_error_line(train(finished, data_dir=data_dir))
     assert str(finished) in msg and "not writable" in msg
 
 
@@ -282,12 +275,12 @@ def test_analyze_under_faults(reference, data_dir, tmp_path):
   assert f"step {steps[-2]}" in a.stdout
   assert results(wd) == good                     # nothing overwritten
   wd, _ = copy_with_damage(reference, tmp_path, "truncate", "all")
-  msg = one_line_error(analyze(wd, f"--out={tmp_path / 'a2'}", data_dir=data_dir))
+  msg = one_error_line(analyze(wd, f"--out={tmp_path / 'a2'}", data_dir=data_dir))
   assert "no intact checkpoint" in msg
   finished = tmp_path / "finished"
   shutil.copytree(reference["workdir"], finished)
   with read_only(finished):
-    msg = one_line_error(analyze(finished, data_dir=data_dir))
+    msg = one_error_line(analyze(finished, data_dir=data_dir))
     assert str(finished) in msg and "--out" in msg
     a = analyze(finished, f"--out={tmp_path / 'a3'}", data_dir=data_dir)
     assert a.returncode == 0, a.stderr[-3000:]     # reading needs no write access
@@ -302,7 +295,7 @@ def test_full_disk_is_one_line_and_leaves_nothing(data_dir, tmp_path, size):
   subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(wd)],
                  check=True)
   try:
-    msg = one_line_error(train(wd, data_dir=data_dir))
+    msg = one_error_line(train(wd, data_dir=data_dir))
     if size == "256k":
       assert "disk full" in msg and f"{wd}/checkpoints" in msg and "MB" in msg
       left = os.listdir(wd / "checkpoints")
@@ -338,21 +331,21 @@ def test_bad_flags_are_one_line(case, data_dir, tmp_path):
   if case == "workdir_is_file":
     f = tmp_path / "file"
     f.write_text("x")
-    msg = one_line_error(train(f, data_dir=data_dir))
+    msg = one_error_line(train(f, data_dir=data_dir))
     assert str(f) in msg and "is a file" in msg
   elif case == "config_missing":
     p = subprocess.run([sys.executable, "experiments/train.py", "--config=nope.py",
                         f"--workdir={tmp_path}"], cwd=REPO, env=env(data_dir),
                        capture_output=True, text=True)
-    msg = one_line_error(p)
+    msg = one_error_line(p)
     assert "'nope.py' does not exist" in msg and "kmnist_cnn.py" in msg
   elif case == "nested_field":
-    msg = one_line_error(train(tmp_path, "--config.model_kwargs.hiden_sizes=(4,8)",
+    msg = one_error_line(train(tmp_path, "--config.model_kwargs.hiden_sizes=(4,8)",
                                data_dir=data_dir))
     assert "'model_kwargs.hiden_sizes'" in msg and "did you mean hidden_sizes" in msg
     assert "config.model_kwargs: dropout, hidden_sizes" in msg
   else:
-    msg = one_line_error(train(tmp_path, "--config.num_epochs.x=1", data_dir=data_dir))
+    msg = one_error_line(train(tmp_path, "--config.num_epochs.x=1", data_dir=data_dir))
     assert "config.num_epochs is not a group of fields" in msg
   assert not (tmp_path / "checkpoints").exists()
 

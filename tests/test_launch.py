@@ -7,6 +7,8 @@ import os
 import shlex
 import subprocess
 
+from script_checks import one_error_line
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -25,11 +27,7 @@ def commands(p):
 
 
 def one_error(p):
-  assert p.returncode == 2, (p.returncode, p.stdout, p.stderr)
-  errors = [line for line in p.stderr.splitlines() if line.startswith("error:")]
-  assert len(errors) == 1, p.stderr
-  assert not p.stdout.strip()
-  return errors[0]
+  return one_error_line(p, quiet_stdout=True)
 
 
 def test_tpu_vm_dry_run_prints_every_step():

@@ -11,6 +11,7 @@ import sys
 
 import numpy as np
 import pytest
+from script_checks import assert_rerun_trains_nothing, one_error_line
 
 from kmnist_jax import config as config_lib
 from kmnist_jax import metrics
@@ -143,23 +144,16 @@ def test_tiny_study_end_to_end_summary_equals_its_records(data_dir, tmp_path):
     assert open(out / png, "rb").read(8) == b"\x89PNG\r\n\x1a\n", png
 
   # The same command again trains and attacks nothing and writes the same table.
-  files = sorted((wd / "runs").glob("*/record.json"))
-  mtimes = [os.path.getmtime(r) for r in files]
-  p = study(wd, baseline, data_dir=data_dir)
-  assert p.returncode == 0, p.stderr[-3000:]
-  assert "5 finished before, 0 to run" in p.stdout, p.stdout[-2000:]
-  assert [os.path.getmtime(r) for r in files] == mtimes
-  assert list(csv.DictReader(open(out / "table.csv"))) == rows
+  assert_rerun_trains_nothing(lambda: study(wd, baseline, data_dir=data_dir),
+                              sorted((wd / "runs").glob("*/record.json")), 5,
+                              out / "table.csv", rows)
 
 
 def test_bad_method_override_fails_in_one_line_before_anything_loads(tmp_path):
   p = study(tmp_path / "w", "--config.study.overrides.pgd.adversarial.method=pgdd",
             data_dir=str(tmp_path / "nowhere"))
-  assert p.returncode == 2, p.stderr[-2000:]
-  errors = [line for line in p.stderr.splitlines() if line.startswith("error:")]
-  assert len(errors) == 1, p.stderr[-2000:]
-  assert "'pgdd'" in errors[0] and "fgsm_rs, pgd, trades" in errors[0]
-  assert "Traceback" not in p.stderr
+  error = one_error_line(p)
+  assert "'pgdd'" in error and "fgsm_rs, pgd, trades" in error
   assert not (tmp_path / "w").exists()
 
 

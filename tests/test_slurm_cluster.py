@@ -33,6 +33,7 @@ import sys
 import time
 
 import pytest
+from script_checks import one_error_line
 
 from kmnist_jax import xla_cpu
 from kmnist_jax.studies import plan as plan_lib
@@ -407,14 +408,6 @@ AUG_TINY = ["--config.train_limit=512", "--config.test_limit=500",
             "--config.study.measure_costs=False", "--config.study.policies=('none',)"]
 
 
-def one_error(p) -> str:
-  assert p.returncode == 2, p.stdout[-2000:] + p.stderr[-2000:]
-  assert "Traceback" not in p.stderr, p.stderr[-3000:]
-  errors = [ln for ln in p.stderr.splitlines() if ln.startswith("error:")]
-  assert len(errors) == 1, p.stderr[-3000:]
-  return errors[0]
-
-
 @pytest.mark.slow   # real SLURM jobs (with real, tiny, training runs)
 def test_refused_submissions_leave_nothing_submitted(cluster, data_dir, tmp_path):
   env = slurm_env(KMNIST_JAX_DATA_DIR=data_dir)
@@ -425,7 +418,7 @@ def test_refused_submissions_leave_nothing_submitted(cluster, data_dir, tmp_path
                  *AUG_TINY, "--slurm", *extra, env=env)
   # An sbatch option SLURM rejects: its own message.
   wd = tmp_path / "bad_partition"
-  err = one_error(aug(wd, "--slurm_args=--partition=nope"))
+  err = one_error_line(aug(wd, "--slurm_args=--partition=nope"))
   assert err.startswith("error: sbatch refused the array: sbatch: error: invalid "
                         "partition specified: nope;"), err
   assert err.endswith("; nothing was submitted"), err
@@ -435,12 +428,12 @@ def test_refused_submissions_leave_nothing_submitted(cluster, data_dir, tmp_path
   conf.write_text(re.sub(r"(?m)^SlurmctldPort=.*$", "SlurmctldPort=9",
                          open(CONF).read()) + "MessageTimeout=2\n")
   wd = tmp_path / "unreachable"
-  err = one_error(aug(wd, env={**env, "SLURM_CONF": str(conf)}))
+  err = one_error_line(aug(wd, env={**env, "SLURM_CONF": str(conf)}))
   assert "Unable to contact slurm controller" in err and "nothing was submitted" in err
   assert not (wd / "slurm" / "jobs.json").exists()
   # No sbatch on PATH.
   wd = tmp_path / "no_sbatch"
-  err = one_error(aug(wd, env={**env, "PATH": "/nonexistent"}))
+  err = one_error_line(aug(wd, env={**env, "PATH": "/nonexistent"}))
   assert err == ("error: --slurm: sbatch is not on PATH (run on a SLURM login node, or "
                  "see the commands with --dry_run)")
   # The second array refused after the first was accepted: the first is cancelled.
@@ -456,7 +449,7 @@ def test_refused_submissions_leave_nothing_submitted(cluster, data_dir, tmp_path
   p = study("transfer_study.py", f"--workdir={wd}", *TRANSFER, "--slurm",
             "--slurm_args=--hold",
             env={**env, "PATH": f"{fake}{os.pathsep}{os.environ['PATH']}"})
-  err = one_error(p)
+  err = one_error_line(p)
   (job,) = job_ids(p.stdout)
   assert err == ("error: sbatch refused array 2 of 2: sbatch: error: Batch job "
                  "submission failed: Job dependency problem; nothing was submitted; "

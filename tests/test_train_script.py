@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+from script_checks import one_error_line
 from tiny_runs import jit_cache_env
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -43,31 +44,24 @@ def test_train_writes_everything_and_resumes(data_dir, tmp_path):
   assert sorted(os.listdir(wd / "checkpoints"))  # Orbax step dirs
 
 
-def one_line_error(p):
-  assert p.returncode == 2, (p.returncode, p.stderr[-2000:])
-  errors = [line for line in p.stderr.splitlines() if line.startswith("error:")]
-  assert len(errors) == 1, p.stderr[-2000:]
-  return errors[0]
-
-
 def test_bad_dataset_name(data_dir, tmp_path):
-  msg = one_line_error(train(tmp_path, "--config.dataset=kmnsit", data_dir=data_dir))
+  msg = one_error_line(train(tmp_path, "--config.dataset=kmnsit", data_dir=data_dir))
   assert "kmnsit" in msg and "kmnist" in msg and "fashion_mnist" in msg
 
 
 def test_missing_data_names_files_dir_and_env(tmp_path):
-  msg = one_line_error(train(tmp_path / "w", "--config.data_source=files",
+  msg = one_error_line(train(tmp_path / "w", "--config.data_source=files",
                              data_dir=str(tmp_path / "nowhere")))
   assert "nowhere" in msg and "KMNIST_JAX_DATA_DIR" in msg and "train-" in msg
 
 
 def test_workdir_of_other_config_refused(data_dir, tmp_path):
   assert train(tmp_path, "--config.num_epochs_stop=1", data_dir=data_dir).returncode == 0
-  msg = one_line_error(train(tmp_path, "--config.learning_rate=0.5", data_dir=data_dir))
+  msg = one_error_line(train(tmp_path, "--config.learning_rate=0.5", data_dir=data_dir))
   assert "learning_rate" in msg and "allow_config_mismatch" in msg
 
 
 def test_unknown_override_key_is_refused(data_dir, tmp_path):
-  msg = one_line_error(train(tmp_path, "--config.lerning_rate=0.1", data_dir=data_dir))
+  msg = one_error_line(train(tmp_path, "--config.lerning_rate=0.1", data_dir=data_dir))
   assert "lerning_rate" in msg and "did you mean learning_rate" in msg
   assert not (tmp_path / "checkpoints").exists()
