@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import json
 import os
-import statistics
 import sys
 import time
 import traceback
@@ -66,38 +65,6 @@ def method_label(method: str, steps: int) -> str:
 
 
 # ---- Workers --------------------------------------------------------------------------
-
-def _load_train(spec):
-  from kmnist_jax import data as data_lib
-  ds = data_lib.load("mnist", data_dir=spec["data_dir"], source="files", val_size=0)
-  train = ds.splits["train"]
-  return train.images, train.labels, ds.info.num_classes
-
-
-def _timed(call, spec) -> dict:
-  """First call, warm-up, then timed calls; call() -> (seconds, loss) of one chunk."""
-  first_s, _ = call()
-  for _ in range(spec["warmup"]):
-    call()
-  reps, losses = [], []
-  cpu0, busy0, t0 = os.times(), tp.cpu_busy_s(), time.perf_counter()
-  while len(reps) < spec["min_reps"] or sum(reps) < spec["seconds"]:
-    dt, loss = call()
-    reps.append(dt)
-    losses.append(loss)
-  wall = time.perf_counter() - t0
-  cpu1, busy1 = os.times(), tp.cpu_busy_s()
-  cpu = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
-  other = None if busy0 is None or busy1 is None else max(0.0, busy1 - busy0 - cpu) / wall
-  med = statistics.median(reps)
-  images = spec["chunk_steps"] * spec["batch"]
-  return {"img_per_s": images / med, "img_per_s_min": images / max(reps),
-          "img_per_s_max": images / min(reps), "reps": len(reps),
-          "steps_per_rep": spec["chunk_steps"], "rep_s": reps, "first_call_s": first_s,
-          "compile_s": max(0.0, first_s - med),
-          "cpu_util": cpu / wall if wall > 0 else None, "other_cpu": other,
-          "last_loss": losses[-1]}
-
 
 def _jax_worker(spec) -> dict:
   import jax
@@ -124,7 +91,7 @@ def _jax_worker(spec) -> dict:
 
   par = parallel.create(cfg.parallel)
   par.check_batch(cfg.batch_size)
-  images, labels, num_classes = _load_train(spec)
+  images, labels, num_classes = tp.load_train(spec, "mnist", val_size=0)
   n_train = len(labels)
   steps_per_epoch = n_train // cfg.batch_size
   chunk_steps = min(spec["chunk_steps"], steps_per_epoch)
@@ -156,7 +123,7 @@ def _jax_worker(spec) -> dict:
       raise FloatingPointError("loss became NaN/inf")
     return dt, float(m["loss_sum"]) / chunk_steps
 
-  out = _timed(call, dict(spec, chunk_steps=chunk_steps))
+  out = tp.timed_reps(call, dict(spec, chunk_steps=chunk_steps))
   full_kwargs = {**models.model_kwargs(cfg.model), **spec["model_kwargs"]}
   out.update(params=n_params, devices=par.num_replicas, mode=par.mode,
              describe=par.describe(), jax_version=jax.__version__,
@@ -173,7 +140,7 @@ def _torch_worker(spec) -> dict:
   torch.set_num_threads(spec["threads"])
   torch.manual_seed(0)
   channels_last = spec["variant"] == "channels_last"
-  images_np, labels_np, num_classes = _load_train(spec)
+  images_np, labels_np, num_classes = tp.load_train(spec, "mnist", val_size=0)
   images = torch.from_numpy(images_np).unsqueeze(1)           # uint8 [N,1,28,28]
   labels = torch.from_numpy(labels_np.astype(np.int64))
   n, b = len(labels), spec["batch"]
@@ -254,7 +221,7 @@ def _torch_worker(spec) -> dict:
       raise FloatingPointError("loss became NaN/inf")
     return dt, loss / chunk_steps
 
-  out = _timed(call, spec)
+  out = tp.timed_reps(call, spec)
   out.update(params=n_params, threads=torch.get_num_threads(),
              torch_version=torch.__version__)
   return out

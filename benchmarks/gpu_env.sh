@@ -1,8 +1,9 @@
-# Sourced by the prepared GPU checks (run_gpu.sh, run_gpu_perf.sh): prints the card, puts
-# this checkout (and, where the machine lacks them, the pure-Python wheels in ./.whl) on
-# PYTHONPATH, points KMNIST_JAX_DATA_DIR at ./.gpu_data unless it is set, and sets KIND,
-# the machine-kind folder of results/<what>/<kind>/ (e.g. gpu_h100, as the benchmarks'
-# own default: benchmarks/throughput.py machine_kind).
+# Sourced by the prepared GPU checks (run_gpu.sh, run_gpu_perf.sh; study_env.sh for the
+# study scripts): prints the card, puts this checkout (and, where the machine lacks
+# them, the pure-Python wheels in ./.whl) on PYTHONPATH, points KMNIST_JAX_DATA_DIR at
+# ./.gpu_data unless it is set, and sets KIND, the machine-kind folder of
+# results/<what>/<kind>/ (e.g. gpu_h100, as the benchmarks' own default:
+# benchmarks/throughput.py machine_kind).
 export PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 KIND="gpu_$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 \

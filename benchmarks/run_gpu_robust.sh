@@ -29,13 +29,8 @@ for step in $STEPS; do           # every step checked before any runs
     exit 2 ;;
   esac
 done
-PY="${PYTHON:-python3}"
-KIND="cpu"
-if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1; then
-  source benchmarks/gpu_env.sh     # sets KIND, e.g. gpu_h100
-fi
+source benchmarks/study_env.sh   # PY, KIND (cpu / gpu_<card>), PARALLEL
 WORK="${WORK:-/tmp/kmnist_gpu_robust}"
-PARALLEL="${PARALLEL:-4}"
 MAX_MINUTES="${MAX_MINUTES:-4}"
 flag=() ev=(--config.evals.attack.limit=0) rob=() adv=()
 if [[ "${TINY:-0}" == 1 ]]; then

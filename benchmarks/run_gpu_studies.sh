@@ -13,13 +13,8 @@
 # Environment: PYTHON (default python3), WORK (workdirs, default /tmp/kmnist_gpu_studies).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY="${PYTHON:-python3}"
-KIND="cpu"
-if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1; then
-  source benchmarks/gpu_env.sh     # sets KIND, e.g. gpu_h100
-fi
+source benchmarks/study_env.sh   # PY, KIND (cpu / gpu_<card>), PARALLEL
 WORK="${WORK:-/tmp/kmnist_gpu_studies}"
-PARALLEL="${PARALLEL:-4}"
 MAX_MINUTES="${MAX_MINUTES:-4.5}"
 aug=() tr=()
 if [[ "${TINY:-0}" == 1 ]]; then

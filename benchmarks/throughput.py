@@ -222,22 +222,25 @@ def model_kwargs(name: str) -> dict:
 
 # ---- Workers --------------------------------------------------------------------------
 
-def _load_train(spec):
+def load_train(spec, dataset="kmnist", **kw):
+  """(images, labels, classes) of `dataset`'s training split from spec["data_dir"]."""
   from kmnist_jax import data as data_lib
-  ds = data_lib.load("kmnist", data_dir=spec["data_dir"], source="files")
+  ds = data_lib.load(dataset, data_dir=spec["data_dir"], source="files", **kw)
   train = ds.splits["train"]
   return train.images, train.labels, ds.info.num_classes
 
 
-def _timed_reps(call, spec) -> dict:
-  """first call, warm-up, then timed calls; call() -> (seconds, loss) of one chunk."""
+def timed_reps(call, spec) -> dict:
+  """First call, warm-up, then timed calls (at least spec["min_reps"], until
+  spec["seconds"] or spec["max_reps"]); call() -> (seconds, loss) of one chunk."""
   first_s, _ = call()
   for _ in range(spec["warmup"]):
     call()
   reps, losses = [], []
   cpu0, busy0, t0 = os.times(), cpu_busy_s(), time.perf_counter()
   while (len(reps) < spec["min_reps"]
-         or (sum(reps) < spec["seconds"] and len(reps) < spec["max_reps"])):
+         or (sum(reps) < spec["seconds"]
+             and len(reps) < spec.get("max_reps", float("inf")))):
     dt, loss = call()
     reps.append(dt)
     losses.append(loss)
@@ -301,7 +304,7 @@ def _jax_worker(spec) -> dict:
 
   par = parallel.create(par_mode)
   par.check_batch(cfg.batch_size)
-  images, labels, num_classes = _load_train(spec)
+  images, labels, num_classes = load_train(spec)
   n_train = len(labels)
   steps_per_epoch = n_train // cfg.batch_size
   chunk_steps = spec["chunk_steps"] or train.chunk_steps_per_call(
@@ -339,7 +342,7 @@ def _jax_worker(spec) -> dict:
       raise FloatingPointError("loss became NaN/inf")
     return dt, float(m["loss_sum"]) / chunk_steps
 
-  out = _timed_reps(call, spec)
+  out = timed_reps(call, spec)
   if spec.get("profile_dir"):  # benchmarks/profile_step.py: trace a few more chunks
     with jax.profiler.trace(spec["profile_dir"]):
       for _ in range(spec["profile_chunks"]):
@@ -371,7 +374,7 @@ def _torch_worker(spec) -> dict:
   variant = spec["variant"]
   channels_last = variant == "channels_last"
 
-  images_np, labels_np, num_classes = _load_train(spec)
+  images_np, labels_np, num_classes = load_train(spec)
   images = torch.from_numpy(images_np).unsqueeze(1).to(device)    # uint8 [N,1,28,28]
   labels = torch.from_numpy(labels_np.astype(np.int64)).to(device)
   n, b = len(labels), spec["batch"]
@@ -424,7 +427,7 @@ def _torch_worker(spec) -> dict:
       raise FloatingPointError("loss became NaN/inf")
     return dt, loss / chunk_steps
 
-  out = _timed_reps(call, spec)
+  out = timed_reps(call, spec)
   out.update(params=n_params, threads=torch.get_num_threads(), variant=variant,
              torch_version=torch.__version__,
              device_kind=torch.cuda.get_device_name() if gpu else "cpu")
