@@ -14,7 +14,7 @@ import pytest
 from script_checks import assert_rerun_trains_nothing, one_error_line
 
 from kmnist_jax import config as config_lib
-from kmnist_jax import metrics
+from kmnist_jax import metrics, train
 from kmnist_jax.errors import UserError
 from kmnist_jax.studies import plan as plan_lib
 from kmnist_jax.studies import robust_training as rt
@@ -98,6 +98,13 @@ def test_tiny_study_end_to_end_summary_equals_its_records(data_dir, tmp_path):
     recs[f.parent.name.rsplit("-", 1)[0]] = rec
   assert sorted(recs) == ["baseline-mnist", "mnist-none-s0", "mnist-none-s1",
                           "mnist-pgd-s0", "mnist-pgd-s1"]
+  # Every evaluator read the run's best checkpoint (the most robust to the PGD check),
+  # and the record says how long evaluation took beside training.
+  for f in (wd / "runs").glob("*/record.json"):
+    rec = json.load(open(f))
+    for name, ev in rec["evals"].items():
+      assert ev["record"]["step"] == train.best_step(str(f.parent)), (f, name)
+    assert rec["wall_s"] > 0 and (rec.get("eval_s", 0) > 0) == bool(rec["evals"])
   pgd0 = recs["mnist-pgd-s0"]
   assert pgd0["config"]["adversarial"]["method"] == "pgd"
   assert pgd0["config"]["adversarial"]["eps"] == 0.3
@@ -113,7 +120,8 @@ def test_tiny_study_end_to_end_summary_equals_its_records(data_dir, tmp_path):
 
   for m in ("none", "pgd"):
     r0, r1 = recs[f"mnist-{m}-s0"], recs[f"mnist-{m}-s1"]
-    for name, fn in (("clean_acc", lambda r: r["results"]["test_accuracy"]),
+    for name, fn in (("clean_acc", lambda r: r["evals"]["corruption"]["record"][
+                                      "clean_accuracy"]),
                      ("robust_acc", lambda r: robust(r, 0.3)),
                      ("robust@0.1", lambda r: robust(r, 0.1)),
                      ("mce", lambda r: r["evals"]["corruption"]["record"]["mce"]),

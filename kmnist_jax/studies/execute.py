@@ -88,8 +88,12 @@ def execute_one(plan: Plan, run: Run, *, log=print) -> tuple[dict, bool]:
              "wall_s": time.time() - t0}
     todo = plan_lib.missing_evals(run, rec)
     if todo:
+      t1, kept = time.time(), len(todo) < len(run.evals)
       rec["evals"] = {**{n: v for n, v in rec.get("evals", {}).items()
                          if n in run.evals}, **_evaluate(run, plan, todo, log)}
+      # Seconds of evaluation (wall_s: of training); earlier passes count while
+      # some of their evaluators are kept.
+      rec["eval_s"] = time.time() - t1 + ((rec.get("eval_s") or 0.0) if kept else 0.0)
     rec["meta"] = io.run_meta()
     io.write_json(plan_lib.record_path(run), rec)
     if run.mirror:

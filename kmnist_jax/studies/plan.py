@@ -149,8 +149,12 @@ class Plan:
           raise UserError(f"run {r.name!r}: an evaluator names {REF}{name}, which the "
                           "run neither is built on nor waits for")
         return keys[name]
-      # An evaluator's key: its settings, a referenced run by that run's key.
-      r.eval_keys = {n: digest(map_refs(c, ref_key))[:16] for n, c in r.evals.items()}
+      # An evaluator's key: its settings, a referenced run by that run's key, and the
+      # checkpoint it reads when that is not the default (the last one).
+      step = self.options.get("eval_step", "latest")
+      r.eval_keys = {n: digest(map_refs(c, ref_key) if step == "latest" else
+                               {"settings": map_refs(c, ref_key), "step": step})[:16]
+                     for n, c in r.evals.items()}
     self.set_records_dir(self.options.get("records_dir", ""))
 
   def set_records_dir(self, path: str) -> None:
