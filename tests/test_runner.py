@@ -381,6 +381,43 @@ except Preempted as e:
 
 
 @pytest.mark.slow   # real (tiny) training runs, two worker processes
+def test_a_study_killed_outright_leaves_no_worker_and_resumes(data_dir, tmp_path):
+  """kill -9 on the runner (or a second Ctrl-C): each worker gets SIGTERM from the
+  kernel (PR_SET_PDEATHSIG), saves at its next chunk and exits."""
+  import signal
+  import time
+  plan = train_plan(tmp_path / "w", data_dir, train_limit=20000, num_epochs=30)
+  path = plan.save()
+  p = subprocess.Popen([sys.executable, "-c", STUDY_MAIN, path], cwd=REPO,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  logs = [os.path.join(r.workdir, "log.txt") for r in plan.runs]
+
+  def epochs(log):
+    return open(log).read().count("epoch ") if os.path.exists(log) else 0
+  t0 = time.time()
+  while not all(epochs(log) >= 2 for log in logs):     # both workers are training
+    assert p.poll() is None and time.time() - t0 < 300
+    time.sleep(0.5)
+  p.send_signal(signal.SIGKILL)
+  p.wait(timeout=30)
+  # Each worker saves at its next chunk, says so in its run's log and exits (without
+  # the signal it would train on: 30 epochs).
+  while not all("preempted: stopped by SIGTERM" in open(log).read() for log in logs):
+    assert time.time() - t0 < 600, [open(log).read()[-300:] for log in logs]
+    time.sleep(0.5)
+  while path in subprocess.run(["ps", "-eo", "args"], capture_output=True,
+                               text=True).stdout:
+    assert time.time() - t0 < 600, "a worker outlived its killed runner"
+    time.sleep(0.5)
+  for r in plan.runs:
+    assert not plan_lib.is_finished(r, local=True)
+  again = train_plan(tmp_path / "w", data_dir, train_limit=20000, num_epochs=30)
+  assert execute.execute(again, parallel=2, log=quiet) == {}
+  for r in again.runs:
+    assert "Resuming from" in open(os.path.join(r.workdir, "log.txt")).read()
+
+
+@pytest.mark.slow   # real (tiny) training runs, two worker processes
 def test_sigterm_to_a_side_by_side_study_stops_and_saves_every_worker(data_dir,
                                                                       tmp_path):
   import signal

@@ -258,6 +258,18 @@ def _sequential(plan: Plan, todo: list[int], status: Status, show,
 
 # ---- Side by side -----------------------------------------------------------------------
 
+def _term_with_parent() -> None:
+  """In the worker, before it starts (Linux): SIGTERM when the runner dies, so a
+  runner killed outright (a second signal, kill -9) leaves no worker behind: a worker
+  still training saves at its next chunk and exits; one that already got the runner's
+  forwarded SIGTERM takes this as the second signal and exits at once."""
+  try:
+    import ctypes
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)   # PR_SET_PDEATHSIG
+  except (OSError, AttributeError):
+    pass                  # not Linux: the worker ends when its stdin closes
+
+
 class _Worker:
   def __init__(self, k: int, n: int, plan_path: str, plan: Plan):
     env, cores = worker_env(k, n, plan)
@@ -269,7 +281,7 @@ class _Worker:
     self.proc = subprocess.Popen(
         [sys.executable, "-m", "kmnist_jax.studies.worker", f"--plan={plan_path}",
          "--worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.err,
-        env=env, cwd=io.REPO, text=True, bufsize=1)
+        env=env, cwd=io.REPO, text=True, bufsize=1, preexec_fn=_term_with_parent)
     self.current: int | None = None
     self.buf = b""
 
@@ -314,9 +326,12 @@ def serve(plan: Plan) -> None:
       msg = {"index": i, "ok": False, "error": str(e)}
     except Preempted as e:          # SIGTERM passed on by the study: report and end
       run_logger(run)(f"{PREEMPTED}{e}")
-      out.write(_MARK + json.dumps({"index": i, "ok": False,
-                                    "error": f"{PREEMPTED}{e}"}) + "\n")
-      out.flush()
+      try:
+        out.write(_MARK + json.dumps({"index": i, "ok": False,
+                                      "error": f"{PREEMPTED}{e}"}) + "\n")
+        out.flush()
+      except BrokenPipeError:       # the runner is gone (killed): nobody to tell
+        pass
       return
     except Exception as e:  # noqa: BLE001 - report it, keep serving the queue
       traceback.print_exc()
