@@ -69,7 +69,6 @@ def method_label(method: str, steps: int) -> str:
 def _jax_worker(spec) -> dict:
   import jax
   import ml_collections
-  import numpy as np
 
   from kmnist_jax import config as config_lib
   from kmnist_jax import models, parallel, train
@@ -107,22 +106,7 @@ def _jax_worker(spec) -> dict:
                                                 batch_size=cfg.batch_size,
                                                 chunk_steps=chunk_steps, par=par),
                          num_replicated=3)
-  starts = list(range(0, steps_per_epoch - chunk_steps + 1, chunk_steps))
-  pos = {"i": 0, "state": state}
-
-  def call():
-    epoch, start = divmod(pos["i"], len(starts))
-    pos["i"] += 1
-    t0 = time.perf_counter()
-    st, m = chunk_fn(pos["state"], *arrays, root, epoch, starts[start])
-    m = par.fetch(m)
-    jax.block_until_ready(st)
-    dt = time.perf_counter() - t0
-    pos["state"] = st
-    if int(m["first_bad_step"]) != np.iinfo(np.int32).max:
-      raise FloatingPointError("loss became NaN/inf")
-    return dt, float(m["loss_sum"]) / chunk_steps
-
+  call = tp.chunk_caller(chunk_fn, par, state, arrays, root, steps_per_epoch, chunk_steps)
   out = tp.timed_reps(call, dict(spec, chunk_steps=chunk_steps))
   full_kwargs = {**models.model_kwargs(cfg.model), **spec["model_kwargs"]}
   out.update(params=n_params, devices=par.num_replicas, mode=par.mode,

@@ -230,6 +230,29 @@ def load_train(spec, dataset="kmnist", **kw):
   return train.images, train.labels, ds.info.num_classes
 
 
+def chunk_caller(chunk_fn, par, state, arrays, root, steps_per_epoch, chunk_steps):
+  """call() -> (seconds, mean loss) of the next compiled training chunk, chunks walking
+  through the epochs as train_and_evaluate walks them (the state carried along)."""
+  import jax
+  import numpy as np
+  starts = list(range(0, steps_per_epoch - chunk_steps + 1, chunk_steps))
+  pos = {"i": 0, "state": state}
+
+  def call():
+    epoch, start = divmod(pos["i"], len(starts))
+    pos["i"] += 1
+    t0 = time.perf_counter()
+    st, m = chunk_fn(pos["state"], *arrays, root, epoch, starts[start])
+    m = par.fetch(m)  # what the training loop does after every chunk: a sync
+    jax.block_until_ready(st)
+    dt = time.perf_counter() - t0
+    pos["state"] = st
+    if int(m["first_bad_step"]) != np.iinfo(np.int32).max:
+      raise FloatingPointError("loss became NaN/inf")
+    return dt, float(m["loss_sum"]) / chunk_steps
+  return call
+
+
 def timed_reps(call, spec) -> dict:
   """First call, warm-up, then timed calls (at least spec["min_reps"], until
   spec["seconds"] or spec["max_reps"]); call() -> (seconds, loss) of one chunk."""
@@ -271,7 +294,6 @@ def timed_reps(call, spec) -> dict:
 def _jax_worker(spec) -> dict:
   import jax
   import ml_collections
-  import numpy as np
 
   from kmnist_jax import config as config_lib
   from kmnist_jax import models, parallel, train
@@ -326,22 +348,7 @@ def _jax_worker(spec) -> dict:
   chunk_fn = par.compile(
       train.make_train_chunk(train_step, n_train=n_train, batch_size=cfg.batch_size,
                              chunk_steps=chunk_steps, par=par), num_replicated=3)
-  starts = list(range(0, steps_per_epoch - chunk_steps + 1, chunk_steps))
-  pos = {"i": 0, "state": state}
-
-  def call():
-    epoch, start = divmod(pos["i"], len(starts))
-    pos["i"] += 1
-    t0 = time.perf_counter()
-    st, m = chunk_fn(pos["state"], *arrays, root, epoch, starts[start])
-    m = par.fetch(m)  # what the training loop does after every chunk: a sync
-    jax.block_until_ready(st)
-    dt = time.perf_counter() - t0
-    pos["state"] = st
-    if int(m["first_bad_step"]) != np.iinfo(np.int32).max:
-      raise FloatingPointError("loss became NaN/inf")
-    return dt, float(m["loss_sum"]) / chunk_steps
-
+  call = chunk_caller(chunk_fn, par, state, arrays, root, steps_per_epoch, chunk_steps)
   out = timed_reps(call, spec)
   if spec.get("profile_dir"):  # benchmarks/profile_step.py: trace a few more chunks
     with jax.profiler.trace(spec["profile_dir"]):
