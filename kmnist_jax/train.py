@@ -650,11 +650,14 @@ def _train_and_evaluate(cfg, workdir: str, log, stop: _StopFlag, t_start: float,
   test_metrics = evaluators["test"](state)
   results.update({f"test_{k}": v for k, v in test_metrics.items()})
   if history:
+    # Throughput of the epochs this call trained (all of them when it trained none:
+    # a finished run run again); train_s: the training time of every epoch, summed
+    # across resumptions (elapsed_s is this call's wall-clock only).
+    ran = history[start_epoch:] or history
     results.update(train_loss=history[-1]["train_loss"],
                    val_accuracy=history[-1].get("val_accuracy"),
-                   train_img_per_s=float(np.median(
-                       [h["train_img_per_s"] for h in history[start_epoch:]]))
-                   if len(history) > start_epoch else None)
+                   train_img_per_s=float(np.median([h["train_img_per_s"] for h in ran])),
+                   train_s=float(sum(h.get("epoch_time_s", 0.0) for h in history)))
   results = mlog.results(len(history) * steps_per_epoch, results)
   if jax.process_index() == 0:
     io.write_json(epath.Path(workdir) / "results.json", results)

@@ -164,6 +164,12 @@ def test_resume_matches_uninterrupted_run(data_dir, tmp_path):
   # Re-running a finished workdir trains nothing and reports the same numbers.
   again = run(tiny(data_dir, num_epochs=3, model_kwargs=kw), tmp_path / "resumed")
   assert again["test_loss"] == full["test_loss"]
+  # Training time covers every epoch across the resumption (elapsed_s: one call's
+  # wall-clock); a finished run run again still reports it and its throughput.
+  epochs = history(tmp_path / "resumed")
+  assert resumed["train_s"] == pytest.approx(sum(h["epoch_time_s"] for h in epochs))
+  assert resumed["train_s"] > part["train_s"] > 0
+  assert again["train_s"] == resumed["train_s"] and again["train_img_per_s"] > 0
 
 
 def test_restore_across_parallel_modes(data_dir, tmp_path):

@@ -233,7 +233,10 @@ def _metric_fns(types: dict, epsilons, radii, train_eps, cert_radius) -> dict:
       "rel_mce": lambda r: _first(r, types, "corruption").get("relative_mce"),
       "certified_acc": lambda r: _at(*_smoothing(r, types)[1:3], cert_radius),
       "acr": lambda r: _smoothing(r, types)[3],
-      "train_minutes": lambda r: (r["results"].get("elapsed_s") or 0.0) / 60.0,
+      # train_s: every epoch's training time, across resumptions (older records:
+      # elapsed_s, the last training call's wall-clock).
+      "train_minutes": lambda r: (r["results"].get("train_s")
+                                  or r["results"].get("elapsed_s") or 0.0) / 60.0,
   }
   for e in epsilons:
     if e > 0:
