@@ -30,7 +30,7 @@ import time
 import traceback
 
 from kmnist_jax import io, lock, stopping
-from kmnist_jax.errors import Preempted, UserError
+from kmnist_jax.errors import EXIT_PREEMPTED, Preempted, UserError
 from kmnist_jax.studies import plan as plan_lib
 from kmnist_jax.studies.plan import Plan, Run
 
@@ -47,6 +47,7 @@ STOP_MESSAGE = ("stopping the run at its next safe point (training: the next chu
                 "after a checkpoint; a transfer run: its next chunk, redone later)")
 PREEMPTED = "preempted: "
 CPUS_ENV = "KMNIST_JAX_WORKER_CPUS"
+RUNNER_ENV = "KMNIST_JAX_RUNNER_PID"    # a side-by-side worker's runner
 _MARK = "@@runner "      # a worker's answer line on its stdout
 
 
@@ -258,16 +259,22 @@ def _sequential(plan: Plan, todo: list[int], status: Status, show,
 
 # ---- Side by side -----------------------------------------------------------------------
 
-def _term_with_parent() -> None:
-  """In the worker, before it starts (Linux): SIGTERM when the runner dies, so a
-  runner killed outright (a second signal, kill -9) leaves no worker behind: a worker
-  still training saves at its next chunk and exits; one that already got the runner's
-  forwarded SIGTERM takes this as the second signal and exits at once."""
+def term_with_runner() -> None:
+  """A side-by-side worker's first step (Linux): ask for SIGTERM when its runner dies,
+  so a runner killed outright (a second signal, kill -9) leaves no worker behind: a
+  worker still training saves at its next chunk and exits; one that already got the
+  runner's forwarded SIGTERM takes this as the second signal and exits at once. (Asked
+  for by the worker itself: a fork hook in the runner, which has threads, is unsafe.)"""
+  runner = os.environ.get(RUNNER_ENV)
+  if not runner:
+    return
   try:
     import ctypes
     ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)   # PR_SET_PDEATHSIG
   except (OSError, AttributeError):
-    pass                  # not Linux: the worker ends when its stdin closes
+    return                # not Linux: the worker ends when its stdin closes
+  if os.getppid() != int(runner):       # the runner died before the request
+    sys.exit(EXIT_PREEMPTED)
 
 
 class _Worker:
@@ -281,7 +288,7 @@ class _Worker:
     self.proc = subprocess.Popen(
         [sys.executable, "-m", "kmnist_jax.studies.worker", f"--plan={plan_path}",
          "--worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.err,
-        env=env, cwd=io.REPO, text=True, bufsize=1, preexec_fn=_term_with_parent)
+        env={**env, RUNNER_ENV: str(os.getpid())}, cwd=io.REPO, text=True, bufsize=1)
     self.current: int | None = None
     self.buf = b""
 
