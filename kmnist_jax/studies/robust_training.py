@@ -163,6 +163,13 @@ def plan(cfg, workdir: str = "") -> plan_lib.Plan:
                        runs, options)
 
 
+def _train_s(rec: dict) -> float:
+  """Seconds of training: train_s (every epoch, across resumptions); older records:
+  elapsed_s (the last training call's wall-clock)."""
+  res = rec.get("results") or {}
+  return float(res.get("train_s") or res.get("elapsed_s") or 0.0)
+
+
 def _clean(rec: dict, types: dict):
   """(accuracy, per-class accuracy) of the evaluated checkpoint on clean test images:
   the corruption evaluator's clean column, else the attack's eps 0, else (no
@@ -235,8 +242,7 @@ def _metric_fns(types: dict, epsilons, radii, train_eps, cert_radius) -> dict:
       "acr": lambda r: _smoothing(r, types)[3],
       # train_s: every epoch's training time, across resumptions (older records:
       # elapsed_s, the last training call's wall-clock).
-      "train_minutes": lambda r: (r["results"].get("train_s")
-                                  or r["results"].get("elapsed_s") or 0.0) / 60.0,
+      "train_minutes": lambda r: _train_s(r) / 60.0,
   }
   for e in epsilons:
     if e > 0:
@@ -303,6 +309,7 @@ def summarize(records, plan: plan_lib.Plan) -> dict:
       rows.append(row)
   return {"study": plan.study, "options": opt, "rows": rows,
           "runs_wall_s": sum((r or {}).get("wall_s") or 0.0 for r in records),
+          "runs_train_s": sum(_train_s(r) for r in records if r),
           "runs_eval_s": sum((r or {}).get("eval_s") or 0.0 for r in records),
           "missing": [r.name for r, rec in zip(plan.runs, records) if rec is None]}
 
@@ -382,7 +389,7 @@ def render(summary: dict, report) -> None:
       f"Methods {ov}. Training eps per dataset {opt['train_eps']}; model "
       f"{opt['model']}, {opt['num_epochs']} epochs on {opt['train_limit'] or 'all'} "
       f"training images; seeds {opt['seeds']}; summed over the runs, training "
-      f"{summary['runs_wall_s'] / 60:.1f} min and evaluation "
+      f"{summary.get('runs_train_s', 0.0) / 60:.1f} min and evaluation "
       f"{summary.get('runs_eval_s', 0.0) / 60:.1f} min of wall-clock. Every evaluator "
       f"reads the run's {opt.get('eval_step', 'latest')} checkpoint (best: the epoch "
       "most robust to the training's PGD check); clean accuracy is on the corruption "
