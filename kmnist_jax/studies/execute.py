@@ -59,8 +59,7 @@ def _evaluate(run: Run, plan: Plan, names: list[str], log) -> dict:
   evals = plan_lib.map_refs({n: run.evals[n] for n in names},
                             lambda r: plan.by_name(r).workdir)
   log(f"{run.name}: evaluating {', '.join(names)}")
-  recs = evaluate_lib.evaluate(run.workdir, evals, step=plan.options.get("eval_step",
-                                                                           "latest"),
+  recs = evaluate_lib.evaluate(run.workdir, evals, step=plan.eval_step,
                                data_dir=plan.options.get("data_dir") or
                                run.config.get("data_dir") or None)
   return {n: {"key": run.eval_keys[n], "record": recs[n]} for n in names}

@@ -151,11 +151,16 @@ class Plan:
         return keys[name]
       # An evaluator's key: its settings, a referenced run by that run's key, and the
       # checkpoint it reads when that is not the default (the last one).
-      step = self.options.get("eval_step", "latest")
+      step = self.eval_step
       r.eval_keys = {n: digest(map_refs(c, ref_key) if step == "latest" else
                                {"settings": map_refs(c, ref_key), "step": step})[:16]
                      for n, c in r.evals.items()}
     self.set_records_dir(self.options.get("records_dir", ""))
+
+  @property
+  def eval_step(self) -> str:
+    """The checkpoint every evaluator of the plan reads (option ``eval_step``)."""
+    return self.options.get("eval_step", "latest")
 
   def set_records_dir(self, path: str) -> None:
     """Keep a copy of every record in `path` (``<name>-<key[:12]>.json``) and count a

@@ -23,8 +23,8 @@ baseline, ``smoothing`` the certified L2 accuracy.
 
 Every evaluator reads the run's best checkpoint (``EVAL_STEP``: the most robust epoch
 by the training's PGD check). Rows per (dataset, method): clean accuracy of that
-checkpoint (the corruption evaluator's clean test images), robust accuracy at each epsilon (the first
-attack of the first attack evaluator), mCE, relative mCE, certified accuracy at the
+checkpoint (the corruption evaluator's clean test images), robust accuracy at each
+epsilon (the first attack of the first attack evaluator), mCE, relative mCE, certified accuracy at the
 smoothing radii and the average certified radius, per-class robust accuracy at the
 training epsilon, training throughput and wall-clock, and catastrophic-overfitting
 collapses; every metric as mean ± std over seeds and as a paired difference to
@@ -308,7 +308,6 @@ def summarize(records, plan: plan_lib.Plan) -> dict:
             np.asarray(clean, np.float64)), 0).tolist()
       rows.append(row)
   return {"study": plan.study, "options": opt, "rows": rows,
-          "runs_wall_s": sum((r or {}).get("wall_s") or 0.0 for r in records),
           "runs_train_s": sum(_train_s(r) for r in records if r),
           "runs_eval_s": sum((r or {}).get("eval_s") or 0.0 for r in records),
           "missing": [r.name for r, rec in zip(plan.runs, records) if rec is None]}
