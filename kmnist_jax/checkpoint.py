@@ -23,6 +23,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import sys
 from typing import Any, Callable
@@ -155,12 +156,15 @@ class _DropOrbaxOrphanReads(logging.Filter):
   garbage-collected later, and asyncio then prints each with a full traceback on
   stderr. Whether that happens depends on timing (seen in loaded test runs). Only
   those records are dropped: a task or future whose exception went unretrieved and
-  was raised in Orbax's code (a task's coroutine frame is in that traceback too)."""
+  was raised in Orbax's code (a task's coroutine frame is in that traceback too), or
+  is TensorStore's read error, which its C++ sets on the future without any Python
+  frame (e.g. 'OUT_OF_RANGE: Error reading "params..." in OCDBT database ...')."""
 
   def filter(self, record: logging.LogRecord) -> bool:
     first = record.getMessage().split("\n", 1)[0]
     return not (first.endswith("exception was never retrieved")
-                and _raised_in_orbax(record.exc_info))
+                and (_raised_in_orbax(record.exc_info)
+                     or _tensorstore_read_error(record.exc_info)))
 
 
 def _raised_in_orbax(exc_info) -> bool:
@@ -171,6 +175,15 @@ def _raised_in_orbax(exc_info) -> bool:
       return True
     tb = tb.tb_next
   return False
+
+
+_TENSORSTORE_READ_ERROR = re.compile(r"^[A-Z_]+: Error (reading|opening) .* OCDBT database")
+
+
+def _tensorstore_read_error(exc_info) -> bool:
+  exc = exc_info[1] if exc_info else None
+  return (exc is not None and exc.__traceback__ is None
+          and bool(_TENSORSTORE_READ_ERROR.match(str(exc))))
 
 
 logging.getLogger("asyncio").addFilter(_DropOrbaxOrphanReads())
