@@ -166,3 +166,38 @@ def test_readme_is_a_guide_not_a_log():
     assert not history.findall(text), (name, history.findall(text)[:3])
   first = re.search(r"```bash\n(?:#.*\n)*(.*)", readme[readme.index("## Quickstart"):])
   assert first.group(1).startswith("bash launch/local.sh train")
+
+
+# ---- The README's robust-training table ------------------------------------------------
+
+STUDY = os.path.join(REPO, "benchmarks", "study_table.py")
+
+
+def test_robust_training_table_is_generated_from_the_report_and_checked(tmp_path):
+  """One row per method, a column group per dataset, each cell from the committed
+  report's summary (so from the runs' records); a stale table fails --check; a missing
+  report or no markers is one error line, exit 2."""
+  run = lambda *a: subprocess.run([sys.executable, STUDY, *a], capture_output=True,  # noqa: E731
+                                  text=True, cwd=REPO)
+  readme = tmp_path / "README.md"
+  readme.write_text("# x\n\n<!-- robust_training:begin -->\nold\n"
+                    "<!-- robust_training:end -->\n\nrest\n")
+  assert run(f"--readme={readme}", "--check").returncode == 1
+  assert run(f"--readme={readme}").returncode == 0
+  text = readme.read_text()
+  assert text.startswith("# x\n") and text.endswith("\n\nrest\n")
+  summary = json.load(open(os.path.join(
+      REPO, "results/robust_training/cpu_zen/report/metrics.json")))["robust_training_study"]
+  rows = [line for line in text.splitlines() if line.startswith("| `")]
+  assert [r.split("`")[1] for r in rows] == summary["options"]["methods"]
+  pgd = next(r for r in summary["rows"] if r["dataset"] == "mnist" and r["method"] == "pgd")
+  cell = f"{100 * pgd['robust_acc_mean']:.1f}"
+  assert cell in next(r for r in rows if r.startswith("| `pgd`")).split(" | ")[3]
+  assert "report/report.md" in text and "ε=0.3 %" in text
+  assert run(f"--readme={readme}", "--check").returncode == 0
+  assert run("--check").returncode == 0, "README.md's robust-training table is stale"
+  r = run(f"--readme={readme}", "--report=results/nothing_here")
+  assert r.returncode == 2 and r.stderr.count("\n") == 1 and "error:" in r.stderr
+  readme.write_text("nothing\n")
+  r = run(f"--readme={readme}")
+  assert r.returncode == 2 and r.stderr.count("\n") == 1 and "error:" in r.stderr
