@@ -380,10 +380,34 @@ except Preempted as e:
 """
 
 
+def test_the_runners_death_signal_is_one_stop_however_often_it_comes():
+  """The kernel sends a worker the parent-death signal once per thread of the dying
+  runner it is handed to: however many arrive, the worker sees one SIGTERM (a stop that
+  saves), never the second SIGTERM that means "exit at once, unsaved"."""
+  code = (
+      "import os, time\n"
+      f"os.environ[{execute.RUNNER_ENV!r}] = str(os.getppid())\n"
+      "from kmnist_jax import stopping\n"
+      "from kmnist_jax.studies import execute\n"
+      "execute.term_with_runner()\n"
+      "with stopping.StopOnSignal('stopping') as stop:\n"
+      "  for _ in range(3):\n"
+      "    os.kill(os.getpid(), execute.RUNNER_DIED)\n"
+      "    time.sleep(0.05)\n"
+      "  print('stopped by', stop.signame, flush=True)\n"
+      "print('alive')\n")
+  r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                     cwd=REPO, timeout=120)
+  assert r.returncode == 0, r.stderr
+  assert r.stdout.split("\n")[:2] == ["stopped by SIGTERM", "alive"]
+  assert r.stderr.count("received SIGTERM") == 1
+
+
 @pytest.mark.slow   # real (tiny) training runs, two worker processes
 def test_a_study_killed_outright_leaves_no_worker_and_resumes(data_dir, tmp_path):
-  """kill -9 on the runner (or a second Ctrl-C): each worker gets SIGTERM from the
-  kernel (PR_SET_PDEATHSIG), saves at its next chunk and exits."""
+  """kill -9 on the runner (or a second Ctrl-C): each worker gets the parent-death
+  signal from the kernel (PR_SET_PDEATHSIG), turned into one SIGTERM, saves at its next
+  chunk and exits."""
   import signal
   import time
   plan = train_plan(tmp_path / "w", data_dir, train_limit=20000, num_epochs=30)

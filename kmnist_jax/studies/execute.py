@@ -258,18 +258,35 @@ def _sequential(plan: Plan, todo: list[int], status: Status, show,
 
 # ---- Side by side -----------------------------------------------------------------------
 
+RUNNER_DIED = signal.SIGUSR2   # what the kernel sends a worker when its runner dies
+
+
 def term_with_runner() -> None:
-  """A side-by-side worker's first step (Linux): ask for SIGTERM when its runner dies,
+  """A side-by-side worker's first step (Linux): ask for a signal when its runner dies,
   so a runner killed outright (a second signal, kill -9) leaves no worker behind: a
   worker still training saves at its next chunk and exits; one that already got the
   runner's forwarded SIGTERM takes this as the second signal and exits at once. (Asked
-  for by the worker itself: a fork hook in the runner, which has threads, is unsafe.)"""
+  for by the worker itself: a fork hook in the runner, which has threads, is unsafe.)
+
+  The kernel sends the parent-death signal each time the worker is handed to another
+  thread of the dying runner, so it can come several times for one death; it is
+  therefore :data:`RUNNER_DIED`, turned into one SIGTERM here, rather than SIGTERM
+  itself, whose second delivery means "exit at once, unsaved"."""
   runner = os.environ.get(RUNNER_ENV)
   if not runner:
     return
+  told = []
+
+  def runner_died(signum, frame):
+    del signum, frame
+    if not told:
+      told.append(True)
+      os.kill(os.getpid(), signal.SIGTERM)
   try:
     import ctypes
-    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)   # PR_SET_PDEATHSIG
+    libc = ctypes.CDLL(None, use_errno=True)
+    signal.signal(RUNNER_DIED, runner_died)
+    libc.prctl(1, RUNNER_DIED)   # PR_SET_PDEATHSIG
   except (OSError, AttributeError):
     return                # not Linux: the worker ends when its stdin closes
   if os.getppid() != int(runner):       # the runner died before the request

@@ -13,6 +13,6 @@ from kmnist_jax import cli
 from kmnist_jax.studies import augmentation, execute, transfer  # noqa: F401 - run kinds
 
 if __name__ == "__main__":
-  execute.term_with_runner()  # SIGTERM when the runner dies
+  execute.term_with_runner()  # one SIGTERM when the runner dies
   execute.pin_from_env()     # this worker's cores, before anything starts JAX
   cli.worker_script()
