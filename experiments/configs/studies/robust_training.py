@@ -18,7 +18,7 @@ checkpoint. Budget: sized for ~3 h on the 2-core CPU; the anchors train far long
 (fast FGSM 10 epochs, PGD-40 ~83, TRADES 100 epochs on all 60,000 images). Result
 (3 seeds): MNIST at eps 0.3 pgd 72.8 +- 0.8%, trades 39.7 +- 12.7%, fgsm_rs 0.7%,
 none 0.0%; KMNIST at eps 0.1 pgd 74.8 +- 0.8%, fgsm_rs 68.0 +- 2.8%, none 0.2%
-(results/robust_training/cpu_zen/report, docs/training.md); measured ~3.2 h of
+(results/robust_training/cpu_zen/report, docs/training.md); measured ~3.3 h of
 wall-clock for the whole study, over the ~3 h sizing.
 """
 
