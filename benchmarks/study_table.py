@@ -12,13 +12,12 @@ minutes; one column group per dataset. The table sits between the README's `<!--
 and `<!-- robust_training:end -->` lines.
 """
 
-import json
 import os
 
 import readme_block
 from absl import flags
 
-from kmnist_jax import cli
+from kmnist_jax import cli, io
 from kmnist_jax.errors import UserError
 from kmnist_jax.reports import study_tables as tables
 
@@ -35,8 +34,7 @@ BEGIN, END = "<!-- robust_training:begin -->", "<!-- robust_training:end -->"
 def load(report: str) -> dict:
   path = os.path.join(REPO, report, "metrics.json")
   try:
-    with open(path) as f:
-      return json.load(f)["robust_training_study"]
+    return io.read_json(path)["robust_training_study"]
   except (OSError, ValueError, KeyError) as e:
     raise UserError(f"cannot read the robust-training summary {path}: "
                     f"{type(e).__name__}: {e}") from None

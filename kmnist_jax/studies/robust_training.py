@@ -24,8 +24,8 @@ baseline, ``smoothing`` the certified L2 accuracy.
 Every evaluator reads the run's best checkpoint (``EVAL_STEP``: the most robust epoch
 by the training's PGD check). Rows per (dataset, method): clean accuracy of that
 checkpoint (the corruption evaluator's clean test images), robust accuracy at each
-epsilon (the first attack of the first attack evaluator), mCE, relative mCE, certified accuracy at the
-smoothing radii and the average certified radius, per-class robust accuracy at the
+epsilon (the first attack of the first attack evaluator), mCE, relative mCE, certified
+accuracy at the smoothing radii and the average certified radius, per-class robust accuracy at the
 training epsilon, training throughput and wall-clock, and catastrophic-overfitting
 collapses; every metric as mean ± std over seeds and as a paired difference to
 ``none`` (same seed) with the studies' significance rule
@@ -240,8 +240,6 @@ def _metric_fns(types: dict, epsilons, radii, train_eps, cert_radius) -> dict:
       "rel_mce": lambda r: _first(r, types, "corruption").get("relative_mce"),
       "certified_acc": lambda r: _at(*_smoothing(r, types)[1:3], cert_radius),
       "acr": lambda r: _smoothing(r, types)[3],
-      # train_s: every epoch's training time, across resumptions (older records:
-      # elapsed_s, the last training call's wall-clock).
       "train_minutes": lambda r: _train_s(r) / 60.0,
   }
   for e in epsilons:
