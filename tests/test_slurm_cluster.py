@@ -24,10 +24,12 @@ worker).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -56,14 +58,15 @@ def cmd(*args, env=None, timeout=120) -> subprocess.CompletedProcess:
                         capture_output=True, text=True, timeout=timeout)
 
 
-def node_idle(env) -> bool:
+def node_up(env) -> bool:
+  """Whether the cluster answers with its node up (idle, or busy with earlier jobs)."""
   if not os.path.exists(env["SLURM_CONF"]):   # not up (sinfo would retry for seconds)
     return False
   try:
     p = cmd("sinfo", "--noheader", "--format=%T", env=env, timeout=30)
   except (OSError, subprocess.TimeoutExpired):
     return False
-  return p.returncode == 0 and "idle" in p.stdout
+  return p.returncode == 0 and any(s in p.stdout for s in ("idle", "mix", "alloc"))
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +74,7 @@ def cluster():
   """The local cluster's environment (SLURM_CONF); brings it up if needed."""
   env = slurm_env()
   started = False
-  if not node_idle(env):
+  if not node_up(env):
     why = os.environ.get("KMNIST_JAX_SLURM_SKIP", "")   # .ci/run: `up` failed, and why
     if why:
       print(f"skipping the SLURM cluster tests: {why}", file=sys.stderr)
@@ -137,6 +140,45 @@ def text(path) -> str:
   return open(path).read() if os.path.exists(path) else ""
 
 
+def task_pid(workdir, index: int) -> int | None:
+  """The process of array task `index` of the study in `workdir` (its worker), if up."""
+  plan = f"--plan={os.path.abspath(os.path.join(workdir, 'plan.json'))}"
+  for d in os.listdir("/proc"):
+    if not d.isdigit():
+      continue
+    try:
+      argv = open(f"/proc/{d}/cmdline", "rb").read().decode().split("\0")
+    except OSError:
+      continue
+    if plan in argv and f"--run_index={index}" in argv and "--requeue" in argv:
+      return int(d)
+  return None
+
+
+def elapsed_s(job: str, env) -> int:
+  """Seconds job `job` has run (squeue's [days-][hours:]minutes:seconds)."""
+  p = cmd("squeue", "--noheader", "--format=%M", f"--jobs={job}", env=env)
+  assert p.returncode == 0 and p.stdout.strip(), p.stdout + p.stderr
+  days, _, hms = p.stdout.strip().rpartition("-")
+  secs = 0
+  for part in hms.split(":"):
+    secs = 60 * secs + int(part)
+  return secs + 86400 * int(days or 0)
+
+
+def sigterm_pending(pid: int) -> bool:
+  """Whether SIGTERM waits (pending) for process `pid` (e.g. while it is stopped)."""
+  try:
+    lines = open(f"/proc/{pid}/status").readlines()
+  except OSError:   # it has ended
+    return False
+  for line in lines:
+    if line.startswith(("ShdPnd:", "SigPnd:")) and int(line.split()[1], 16) & (
+        1 << (signal.SIGTERM - 1)):
+      return True
+  return False
+
+
 NUMBERS = ("test_accuracy", "test_balanced_accuracy", "test_loss", "test_confusion",
            "train_loss", "epochs", "finished")
 
@@ -184,8 +226,7 @@ def local_reference(plan_path: str, workdir: str) -> subprocess.Popen:
 # ---- A study's array: preemption, time limit, requeue, report ---------------------------
 
 REDUCED = "experiments/configs/augment_study_reduced.py"
-# Two runs of a small CNN, a checkpoint every epoch, long enough (~20 s of training on
-# one core) that SLURM's time checks, every 30 s, send task 1 its warning mid-training.
+# Two runs of a small CNN, a checkpoint every epoch: each is stopped after its first.
 AUG = ["--config.train_limit=4096", "--config.test_limit=500", "--config.batch_size=64",
        "--config.eval_batch_size=250", "--config.num_epochs=12",
        "--config.parallel=single", "--config.progress_updates_per_epoch=4",
@@ -208,10 +249,6 @@ def test_study_array_preempted_and_time_limited_tasks_resume(cluster, data_dir,
   plan = plan_lib.load_plan(os.path.join(wd, "plan.json"))
   subs = json.load(open(os.path.join(wd, "slurm", "jobs.json")))["submissions"]
   assert subs == [{"jobs": [job], "arrays": [[0, 1]]}]
-  # Task 1: a time limit of one minute, below the script's warning time
-  # (--signal=B:TERM@120): SLURM warns it at its first time check after it starts.
-  p = cmd("scontrol", "update", f"JobId={job}_1", "TimeLimit=1", env=env)
-  assert p.returncode == 0, p.stderr
   ref = local_reference(os.path.join(wd, "plan.json"), str(tmp_path / "local"))
   try:
     logs = [os.path.join(wd, "slurm", f"augmentation_study-{job}_{i}.out")
@@ -221,18 +258,27 @@ def test_study_array_preempted_and_time_limited_tasks_resume(cluster, data_dir,
     wait_for(lambda: checkpoint_steps(runs[0].workdir), "task 0's first checkpoint", 240)
     p = cmd("scancel", "--batch", "--signal=TERM", f"{job}_0", env=env)
     assert p.returncode == 0, p.stderr
-    # Task 1 is warned again after each requeue (a warning before training starts
-    # stops it with nothing to save): once it has been stopped mid-training and
-    # requeued, lift its limit.
-    stopped = re.compile(r"stopped by SIGTERM at step [1-9]")
-
-    def requeued_mid_training():
-      out = text(logs[1])
-      m = stopped.search(out)
-      return m and "requeued SLURM job" in out[m.end():]
-    wait_for(requeued_mid_training, "task 1 stopped mid-training and requeued", 300)
-    p = cmd("scontrol", "update", f"JobId={job}_1", "TimeLimit=UNLIMITED", env=env)
-    assert p.returncode == 0, p.stderr
+    # Task 1: its time limit. Once it trains (a first checkpoint), it is frozen
+    # (SIGSTOP, so that it cannot finish first) and given a limit less than the
+    # script's warning time (--signal=B:TERM@120) away: SLURM's next time check (every
+    # 30 s) sends the warning (with SIGCONT, which thaws it). Once the task has it, the
+    # limit is lifted (so that the requeued task is not warned again); the task stops
+    # mid-training at its next chunk.
+    wait_for(lambda: checkpoint_steps(runs[1].workdir), "task 1's first checkpoint", 240)
+    pid = wait_for(lambda: task_pid(wd, 1), "task 1's process", 30)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+      used = elapsed_s(f"{job}_1", env)
+      p = cmd("scontrol", "update", f"JobId={job}_1", f"TimeLimit={used // 60 + 2}",
+              env=env)
+      assert p.returncode == 0, p.stderr
+      wait_for(lambda: sigterm_pending(pid) or "received SIGTERM" in text(logs[1]),
+               "SLURM's time limit warning to task 1", 180)
+      p = cmd("scontrol", "update", f"JobId={job}_1", "TimeLimit=UNLIMITED", env=env)
+      assert p.returncode == 0, p.stderr
+    finally:
+      with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGCONT)
     wait_jobs([job], env)
     assert ref.wait(timeout=600) == 0, ref.stdout.read()[-3000:]
   finally:
