@@ -1,15 +1,21 @@
-r"""The README's robust-training table, generated from the study's committed report.
+r"""The README's study tables, generated from the studies' committed reports.
 
-  python benchmarks/study_table.py            # rewrite the table in README.md
-  python benchmarks/study_table.py --check    # exit 1 if README.md's table is stale
+  python benchmarks/study_table.py            # rewrite both tables in README.md
+  python benchmarks/study_table.py --check    # exit 1 if a table in README.md is stale
 
-Source: results/robust_training/<kind>/report/metrics.json, which the study writes
-from its per-run records (`python experiments/robust_training_study.py ... --report_only`
-regenerates it). One row per training method: seeds finished, clean
+Robust training: results/robust_training/<kind>/report/metrics.json, which the study
+writes from its per-run records (`python experiments/robust_training_study.py ...
+--report_only` regenerates it). One row per training method: seeds finished, clean
 accuracy, accuracy under the study's attack at the training eps (mean +- std over
 seeds), its paired difference to `none` with its significance mark, mCE and training
-minutes; one column group per dataset. The table sits between the README's `<!-- robust_training:begin -->`
-and `<!-- robust_training:end -->` lines.
+minutes; one column group per dataset. Between the README's
+`<!-- robust_training:begin -->` and `<!-- robust_training:end -->` lines.
+
+Augmentation under attack: results/augment_adversarial/<kind>/report/metrics.json (the
+augmentation study with `experiments/configs/studies/augment_adversarial.py`). One row
+per dataset and eps: each policy's accuracy under PGD and under the ensemble, and each
+policy's paired difference to `none` under both (so the gap between a weak and a strong
+attack shows). Between `<!-- augment_adversarial:begin -->` and its `end` line.
 """
 
 import os
@@ -25,18 +31,24 @@ flags.DEFINE_bool("check", False, "Only check that README.md's table is up to da
 flags.DEFINE_string("readme", "", "README to update (default: the repo's README.md).")
 flags.DEFINE_string("report", "results/robust_training/cpu_zen/report",
                     "The robust-training study's report folder (relative to the repo).")
+flags.DEFINE_string("adversarial_report", "results/augment_adversarial/cpu_zen/report",
+                    "The augmentation-under-attack study's report folder (relative to "
+                    "the repo).")
 FLAGS = flags.FLAGS
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BEGIN, END = "<!-- robust_training:begin -->", "<!-- robust_training:end -->"
+ADV_BEGIN, ADV_END = "<!-- augment_adversarial:begin -->", "<!-- augment_adversarial:end -->"
+ATTACK_NAMES = {"pgd": "PGD", "autoattack": "ensemble"}
 
 
-def load(report: str) -> dict:
+def load(report: str, key: str = "robust_training_study",
+         what: str = "robust-training") -> dict:
   path = os.path.join(REPO, report, "metrics.json")
   try:
-    return io.read_json(path)["robust_training_study"]
+    return io.read_json(path)[key]
   except (OSError, ValueError, KeyError) as e:
-    raise UserError(f"cannot read the robust-training summary {path}: "
+    raise UserError(f"cannot read the {what} summary {path}: "
                     f"{type(e).__name__}: {e}") from None
 
 
@@ -79,11 +91,59 @@ def render(summary: dict, report: str) -> str:
   return "\n".join(lines)
 
 
+def render_adversarial(summary: dict, report: str, attacks=("pgd", "autoattack")) -> str:
+  """Rows (dataset, eps): every policy's accuracy under each of `attacks`, then each
+  policy's paired difference to `none` under each."""
+  rows = [r for r in summary["rows"] if r["seeds"]]
+  labels = [p["label"] for p in summary["options"]["policies"]
+            if any(r["policy"] == p["label"] for r in rows)]
+  eps = sorted({float(k.split("@")[1][:-5]) for r in rows for k in r
+                if k.startswith(f"{attacks[0]}@") and k.endswith("_mean")
+                and "_delta_" not in k})
+  names = [ATTACK_NAMES.get(a, a) for a in attacks]
+  head = ["dataset (seeds)", "ε"] + [f"`{p}` {n} %" for p in labels for n in names]
+  head += [f"Δ `{p}` {n} (pp)" for p in labels if p != "none" for n in names]
+  lines = [ADV_BEGIN, "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+  by = {(r["dataset"], r["policy"]): r for r in rows}
+  def zero(e):   # every policy at 0 under every attack: a row that says nothing
+    return all(not r.get(f"{a}@{e:g}_mean") for r in rows for a in attacks)
+  dropped = [e for e in eps if zero(e)]
+  for d in summary["options"]["datasets"]:
+    have = [by[(d, p)] for p in labels if (d, p) in by]
+    if not have:
+      continue
+    seeds = "/".join(str(r["seeds"]) for r in have)
+    for e in (e for e in eps if e not in dropped):
+      cells = [f"{d.upper()} ({seeds})", f"{e:g}"]
+      for p in labels:
+        r = by.get((d, p), {})
+        cells += [tables.pm(r.get(f"{a}@{e:g}_mean"), r.get(f"{a}@{e:g}_std"), digits=1)
+                  for a in attacks]
+      for p in labels:
+        if p != "none":
+          cells += [tables.delta(by.get((d, p), {}), f"{a}@{e:g}", digits=1)
+                    for a in attacks]
+      lines.append("| " + " | ".join(cells) + " |")
+  lines += ["", "Accuracy under attack (L∞, the attack evaluator's test images), mean ± "
+            "std over seeds; Δ: paired difference to `none` (same seed), `*` the studies' "
+            "screening rule, `**` a paired t-test at 5%; seeds: per policy"
+            + "".join(f"; at ε {e:g} every model is at 0%" for e in dropped) + "; "
+            f"[report]({report}/report.md). Generated by "
+            "`python benchmarks/study_table.py`.", ADV_END]
+  return "\n".join(lines)
+
+
 def main(argv):
   del argv
-  readme_block.update(FLAGS.readme or os.path.join(REPO, "README.md"), BEGIN, END,
-                      render(load(FLAGS.report), FLAGS.report),
+  readme = FLAGS.readme or os.path.join(REPO, "README.md")
+  readme_block.update(readme, BEGIN, END, render(load(FLAGS.report), FLAGS.report),
                       what="robust-training table", script="study_table.py",
+                      check=FLAGS.check)
+  readme_block.update(readme, ADV_BEGIN, ADV_END,
+                      render_adversarial(load(FLAGS.adversarial_report,
+                                              "augmentation_study", "augmentation"),
+                                         FLAGS.adversarial_report),
+                      what="augmentation-under-attack table", script="study_table.py",
                       check=FLAGS.check)
 
 

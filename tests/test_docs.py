@@ -181,11 +181,12 @@ def test_robust_training_table_is_generated_from_the_report_and_checked(tmp_path
                                   text=True, cwd=REPO)
   readme = tmp_path / "README.md"
   readme.write_text("# x\n\n<!-- robust_training:begin -->\nold\n"
-                    "<!-- robust_training:end -->\n\nrest\n")
+                    "<!-- robust_training:end -->\n\nrest\n"
+                    "<!-- augment_adversarial:begin -->\n<!-- augment_adversarial:end -->\n")
   assert run(f"--readme={readme}", "--check").returncode == 1
   assert run(f"--readme={readme}").returncode == 0
   text = readme.read_text()
-  assert text.startswith("# x\n") and text.endswith("\n\nrest\n")
+  assert text.startswith("# x\n") and "\n\nrest\n<!-- augment_adversarial:begin" in text
   summary = json.load(open(os.path.join(
       REPO, "results/robust_training/cpu_zen/report/metrics.json")))["robust_training_study"]
   rows = [line for line in text.splitlines() if line.startswith("| `")]
@@ -201,3 +202,35 @@ def test_robust_training_table_is_generated_from_the_report_and_checked(tmp_path
   readme.write_text("nothing\n")
   r = run(f"--readme={readme}")
   assert r.returncode == 2 and r.stderr.count("\n") == 1 and "error:" in r.stderr
+
+
+def test_augmentation_under_attack_table_is_generated_from_the_report(tmp_path):
+  """One row per dataset and eps (eps where every model is at 0% are named, not shown):
+  each policy's accuracy under PGD and the ensemble and its paired difference to
+  `none`, each cell from the committed report's summary; a stale table fails --check."""
+  run = lambda *a: subprocess.run([sys.executable, STUDY, *a], capture_output=True,  # noqa: E731
+                                  text=True, cwd=REPO)
+  readme = tmp_path / "README.md"
+  readme.write_text("<!-- robust_training:begin -->\n<!-- robust_training:end -->\n"
+                    "<!-- augment_adversarial:begin -->\nold\n"
+                    "<!-- augment_adversarial:end -->\n")
+  assert run(f"--readme={readme}", "--check").returncode == 1
+  assert run(f"--readme={readme}").returncode == 0, "write"
+  text = readme.read_text()
+  summary = json.load(open(os.path.join(
+      REPO, "results/augment_adversarial/cpu_zen/report/metrics.json")))["augmentation_study"]
+  rows = [ln.split(" | ") for ln in text.splitlines()
+          if ln.startswith("| MNIST") or ln.startswith("| KMNIST")]
+  shown = sorted({float(r[1]) for r in rows})
+  by = {(r["dataset"], r["policy"]): r for r in summary["rows"]}
+  for e in (0.05, 0.1, 0.2):
+    values = [by[k].get(f"{a}@{e:g}_mean") for k in by for a in ("pgd", "autoattack")]
+    assert (e in shown) == any(values), (e, shown)
+  row = next(r for r in rows if r[0] == f"| MNIST ({by[('mnist', 'none')]['seeds']}/"
+             f"{by[('mnist', 'noise')]['seeds']})" and float(r[1]) == 0.1)
+  noise = by[("mnist", "noise")]
+  assert row[4].startswith(f"{100 * noise['pgd@0.1_mean']:.1f}")
+  assert row[5].startswith(f"{100 * noise['autoattack@0.1_mean']:.1f}")
+  assert row[7].startswith(f"{100 * noise['autoattack@0.1_delta_mean']:+.1f}")
+  assert "report/report.md" in text
+  assert run(f"--readme={readme}", "--check").returncode == 0
