@@ -173,18 +173,22 @@ def test_readme_is_a_guide_not_a_log():
 STUDY = os.path.join(REPO, "benchmarks", "study_table.py")
 
 
+def study_table(*args) -> subprocess.CompletedProcess:
+  """benchmarks/study_table.py with `args`."""
+  return subprocess.run([sys.executable, STUDY, *args], capture_output=True, text=True,
+                        cwd=REPO)
+
+
 def test_robust_training_table_is_generated_from_the_report_and_checked(tmp_path):
   """One row per method, a column group per dataset, each cell from the committed
   report's summary (so from the runs' records); a stale table fails --check; a missing
   report or no markers is one error line, exit 2."""
-  run = lambda *a: subprocess.run([sys.executable, STUDY, *a], capture_output=True,  # noqa: E731
-                                  text=True, cwd=REPO)
   readme = tmp_path / "README.md"
   readme.write_text("# x\n\n<!-- robust_training:begin -->\nold\n"
                     "<!-- robust_training:end -->\n\nrest\n"
                     "<!-- augment_adversarial:begin -->\n<!-- augment_adversarial:end -->\n")
-  assert run(f"--readme={readme}", "--check").returncode == 1
-  assert run(f"--readme={readme}").returncode == 0
+  assert study_table(f"--readme={readme}", "--check").returncode == 1
+  assert study_table(f"--readme={readme}").returncode == 0
   text = readme.read_text()
   assert text.startswith("# x\n") and "\n\nrest\n<!-- augment_adversarial:begin" in text
   summary = json.load(open(os.path.join(
@@ -195,12 +199,12 @@ def test_robust_training_table_is_generated_from_the_report_and_checked(tmp_path
   cell = f"{100 * pgd['robust_acc_mean']:.1f}"
   assert cell in next(r for r in rows if r.startswith("| `pgd`")).split(" | ")[3]
   assert "report/report.md" in text and "ε=0.3 %" in text
-  assert run(f"--readme={readme}", "--check").returncode == 0
-  assert run("--check").returncode == 0, "README.md's robust-training table is stale"
-  r = run(f"--readme={readme}", "--report=results/nothing_here")
+  assert study_table(f"--readme={readme}", "--check").returncode == 0
+  assert study_table("--check").returncode == 0, "README.md's robust-training table is stale"
+  r = study_table(f"--readme={readme}", "--report=results/nothing_here")
   assert r.returncode == 2 and r.stderr.count("\n") == 1 and "error:" in r.stderr
   readme.write_text("nothing\n")
-  r = run(f"--readme={readme}")
+  r = study_table(f"--readme={readme}")
   assert r.returncode == 2 and r.stderr.count("\n") == 1 and "error:" in r.stderr
 
 
@@ -208,14 +212,12 @@ def test_augmentation_under_attack_table_is_generated_from_the_report(tmp_path):
   """One row per dataset and eps (eps where every model is at 0% are named, not shown):
   each policy's accuracy under PGD and the ensemble and its paired difference to
   `none`, each cell from the committed report's summary; a stale table fails --check."""
-  run = lambda *a: subprocess.run([sys.executable, STUDY, *a], capture_output=True,  # noqa: E731
-                                  text=True, cwd=REPO)
   readme = tmp_path / "README.md"
   readme.write_text("<!-- robust_training:begin -->\n<!-- robust_training:end -->\n"
                     "<!-- augment_adversarial:begin -->\nold\n"
                     "<!-- augment_adversarial:end -->\n")
-  assert run(f"--readme={readme}", "--check").returncode == 1
-  assert run(f"--readme={readme}").returncode == 0, "write"
+  assert study_table(f"--readme={readme}", "--check").returncode == 1
+  assert study_table(f"--readme={readme}").returncode == 0, "write"
   text = readme.read_text()
   summary = json.load(open(os.path.join(
       REPO, "results/augment_adversarial/cpu_zen/report/metrics.json")))["augmentation_study"]
@@ -233,4 +235,4 @@ def test_augmentation_under_attack_table_is_generated_from_the_report(tmp_path):
   assert row[5].startswith(f"{100 * noise['autoattack@0.1_mean']:.1f}")
   assert row[7].startswith(f"{100 * noise['autoattack@0.1_delta_mean']:+.1f}")
   assert "report/report.md" in text
-  assert run(f"--readme={readme}", "--check").returncode == 0
+  assert study_table(f"--readme={readme}", "--check").returncode == 0
