@@ -182,11 +182,12 @@ def run() -> int:
          for w in FLAGS.ensemble_workdirs for n in FLAGS.ensemble_n]
   meta = tp.machine_meta("cpu", cores)
   lines = [f"# Attack speed: JAX vs torchattacks ({meta['cpu_model']}, {cores} cores)", "",
-           f"`{meta['command']}`", "",
-           f"{FLAGS.n} {restored.config.dataset} test images, eps {FLAGS.eps:g}, batch "
-           f"{FLAGS.batch}; image-steps per second (forward + backward of one image).", "",
-           "| attack | JAX | torchattacks | ratio | robust acc % JAX / torch |",
-           "|---|---|---|---|---|", *rows]
+           f"`{meta['command']}`"]
+  if rows:    # --attacks= (empty): the ensemble timing only
+    lines += ["", f"{FLAGS.n} {restored.config.dataset} test images, eps {FLAGS.eps:g}, "
+              f"batch {FLAGS.batch}; image-steps per second (forward + backward of one "
+              "image).", "", "| attack | JAX | torchattacks | ratio | robust acc % JAX / "
+              "torch |", "|---|---|---|---|---|", *rows]
   if ens:
     lines += ["", f"Full autoattack (APGD-CE -> APGD-T x 9 -> Square 5,000) at eps "
               f"{FLAGS.ensemble_eps:g}, compilation included:", "",
