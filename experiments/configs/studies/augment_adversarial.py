@@ -13,8 +13,8 @@ PGD-10 (one start) and by `autoattack` (APGD-CE -> APGD-T, 9 targets -> Square),
 with the masking check at eps 0.5. Square gets 1,000 queries here (AutoAttack's
 standard is 5,000) to fit the CPU; the masking check says whether it found anything
 the gradient attacks missed. Current result (3 seeds): at eps 0.1 noise buys +13.4 pp
-(MNIST) and +3.2 pp (KMNIST) under the ensemble where PGD-10 credits +27.6 / +12.8; at
-eps 0.05 +16.6 / +26.4 (README table, docs/augmentation.md).
+(MNIST) and +3.7 pp (KMNIST) under the ensemble where PGD-10 credits +27.6 / +12.6; at
+eps 0.05 +16.6 / +25.6 (README table, docs/augmentation.md).
 """
 
 from kmnist_jax.experiments.configs.studies import augment_robustness
